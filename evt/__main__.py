@@ -1,0 +1,28 @@
+"""The ``evt`` command's entry point.
+
+``evt append`` runs in shell loops, so its common forms are parsed here without
+importing typer or rich (see ``evt.cli.append.parse_fast``); everything else, and
+anything the fast parser does not recognise, goes to the typer app.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args[:1] == ["append"]:
+        from .cli.append import parse_fast, run_append
+        from .cli.boundary import guarded
+
+        request = parse_fast(args[1:])
+        if request is not None:
+            return guarded(run_append, request)
+    from .cli.app import run
+
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

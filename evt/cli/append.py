@@ -1,0 +1,234 @@
+"""``evt append``: its options, a typer-free parser for its hot path, and the command.
+
+``evt append`` is called once per event from shell loops, so start-up time counts:
+``parse_fast`` reads the documented options without importing typer (or rich, or
+pydantic unless a model is configured). It returns None for anything it does not
+recognise (``--help``, an unknown option, a malformed value) and the typer command
+then parses and reports it; both build the same ``AppendRequest``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from ..errors import InvalidInput, UsageError
+
+VALUE_OPTIONS = {
+    "--id": "id",
+    "--schema-version": "schema_version",
+    "--source": "source",
+    "--correlation-id": "correlation_id",
+    "--causation-id": "causation_id",
+    "--meta": "meta",
+    "--metadata": "metadata",
+    "--expect": "expect",
+    "--ndjson": "ndjson",
+    "--db": "db",
+    "--config": "config",
+    "--model": "model",
+    "--format": "format",
+}
+FLAG_OPTIONS = {"--quiet": "quiet", "-q": "quiet", "--no-validate": "no_validate"}
+FORMATS = ("table", "json", "ndjson")
+
+
+class AppendRequest:
+    "What one ``evt append`` call asks for."
+
+    def __init__(
+        self,
+        stream: str | None = None,
+        type: str | None = None,
+        data: str | None = None,
+        *,
+        ndjson: str | None = None,
+        id: str | None = None,
+        schema_version: int = 1,
+        source: str | None = None,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+        meta: list[str] | tuple[str, ...] = (),
+        metadata: str | None = None,
+        expect: str = "any",
+        quiet: bool = False,
+        no_validate: bool = False,
+        format: str | None = None,
+        db: str | None = None,
+        config: str | None = None,
+        model: str | None = None,
+    ):
+        self.stream = stream
+        self.type = type
+        self.data = data
+        self.ndjson = ndjson
+        self.id = id
+        self.schema_version = schema_version
+        self.source = source
+        self.correlation_id = correlation_id
+        self.causation_id = causation_id
+        self.meta = list(meta)
+        self.metadata = metadata
+        self.expect = expect
+        self.quiet = quiet
+        self.no_validate = no_validate
+        self.format = format
+        self.db = db
+        self.config = config
+        self.model = model
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, AppendRequest) and vars(self) == vars(other)
+
+    def __repr__(self) -> str:
+        return f"AppendRequest({vars(self)!r})"
+
+
+def parse_fast(args: list[str]) -> AppendRequest | None:
+    "The request for well-formed ``evt append`` arguments; None to let typer handle them."
+    values: dict = {"meta": []}
+    positional: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if arg == "-" or not arg.startswith("-"):
+            positional.append(arg)
+            continue
+        name, eq, inline = arg.partition("=")
+        if name in FLAG_OPTIONS and not eq:
+            values[FLAG_OPTIONS[name]] = True
+            continue
+        if name not in VALUE_OPTIONS:
+            return None
+        if eq:
+            value = inline
+        elif i < len(args):
+            value = args[i]
+            i += 1
+        else:
+            return None
+        key = VALUE_OPTIONS[name]
+        if key == "meta":
+            values["meta"].append(value)
+        else:
+            values[key] = value
+    if len(positional) > 3 or values.get("format", "ndjson") not in FORMATS:
+        return None
+    version = values.pop("schema_version", "1")
+    if not version.lstrip("-").isdigit():
+        return None
+    return AppendRequest(*positional, schema_version=int(version), **values)
+
+
+def read_argument(text: str) -> bytes:
+    "DATA as given: ``-`` is stdin, ``@path`` a file, anything else the text itself."
+    if text == "-":
+        return sys.stdin.buffer.read()
+    if text.startswith("@"):
+        try:
+            with open(text[1:], "rb") as f:
+                return f.read()
+        except OSError as e:
+            raise UsageError(f"cannot read {text[1:]}: {e.strerror}") from None
+    return text.encode()
+
+
+def parse_object(text: str | bytes, what: str) -> dict:
+    from ..envelope import loads
+
+    try:
+        value = loads(text)
+    except (ValueError, RecursionError) as e:
+        raise InvalidInput(f"{what} is not valid JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{what} must be a JSON object, not {type(value).__name__}")
+    return value
+
+
+def single_event(req: AppendRequest):
+    from ..envelope import NewEvent
+
+    if req.stream is None or req.type is None:
+        raise UsageError("append needs STREAM and TYPE (or --ndjson FILE); see evt append --help")
+    data = parse_object(read_argument(req.data), "DATA") if req.data is not None else {}
+    metadata = parse_object(req.metadata, "--metadata") if req.metadata is not None else {}
+    for item in req.meta:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise UsageError(f"--meta takes KEY=VALUE, not {item!r}")
+        metadata[key] = value
+    return NewEvent(
+        req.stream,
+        req.type,
+        data,
+        id=req.id,
+        version=req.schema_version,
+        source=req.source,
+        correlation_id=req.correlation_id,
+        causation_id=req.causation_id,
+        metadata=metadata,
+        expected=req.expect,
+    )
+
+
+BATCH_CONFLICTS = ("stream", "type", "data", "id", "source", "correlation_id", "causation_id", "metadata")
+
+
+def batch_events(req: AppendRequest):
+    from ..ndjson import read_events
+
+    given = [name for name in BATCH_CONFLICTS if getattr(req, name) is not None] + (["meta"] if req.meta else [])
+    if given or req.expect != "any" or req.schema_version != 1:
+        raise UsageError("--ndjson takes every field from its lines; drop STREAM, TYPE, DATA and the envelope options")
+    if req.ndjson == "-":
+        return read_events(sys.stdin.buffer)
+    try:
+        source = open(req.ndjson, "rb")
+    except OSError as e:
+        raise UsageError(f"cannot read {req.ndjson}: {e.strerror}") from None
+    return read_events(source)
+
+
+def run_append(req: AppendRequest) -> int:
+    from ..envelope import parse_expected
+    from .context import Context
+
+    if req.format is not None and req.format not in FORMATS:
+        raise UsageError(f"unknown format {req.format!r} (choose from {', '.join(FORMATS)})")
+    try:
+        parse_expected(req.expect)
+    except InvalidInput as e:
+        raise UsageError(f"--expect: {e}") from None
+    events = batch_events(req) if req.ndjson is not None else [single_event(req)]
+    ctx = Context(req.db, req.config, req.model)
+    created = not os.path.exists(ctx.db_path)
+    try:
+        store = ctx.open(create=True)
+        positions = store.write(events, validate=not req.no_validate)
+    except BaseException:
+        if created:
+            remove_store_files(ctx.db_path)  # bad input leaves nothing behind, not even an empty store
+        raise
+    if not req.quiet:
+        print_events(store, positions, req.format)
+    store.close()
+    return 0
+
+
+def print_events(store, positions: list[int], requested: str | None) -> None:
+    from ..output import ENVELOPE_COLUMNS, choose_format, print_table, write_json_lines
+
+    fmt = choose_format(requested)
+    if fmt == "table":
+        print_table((e.to_dict() for e in store.events_at(positions)), ENVELOPE_COLUMNS)
+    else:
+        write_json_lines(store.json_at(positions), fmt)
+
+
+def remove_store_files(path: str) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        try:
+            os.remove(path + suffix)
+        except OSError:
+            pass

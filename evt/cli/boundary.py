@@ -1,0 +1,42 @@
+"""The CLI boundary: errors become one ``evt: …`` line on stderr and an exit code."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from typing import Any, Callable
+
+INTERRUPTED = 130
+
+
+def fail(message: str, code: int) -> int:
+    sys.stderr.write(f"evt: {message}\n")
+    sys.stderr.flush()
+    return code
+
+
+def guarded(fn: Callable[..., Any], *args: Any) -> int:
+    """Run a command; map evt's errors, Ctrl-C and a closed pipe to exit codes.
+
+    ``EVT_DEBUG=1`` lets the traceback through instead.
+    """
+    from ..errors import EvtError
+
+    # A closed pipe (evt read | head -1) ends evt quietly, as it does cat or grep.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    try:
+        result = fn(*args)
+        return result if isinstance(result, int) else 0
+    except EvtError as e:
+        if os.environ.get("EVT_DEBUG"):
+            raise
+        return fail(str(e), e.exit_code)
+    except KeyboardInterrupt:
+        if os.environ.get("EVT_DEBUG"):
+            raise
+        return INTERRUPTED
+    except Exception as e:  # a bug: say so in one line, unless debugging
+        if os.environ.get("EVT_DEBUG"):
+            raise
+        return fail(f"internal error: {type(e).__name__}: {e} (EVT_DEBUG=1 shows the traceback)", 1)

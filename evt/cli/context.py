@@ -1,0 +1,34 @@
+"""What a command runs against: the configuration, the store and the user's model."""
+
+from __future__ import annotations
+
+from ..config import Config
+from ..store import Store
+
+
+class Context:
+    "The options every command shares (``--db``, ``--config``, ``--model``), resolved."
+
+    def __init__(self, db: str | None = None, config: str | None = None, model: str | None = None):
+        self.config = Config.load(config)
+        self.db_path = self.config.db(db)
+        self.model_spec = self.config.model(model)
+        self._model = None
+
+    def model(self):
+        "The user's model, loaded once; None when none is configured."
+        if self._model is None and self.model_spec:
+            from ..model import load_model
+
+            self._model = load_model(self.model_spec)
+        return self._model
+
+    def open(self, *, create: bool = False, with_model: bool = True) -> Store:
+        "The store; read commands never create one (``create=False``)."
+        return Store(
+            self.db_path,
+            create=create,
+            busy_timeout=self.config.busy_timeout(),
+            synchronous=self.config.synchronous(),
+            model=self.model() if with_model else None,
+        )

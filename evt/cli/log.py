@@ -1,0 +1,196 @@
+"""Commands over the log itself: append, read, tail, streams, stats."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from ..output import ENVELOPE_COLUMNS, choose_format, emit, print_table, write_json_lines
+from ..query import Filter
+from ..timeutil import parse_time_bound
+from .append import AppendRequest, run_append
+from .context import Context
+from .options import Category, ConfigFile, Correlation, Db, Format, From, ModelSpec, Raw, Since, Since, To, Types, Until
+
+
+def register(app: typer.Typer) -> None:
+    app.command(no_args_is_help=True)(append)
+    app.command()(read)
+    app.command()(tail)
+    app.command()(streams)
+    app.command()(stats)
+
+
+def append(
+    stream: Annotated[Optional[str], typer.Argument(help="The stream, e.g. order-ord_123.", show_default=False)] = None,
+    type: Annotated[Optional[str], typer.Argument(help="The event type, e.g. order.placed.", show_default=False)] = None,
+    data: Annotated[Optional[str], typer.Argument(help="A JSON object, @FILE, or - for stdin [default: {}].", show_default=False)] = None,
+    ndjson: Annotated[Optional[str], typer.Option("--ndjson", help="Append a batch: one envelope per line from FILE (- for stdin), all or nothing.", show_default=False)] = None,
+    id: Annotated[Optional[str], typer.Option("--id", help="The event id (an idempotency key) [default: a new time-ordered id].", show_default=False)] = None,
+    schema_version: Annotated[int, typer.Option("--schema-version", help="The schema version of DATA.")] = 1,
+    source: Annotated[Optional[str], typer.Option("--source", help="The originating service.", show_default=False)] = None,
+    correlation_id: Annotated[Optional[str], typer.Option("--correlation-id", help="The request chain's id.", show_default=False)] = None,
+    causation_id: Annotated[Optional[str], typer.Option("--causation-id", help="The id of what caused this event.", show_default=False)] = None,
+    meta: Annotated[Optional[list[str]], typer.Option("--meta", help="A metadata entry KEY=VALUE; repeatable.", show_default=False)] = None,
+    metadata: Annotated[Optional[str], typer.Option("--metadata", help="Metadata as a JSON object.", show_default=False)] = None,
+    expect: Annotated[str, typer.Option("--expect", help="The stream's expected revision: N (0: must not exist), any, exists.")] = "any",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing.")] = False,
+    no_validate: Annotated[bool, typer.Option("--no-validate", help="Skip schema validation (trusted imports).")] = False,
+    format: Format = None,
+    db: Db = None,
+    config: ConfigFile = None,
+    model: ModelSpec = None,
+) -> int:
+    """Append events to a stream; print what was stored.
+
+    One call is one transaction: all of its events or none.
+    """
+    return run_append(
+        AppendRequest(
+            stream,
+            type,
+            data,
+            ndjson=ndjson,
+            id=id,
+            schema_version=schema_version,
+            source=source,
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+            meta=meta or [],
+            metadata=metadata,
+            expect=expect,
+            quiet=quiet,
+            no_validate=no_validate,
+            format=format,
+            db=db,
+            config=config,
+            model=model,
+        )
+    )
+
+
+def build_filter(
+    stream: str | None,
+    category: str | None = None,
+    types: list[str] | None = None,
+    correlation_id: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    start: int | None = None,
+    end: int | None = None,
+    limit: int | None = None,
+    backwards: bool = False,
+) -> Filter:
+    return Filter(
+        stream=stream,
+        category=category,
+        types=types or (),
+        correlation_id=correlation_id,
+        since=parse_time_bound(since, "--since") if since else None,
+        until=parse_time_bound(until, "--until") if until else None,
+        start=start,
+        end=end,
+        limit=limit,
+        backwards=backwards,
+    )
+
+
+def print_envelopes(store, filter: Filter, fmt: str, raw: bool) -> None:
+    if fmt == "table":
+        print_table((e.to_dict() for e in store.read(filter, raw=raw)), ENVELOPE_COLUMNS)
+    else:
+        write_json_lines(store.read_json(filter, raw=raw), fmt)
+
+
+def read(
+    stream: Annotated[Optional[str], typer.Argument(help="Read one stream [default: the whole log].", show_default=False)] = None,
+    category: Category = None,
+    type: Types = None,
+    correlation_id: Correlation = None,
+    since: Since = None,
+    until: Until = None,
+    from_: From = None,
+    to: To = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=0, help="At most N events.", show_default=False)] = None,
+    backwards: Annotated[bool, typer.Option("--backwards", help="Newest first.")] = False,
+    raw: Raw = False,
+    format: Format = None,
+    db: Db = None,
+    config: ConfigFile = None,
+    model: ModelSpec = None,
+) -> None:
+    """Print events: the whole log or one stream, filtered. Bounds are inclusive."""
+    ctx = Context(db, config, model)
+    fmt = choose_format(format)
+    filter = build_filter(stream, category, type, correlation_id, since, until, from_, to, limit, backwards)
+    print_envelopes(ctx.open(), filter, fmt, raw)
+
+
+def tail(
+    stream: Annotated[Optional[str], typer.Argument(help="Tail one stream [default: the whole log].", show_default=False)] = None,
+    n: Annotated[int, typer.Option("-n", "--lines", min=0, help="How many of the last events to print.")] = 10,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new events as they are appended, until interrupted.")] = False,
+    category: Category = None,
+    type: Types = None,
+    correlation_id: Correlation = None,
+    raw: Raw = False,
+    format: Format = None,
+    db: Db = None,
+    config: ConfigFile = None,
+    model: ModelSpec = None,
+) -> None:
+    """Print the last N events; with -f, keep following the log."""
+    ctx = Context(db, config, model)
+    fmt = choose_format(format)
+    store = ctx.open()
+    filter = build_filter(stream, category, type, correlation_id)
+    if follow and stream is not None and not store.stream_revision(stream):
+        last = []  # following a stream that does not exist yet: wait for it
+    else:
+        last = list(store.read(filter.replace(limit=n, backwards=True), raw=raw))[::-1]
+    after = last[-1].position if last else store.head()
+    if fmt == "table":
+        print_table((e.to_dict() for e in last), ENVELOPE_COLUMNS)
+        if follow:
+            for event in store.follow(filter, after=after, raw=raw):
+                print_table([event.to_dict()], ENVELOPE_COLUMNS)
+        return
+    lines = [e.to_json() for e in last]
+    if follow:
+        import itertools
+
+        lines = itertools.chain(lines, store.follow(filter, after=after, raw=raw, as_json=True))
+    write_json_lines(lines, "ndjson" if follow else fmt)
+
+
+def streams(
+    category: Category = None,
+    format: Format = None,
+    db: Db = None,
+    config: ConfigFile = None,
+) -> None:
+    """List streams: name, category, revision, first and last timestamp."""
+    ctx = Context(db, config)
+    emit(ctx.open(with_model=False).streams(category), choose_format(format))
+
+
+def stats(
+    format: Format = None,
+    db: Db = None,
+    config: ConfigFile = None,
+) -> None:
+    """Summarise the store: counts by type and version, positions, file size."""
+    ctx = Context(db, config)
+    summary = ctx.open(with_model=False).stats()
+    fmt = choose_format(format)
+    if fmt != "table":
+        emit([summary], fmt)
+        return
+    rows = [{"key": k, "value": v} for k, v in summary.items() if k != "types"]
+    print_table(rows, ("key", "value"), title="store")
+    types = [
+        {"type": t, "count": info["count"], "versions": ", ".join(f"v{v}: {n}" for v, n in info["versions"].items())}
+        for t, info in summary["types"].items()
+    ]
+    print_table(types, ("type", "count", "versions"), title="events by type")

@@ -1,0 +1,105 @@
+"""Configuration: command-line option > environment variable > evt.toml > default.
+
+``evt.toml`` is the nearest one in the current folder or above it (or ``--config``);
+paths inside it are relative to the folder that holds it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .errors import ConfigError
+
+CONFIG_NAME = "evt.toml"
+
+
+def find_config(start: str | None = None) -> str | None:
+    "The nearest evt.toml in ``start`` (default: the current folder) or above it."
+    folder = os.path.abspath(start or os.getcwd())
+    while True:
+        candidate = os.path.join(folder, CONFIG_NAME)
+        if os.path.isfile(candidate):
+            return candidate
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
+
+
+def read_toml(path: str) -> dict:
+    import tomllib
+
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror}") from None
+
+
+class Config:
+    "The settings in force for one command."
+
+    def __init__(self, path: str | None = None, data: dict | None = None):
+        self.path = path
+        self.data = data or {}
+        self.folder = os.path.dirname(path) if path else os.getcwd()
+
+    @classmethod
+    def load(cls, explicit: str | None = None) -> "Config":
+        "``--config PATH`` if given, else the nearest evt.toml, else no file."
+        if explicit is not None:
+            if not os.path.isfile(explicit):
+                raise ConfigError(f"config file {explicit} not found")
+            path = os.path.abspath(explicit)
+        else:
+            path = find_config()
+        return cls(path, read_toml(path)) if path else cls()
+
+    def get(self, key: str, kind: type = str) -> Any:
+        value = self.data.get(key)
+        if value is not None and not isinstance(value, kind):
+            expected = getattr(kind, "__name__", "number")
+            raise ConfigError(f"{self.path}: {key} must be a {expected}, not {value!r}")
+        return value
+
+    def resolve_path(self, value: str) -> str:
+        "A path from evt.toml, relative to its folder."
+        return os.path.join(self.folder, os.path.expanduser(value))
+
+    def db(self, option: str | None = None) -> str:
+        if option:
+            return option
+        if os.environ.get("EVT_DB"):
+            return os.environ["EVT_DB"]
+        value = self.get("db")
+        return self.resolve_path(value) if value else "events.db"
+
+    def model(self, option: str | None = None) -> str | None:
+        "The user's model: a file path or a dotted module name, or None."
+        if option:
+            return option
+        if os.environ.get("EVT_MODEL"):
+            return os.environ["EVT_MODEL"]
+        value = self.get("model")
+        if value and (value.endswith(".py") or os.sep in value or "/" in value):
+            return self.resolve_path(value)
+        return value
+
+    def busy_timeout(self) -> float:
+        text = os.environ.get("EVT_BUSY_TIMEOUT")
+        if text is None:
+            value = self.get("busy_timeout", (int, float))
+            return 10.0 if value is None else float(value)
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(f"EVT_BUSY_TIMEOUT must be a number of seconds, not {text!r}") from None
+
+    def synchronous(self) -> str:
+        value = os.environ.get("EVT_SYNCHRONOUS") or self.get("synchronous") or "full"
+        if value.lower() not in ("full", "normal"):
+            raise ConfigError(f"synchronous must be 'full' or 'normal', not {value!r}")
+        return value.lower()

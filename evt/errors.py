@@ -1,0 +1,98 @@
+"""The errors evt raises, each carrying the exit code the CLI maps it to.
+
+The library raises these; only the CLI boundary (``evt.cli.main``) turns them into
+one ``evt: …`` line on stderr and an exit code.
+"""
+
+from __future__ import annotations
+
+
+class EvtError(Exception):
+    "Base class of every error evt reports to a user"
+
+    exit_code = 1
+
+
+class UsageError(EvtError):
+    "A command was called wrongly, or the configuration is broken"
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    "evt.toml or the model module cannot be used"
+
+
+class Conflict(EvtError):
+    "The store's state does not match what the caller expected"
+
+    exit_code = 3
+
+
+class WrongExpectedRevision(Conflict):
+    "A stream is not at the revision the append expected"
+
+
+class DuplicateEventId(Conflict):
+    "An event id is already stored with other content"
+
+
+class NotFound(EvtError):
+    "Something that was named does not exist"
+
+    exit_code = 4
+
+
+class StreamNotFound(NotFound):
+    "The named stream has no events"
+
+
+class InvalidInput(EvtError):
+    "Input cannot be stored: malformed JSON, a bad envelope, a schema violation"
+
+    exit_code = 5
+
+
+class StoreUnavailable(EvtError):
+    "The store cannot be opened or written"
+
+    exit_code = 6
+
+
+class StoreMissing(StoreUnavailable):
+    "There is no store at the path"
+
+
+class NotAStore(StoreUnavailable):
+    "The file is not an evt store"
+
+
+class StoreTooNew(StoreUnavailable):
+    "The store was written by a newer evt"
+
+
+class StoreLocked(StoreUnavailable):
+    "Another process held the store's write lock past the busy timeout"
+
+
+class StoreReadOnly(StoreUnavailable):
+    "The store cannot be written"
+
+
+class HandlerFailed(EvtError):
+    "A handler failed and processing stopped"
+
+    exit_code = 7
+
+
+class LineError(InvalidInput):
+    """An error on one line of an NDJSON batch.
+
+    Wraps the underlying error so its exit code is kept and the message names the line.
+    """
+
+    def __init__(self, line: int, error: EvtError):
+        super().__init__(f"line {line}: {error}")
+        self.line = line
+        self.error = error
+        self.exit_code = error.exit_code

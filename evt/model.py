@@ -1,0 +1,204 @@
+"""The user's model: event schemas, upcasters, aggregates and projections.
+
+A model is a Python module (a file path or a dotted name) that creates one
+``evt.Model`` and registers its parts with decorators::
+
+    from evt import Model
+    model = Model()
+
+    @model.schema("account.credited", version=1)
+    class Credited(pydantic.BaseModel): ...
+
+``load_model`` imports such a module; a module that fails to import is a
+ConfigError naming the file and line.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+import traceback
+from typing import Any, Callable
+
+from .errors import ConfigError, InvalidInput
+
+
+class Model:
+    """The registry of a user's schemas, upcasters, aggregates and projections.
+
+    Schemas are pydantic models registered per (type, version); ``validate`` checks
+    an event against the schema of its type and version. Upcasters turn (type,
+    version N) data into version N+1, optionally renaming the type; they chain.
+    """
+
+    def __init__(self) -> None:
+        self.schemas: dict[tuple[str, int], Any] = {}
+        self.upcasters: dict[tuple[str, int], tuple[str, Callable[[dict], dict]]] = {}
+        self.aggregates: dict[str, Any] = {}
+        self.projections: dict[str, Any] = {}
+
+    # -- schemas -------------------------------------------------------------------
+
+    def schema(self, type: str, version: int = 1) -> Callable:
+        "Register a pydantic model as the schema of ``type`` at ``version``."
+
+        def register(cls):
+            self.schemas[(type, version)] = cls
+            return cls
+
+        return register
+
+    def validate(self, event) -> None:
+        "Check a new event's data against its schema (none registered: it passes)."
+        schema = self.schemas.get((event.type, event.version))
+        if schema is not None:
+            validate_data(schema, event.data, f"{event.type} v{event.version}")
+
+    # -- upcasting -----------------------------------------------------------------
+
+    def upcaster(self, type: str, version: int, *, to_type: str | None = None) -> Callable:
+        """Register a function turning ``type`` data at ``version`` into ``version + 1``.
+
+        ``to_type`` renames the type on the way (the next upcaster is looked up under it).
+        """
+
+        def register(fn: Callable[[dict], dict]):
+            if (type, version) in self.upcasters:
+                raise ConfigError(f"two upcasters for {type} v{version}")
+            self.upcasters[(type, version)] = (to_type or type, fn)
+            return fn
+
+        return register
+
+    @property
+    def upcastable(self) -> frozenset:
+        "The stored (type, version) pairs an upcaster applies to."
+        return frozenset(self.upcasters)
+
+    def latest(self, type: str, version: int) -> tuple[str, int]:
+        "The (type, version) an event of ``type`` at ``version`` reads as."
+        while (type, version) in self.upcasters:
+            type, version = self.upcasters[(type, version)][0], version + 1
+        return type, version
+
+    def upcast(self, event):
+        "The event at its latest version; its data validated when a schema exists for it."
+        if (event.type, event.version) not in self.upcasters:
+            return event
+        type, version, data = event.type, event.version, event.data
+        while (type, version) in self.upcasters:
+            new_type, fn = self.upcasters[(type, version)]
+            try:
+                data = fn(data)
+            except Exception as e:
+                raise UpcastFailed(event, f"upcaster {type} v{version} raised {type(e).__name__}: {e}") from e
+            if not isinstance(data, dict):
+                raise UpcastFailed(event, f"upcaster {type} v{version} returned {type_name(data)}, not an object")
+            type, version = new_type, version + 1
+        schema = self.schemas.get((type, version))
+        if schema is not None:
+            try:
+                validate_data(schema, data, f"{type} v{version}")
+            except InvalidInput as e:
+                raise UpcastFailed(event, str(e)) from None
+        return event.replace(type=type, version=version, data=data)
+
+    def type_condition(self, store):
+        """How ``--type`` globs select stored events, as readers see types after upcasting.
+
+        Returns a function of the globs giving (SQL condition, params): the stored
+        (type, version) pairs whose latest type matches one of the globs.
+        """
+        from fnmatch import fnmatchcase
+
+        renamed = {key for key in self.upcasters if self.latest(*key)[0] != key[0]}
+        if not renamed:
+            return None
+
+        def condition(globs):
+            pairs = store.conn.execute("SELECT DISTINCT type, version FROM events").fetchall()
+            keep = [p for p in pairs if any(fnmatchcase(self.latest(*p)[0], g) for g in globs)]
+            if not keep:
+                return "0", []
+            sql = " OR ".join("(type = ? AND version = ?)" for _ in keep)
+            return f"({sql})", [value for pair in keep for value in pair]
+
+        return condition
+
+
+def type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def validate_data(schema, data: dict, what: str) -> None:
+    "Validate data against a pydantic model; InvalidInput naming every bad field."
+    from pydantic import ValidationError
+
+    try:
+        schema.model_validate(data)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(data)'}: {err['msg']}" for err in e.errors()
+        )
+        raise InvalidInput(f"{what} is invalid: {problems}") from None
+
+
+class UpcastFailed(InvalidInput):
+    "An upcaster raised or produced data its target schema rejects"
+
+    def __init__(self, event, reason: str):
+        super().__init__(f"cannot upcast the event at position {event.position} ({event.type} v{event.version}): {reason}")
+        self.position = event.position
+
+
+def load_model(spec: str) -> Model:
+    """Import the user's model from a ``.py`` path or a dotted module name.
+
+    The module must define exactly one ``evt.Model`` instance (conventionally ``model``).
+    """
+    module = _import(spec)
+    found = [value for value in vars(module).values() if isinstance(value, Model)]
+    if not found:
+        raise ConfigError(f"model {spec} defines no evt.Model (add: model = evt.Model())")
+    if len(found) > 1 and not isinstance(getattr(module, "model", None), Model):
+        raise ConfigError(f"model {spec} defines {len(found)} evt.Model instances; name the one to use 'model'")
+    return module.model if isinstance(getattr(module, "model", None), Model) else found[0]
+
+
+def _import(spec: str):
+    is_path = spec.endswith(".py") or os.sep in spec or "/" in spec
+    try:
+        if not is_path:
+            return importlib.import_module(spec)
+        path = os.path.abspath(spec)
+        if not os.path.isfile(path):
+            raise ConfigError(f"model file {spec} not found")
+        name = "evt_user_model_" + os.path.splitext(os.path.basename(path))[0]
+        module_spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[name] = module
+        sys.path.insert(0, os.path.dirname(path))  # so the model can import its neighbours
+        module_spec.loader.exec_module(module)
+        return module
+    except ConfigError:
+        raise
+    except ModuleNotFoundError as e:
+        if not is_path and e.name == spec.split(".")[0]:
+            raise ConfigError(f"model module {spec!r} not found (give a .py path, or put it on PYTHONPATH)") from None
+        raise ConfigError(f"model {spec}: {_where(e)}{type(e).__name__}: {e}") from None
+    except SyntaxError as e:
+        raise ConfigError(f"model {spec}: {e.filename}, line {e.lineno}: SyntaxError: {e.msg}") from None
+    except Exception as e:
+        raise ConfigError(f"model {spec}: {_where(e)}{type(e).__name__}: {e}") from None
+
+
+def _where(error: BaseException) -> str:
+    "The innermost frame of the user's code where an import failed: 'file, line N: '."
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if "importlib" not in f.filename]
+    user = [f for f in frames if os.path.dirname(__file__) not in f.filename]
+    if not user:
+        return ""
+    frame = user[-1]
+    return f"{frame.filename}, line {frame.lineno}: "

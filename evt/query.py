@@ -1,0 +1,112 @@
+"""Reading filters: which events a read selects, as one SQL query.
+
+Each filter is served by an index: a stream by (stream, revision), a category by
+(category, position), a correlation id and a time range by their own indexes.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+# How a model translates ``--type`` globs into SQL when upcasting renames types:
+# it gets the globs and returns (condition, params).
+TypeCondition = Callable[[Sequence[str]], tuple[str, list]]
+
+
+class Filter:
+    """What to read. Bounds are inclusive.
+
+    ``start``/``end`` are revisions when ``stream`` is set, positions otherwise.
+    ``after`` is an exclusive position bound (used by followers and consumers).
+    """
+
+    __slots__ = (
+        "stream",
+        "category",
+        "types",
+        "correlation_id",
+        "since",
+        "until",
+        "start",
+        "end",
+        "after",
+        "limit",
+        "backwards",
+    )
+
+    def __init__(
+        self,
+        stream: str | None = None,
+        category: str | None = None,
+        types: Sequence[str] = (),
+        correlation_id: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        start: int | None = None,
+        end: int | None = None,
+        after: int | None = None,
+        limit: int | None = None,
+        backwards: bool = False,
+    ):
+        self.stream = stream
+        self.category = category
+        self.types = tuple(types)
+        self.correlation_id = correlation_id
+        self.since = since
+        self.until = until
+        self.start = start
+        self.end = end
+        self.after = after
+        self.limit = limit
+        self.backwards = backwards
+
+    def replace(self, **changes: object) -> "Filter":
+        values = {name: getattr(self, name) for name in self.__slots__}
+        values.update(changes)
+        return Filter(**values)
+
+    def following(self, position: int) -> "Filter":
+        "The same filter, for events after ``position`` (no limit, forwards)."
+        return self.replace(after=position, limit=None, backwards=False)
+
+    def to_sql(self, columns: str, type_condition: TypeCondition | None = None) -> tuple[str, list]:
+        conditions: list[str] = []
+        params: list = []
+
+        def add(condition: str, *values: object) -> None:
+            conditions.append(condition)
+            params.extend(values)
+
+        if self.stream is not None:
+            add("stream = ?", self.stream)
+            bound = "revision"
+        else:
+            bound = "position"
+        if self.category is not None:
+            add("category = ?", self.category)
+        if self.types:
+            if type_condition is not None:
+                condition, values = type_condition(self.types)
+                add(condition, *values)
+            else:
+                add("(" + " OR ".join("type GLOB ?" for _ in self.types) + ")", *self.types)
+        if self.correlation_id is not None:
+            add("correlation_id = ?", self.correlation_id)
+        if self.since is not None:
+            add("timestamp >= ?", self.since)
+        if self.until is not None:
+            add("timestamp <= ?", self.until)
+        if self.start is not None:
+            add(f"{bound} >= ?", self.start)
+        if self.end is not None:
+            add(f"{bound} <= ?", self.end)
+        if self.after is not None:
+            add("position > ?", self.after)
+        sql = f"SELECT {columns} FROM events"
+        if conditions:
+            sql += " WHERE " + " AND ".join(conditions)
+        sql += " ORDER BY position DESC" if self.backwards else " ORDER BY position"
+        if self.limit is not None:
+            sql += " LIMIT ?"
+            params.append(self.limit)
+        return sql, params

@@ -1,0 +1,472 @@
+"""The event log: one SQLite file, append-only, durable, safe for many writers.
+
+``Store`` is the public entry point: ``Store(path).append([...])``, ``.read(...)``,
+``.follow(...)``, ``.streams()``, ``.stats()``. The CLI is a thin layer over it.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
+
+from . import migrations
+from .envelope import ANY, EXISTS, Event, IdFactory, NewEvent, dumps, fast_dumps, loads
+from .errors import (
+    DuplicateEventId,
+    EvtError,
+    InvalidInput,
+    LineError,
+    NotAStore,
+    StoreLocked,
+    StoreMissing,
+    StoreReadOnly,
+    StoreTooNew,
+    StoreUnavailable,
+    StreamNotFound,
+    WrongExpectedRevision,
+)
+from .query import Filter
+from .timeutil import now
+
+if TYPE_CHECKING:
+    from .model import Model
+
+DEFAULT_PATH = "events.db"
+DEFAULT_BUSY_TIMEOUT = 10.0
+
+COLUMNS = (
+    "position, stream, revision, id, type, version, timestamp, source, "
+    "correlation_id, causation_id, data, metadata"
+)
+
+# The envelope as one line of JSON, built by SQLite itself: no Python per field.
+# data and metadata are stored as compact JSON text, so they are spliced in as they are.
+JSON_LINE = (
+    """'{"position":'||position||',"stream":'||json_quote(stream)||',"revision":'||revision"""
+    """||',"id":'||json_quote(id)||',"type":'||json_quote(type)||',"version":'||version"""
+    """||',"timestamp":'||json_quote(timestamp)||',"source":'||json_quote(source)"""
+    """||',"correlationId":'||json_quote(correlation_id)||',"causationId":'||json_quote(causation_id)"""
+    """||',"data":'||data||',"metadata":'||metadata||'}'"""
+)
+
+INSERT = (
+    "INSERT INTO events (position, stream, revision, id, type, version, timestamp, source, "
+    "correlation_id, causation_id, data, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+# Given ids are looked up in chunks (well under SQLite's limit on host parameters).
+ID_CHUNK = 500
+
+
+def row_to_event(row: tuple) -> Event:
+    return Event(*row[:10], loads(row[10]), loads(row[11]))
+
+
+@contextmanager
+def translate_errors(path: str) -> Iterator[None]:
+    "Turn sqlite3's errors into evt's, in one place."
+    try:
+        yield
+    except sqlite3.DatabaseError as e:
+        message = str(e)
+        if isinstance(e, sqlite3.IntegrityError) or "append-only" in message:
+            raise
+        if "locked" in message or "busy" in message:
+            raise StoreLocked(f"{path} is locked by another process (waited past the busy timeout); try again, or raise EVT_BUSY_TIMEOUT") from e
+        if "readonly" in message or "read-only" in message:
+            raise StoreReadOnly(f"{path} is read-only: {message}") from e
+        if "not a database" in message or "malformed" in message:
+            raise NotAStore(f"{path} is not an evt store ({message})") from e
+        if "unable to open" in message:
+            raise StoreUnavailable(f"cannot open {path}: {message}") from e
+        raise StoreUnavailable(f"{path}: {message}") from e
+
+
+class Store:
+    """An evt event store in one SQLite file.
+
+    ``create=False`` refuses to create a missing store (read commands never create one).
+    ``synchronous`` is ``"full"`` (the default: an acknowledged append survives a power
+    cut) or ``"normal"`` (faster; the last appends may be lost on a power cut, never
+    corrupted). ``model`` is the user's model: its schemas validate appends and its
+    upcasters apply to reads.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike = DEFAULT_PATH,
+        *,
+        create: bool = True,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        synchronous: str = "full",
+        model: "Model | None" = None,
+    ):
+        self.path = os.fspath(path)
+        self.model = model
+        if synchronous not in ("full", "normal"):
+            raise ValueError("synchronous must be 'full' or 'normal'")
+        if not create and not os.path.exists(self.path):
+            raise StoreMissing(
+                f"no store at {self.path} (evt append creates one; pass --db PATH or set EVT_DB to use another)"
+            )
+        with translate_errors(self.path):
+            self.conn = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+            self.conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+            self._ensure_format()
+
+    # -- opening -------------------------------------------------------------------
+
+    def _ensure_format(self) -> None:
+        app_id, version = self._format()
+        if app_id == migrations.APPLICATION_ID and version == migrations.FORMAT_VERSION:
+            return
+        self._check_format(app_id, version)
+        if self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            self.conn.execute("PRAGMA journal_mode = WAL")
+        with self.transaction():
+            app_id, version = self._format()  # another process may have just done it
+            self._check_format(app_id, version)
+            migrations.apply_migrations(self.conn, version, now())
+
+    def _format(self) -> tuple[int, int]:
+        app_id = self.conn.execute("PRAGMA application_id").fetchone()[0]
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        return app_id, version
+
+    def _check_format(self, app_id: int, version: int) -> None:
+        if app_id == 0:
+            if self.conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]:
+                raise NotAStore(f"{self.path} is a SQLite file but not an evt store")
+            return
+        if app_id != migrations.APPLICATION_ID:
+            raise NotAStore(f"{self.path} is not an evt store (application id {app_id:#x})")
+        if version > migrations.FORMAT_VERSION:
+            raise StoreTooNew(
+                f"{self.path} has store format {version}, newer than this evt understands "
+                f"({migrations.FORMAT_VERSION}); upgrade evt"
+            )
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        "One write transaction, taken up front (BEGIN IMMEDIATE) so writers queue."
+        with translate_errors(self.path):
+            self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+        with translate_errors(self.path):
+            self.conn.execute("COMMIT")
+
+    # -- appending -----------------------------------------------------------------
+
+    def append(self, events: Iterable[NewEvent] | NewEvent) -> list[Event]:
+        """Append events in one transaction; return them as stored.
+
+        An event whose id is already stored with the same stream, type and data is not
+        stored again: the stored event is returned in its place.
+        """
+        if isinstance(events, NewEvent):
+            events = [events]
+        return list(self.events_at(self.write(events)))
+
+    def write(self, events: Iterable[NewEvent], *, validate: bool = True) -> list[int]:
+        """Append events in one transaction; return the position of each, in order.
+
+        Events carrying a ``line`` attribute (an NDJSON batch) name it in errors.
+        ``validate=False`` skips the model's schema validation (trusted imports).
+        """
+        with translate_errors(self.path), self.transaction():
+            return _Batch(self, validate and self.model is not None).write(events)
+
+    def head(self) -> int:
+        "The position of the last event (0 for an empty log)."
+        with translate_errors(self.path):
+            return self.conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0]
+
+    def stream_revision(self, stream: str) -> int:
+        "The revision of a stream (0 when it does not exist)."
+        with translate_errors(self.path):
+            row = self.conn.execute("SELECT max(revision) FROM events WHERE stream = ?", (stream,)).fetchone()
+        return row[0] or 0
+
+    # -- reading -------------------------------------------------------------------
+
+    def read(self, filter: Filter | None = None, *, raw: bool = False) -> Iterator[Event]:
+        "Events matching a filter, in position order (streamed, never all in memory)."
+        filter = filter or Filter()
+        self._check_stream(filter)
+        yield from self._select_events(filter, raw)
+
+    def read_json(self, filter: Filter | None = None, *, raw: bool = False) -> Iterator[str]:
+        "Like ``read``, as envelope JSON lines (built by SQLite where nothing needs upcasting)."
+        filter = filter or Filter()
+        self._check_stream(filter)
+        yield from self._select_json(filter, raw)
+
+    def _check_stream(self, filter: Filter) -> None:
+        if filter.stream is not None and not self.stream_revision(filter.stream):
+            raise StreamNotFound(f"stream {filter.stream!r} not found")
+
+    def _upcaster(self, raw: bool):
+        if raw or self.model is None or not self.model.upcasters:
+            return None
+        return self.model
+
+    def _select_events(self, filter: Filter, raw: bool) -> Iterator[Event]:
+        model = self._upcaster(raw)
+        sql, params = filter.to_sql(COLUMNS, self._type_matcher(raw))
+        with translate_errors(self.path):
+            for row in self.conn.execute(sql, params):
+                event = row_to_event(row)
+                yield model.upcast(event) if model else event
+
+    def _select_json(self, filter: Filter, raw: bool) -> Iterator[str]:
+        model = self._upcaster(raw)
+        if model is None:
+            sql, params = filter.to_sql(JSON_LINE, self._type_matcher(raw))
+            with translate_errors(self.path):
+                for (line,) in self.conn.execute(sql, params):
+                    yield line
+            return
+        sql, params = filter.to_sql(f"{JSON_LINE}, type, version, {COLUMNS}", self._type_matcher(raw))
+        upcastable = model.upcastable
+        with translate_errors(self.path):
+            for row in self.conn.execute(sql, params):
+                if (row[1], row[2]) in upcastable:
+                    yield model.upcast(row_to_event(row[3:])).to_json()
+                else:
+                    yield row[0]
+
+    def _type_matcher(self, raw: bool):
+        "How ``--type`` globs become SQL: after upcasting (the model decides) unless raw."
+        model = self._upcaster(raw)
+        return model.type_condition(self) if model else None
+
+    def events_at(self, positions: Iterable[int]) -> Iterator[Event]:
+        "The stored events at these positions, in the order given."
+        for start, end in _runs(positions):
+            yield from self._select_events(Filter(start=start, end=end), raw=False)
+
+    def json_at(self, positions: Iterable[int]) -> Iterator[str]:
+        "The envelopes at these positions as JSON lines, in the order given."
+        for start, end in _runs(positions):
+            yield from self._select_json(Filter(start=start, end=end), raw=False)
+
+    def follow(
+        self,
+        filter: Filter | None = None,
+        *,
+        after: int = 0,
+        raw: bool = False,
+        poll_interval: float = 0.05,
+        as_json: bool = False,
+    ) -> Iterator[Any]:
+        """Events after position ``after`` matching a filter, waiting for new ones forever.
+
+        Waiting costs one ``PRAGMA data_version`` per poll interval: it changes only
+        when another connection commits, so an idle follower does next to nothing.
+        """
+        filter = (filter or Filter()).following(after)
+        select = self._select_json if as_json else self._select_events
+        while True:
+            version = self._data_version()
+            for item in select(filter, raw):
+                yield item
+                filter = filter.following(_position_of(item))
+            while self._data_version() == version:
+                time.sleep(poll_interval)
+
+    def _data_version(self) -> int:
+        with translate_errors(self.path):
+            return self.conn.execute("PRAGMA data_version").fetchone()[0]
+
+    # -- summaries -----------------------------------------------------------------
+
+    def streams(self, category: str | None = None) -> list[dict]:
+        "One summary per stream: name, category, revision, first and last timestamp."
+        where, params = ("WHERE category = ?", (category,)) if category else ("", ())
+        sql = f"""
+            SELECT s.stream, s.category, s.revision,
+                   (SELECT timestamp FROM events WHERE stream = s.stream AND revision = 1),
+                   (SELECT timestamp FROM events WHERE stream = s.stream AND revision = s.revision)
+            FROM (SELECT stream, category, max(revision) AS revision FROM events {where} GROUP BY stream) AS s
+            ORDER BY s.stream
+        """
+        with translate_errors(self.path):
+            rows = self.conn.execute(sql, params).fetchall()
+        keys = ("stream", "category", "revision", "firstTimestamp", "lastTimestamp")
+        return [dict(zip(keys, row)) for row in rows]
+
+    def stats(self) -> dict:
+        "Counts by type and version, positions, streams and file size."
+        with translate_errors(self.path):
+            conn = self.conn
+            count, first, last, first_ts, last_ts = conn.execute(
+                "SELECT count(*), min(position), max(position), min(timestamp), max(timestamp) FROM events"
+            ).fetchone()
+            streams = conn.execute("SELECT count(DISTINCT stream) FROM events").fetchone()[0]
+            by_type = conn.execute(
+                "SELECT type, version, count(*) FROM events GROUP BY type, version ORDER BY type, version"
+            ).fetchall()
+            fmt = conn.execute("PRAGMA user_version").fetchone()[0]
+        types: dict[str, dict] = {}
+        for type_, version, n in by_type:
+            entry = types.setdefault(type_, {"count": 0, "versions": {}})
+            entry["count"] += n
+            entry["versions"][str(version)] = n
+        return {
+            "path": self.path,
+            "events": count,
+            "streams": streams,
+            "firstPosition": first,
+            "lastPosition": last,
+            "firstTimestamp": first_ts,
+            "lastTimestamp": last_ts,
+            "fileSize": _file_size(self.path),
+            "formatVersion": fmt,
+            "types": types,
+        }
+
+
+def _file_size(path: str) -> int:
+    return sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
+
+
+def _position_of(item: Any) -> int:
+    if isinstance(item, Event):
+        return item.position
+    return int(item[12 : item.index(",")])  # '{"position":N,…' as built by JSON_LINE or dumps
+
+
+def _runs(positions: Iterable[int]) -> Iterator[tuple[int, int]]:
+    "Consecutive runs of positions, as (first, last) pairs, in the order given."
+    start = end = None
+    for p in positions:
+        if start is not None and p == end + 1:
+            end = p
+            continue
+        if start is not None:
+            yield start, end
+        start = end = p
+    if start is not None:
+        yield start, end
+
+
+class _Batch:
+    "The work of one append transaction: ids, expected revisions, positions."
+
+    def __init__(self, store: Store, validate: bool):
+        self.conn = store.conn
+        self.model = store.model if validate else None
+        self.position = store.conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0]
+        self.heads: dict[str, int] = {}
+        self.seen: dict[str, tuple] = {}  # id -> (stream, type, data json, position), this batch
+        self.new_id = IdFactory()
+        self.timestamp = now()
+        self.dumps = dumps  # orjson after the first chunk: small appends skip importing it
+
+    def write(self, events: Iterable[NewEvent]) -> list[int]:
+        positions: list[int] = []
+        chunk: list[NewEvent] = []
+        for event in events:
+            chunk.append(event)
+            if len(chunk) >= ID_CHUNK:
+                positions += self._write_chunk(chunk)
+                chunk = []
+                self.dumps = fast_dumps
+        if chunk:
+            positions += self._write_chunk(chunk)
+        return positions
+
+    def _write_chunk(self, chunk: list[NewEvent]) -> list[int]:
+        stored = self._stored_ids([e.id for e in chunk if e.id is not None])
+        rows, positions = [], []
+        for event in chunk:
+            try:
+                positions.append(self._place(event, stored, rows))
+            except EvtError as e:
+                line = getattr(event, "line", None)
+                raise LineError(line, e) if line is not None else e
+        self.conn.executemany(INSERT, rows)
+        return positions
+
+    def _place(self, event: NewEvent, stored: dict, rows: list) -> int:
+        if self.model is not None:
+            self.model.validate(event)
+        data = self.dumps(event.data)
+        if event.id is not None:
+            existing = self.seen.get(event.id) or stored.get(event.id)
+            if existing is not None:
+                return _same_event(event, data, existing)
+        revision = self._revision(event) + 1
+        self.position += 1
+        self.heads[event.stream] = revision
+        event_id = event.id or self.new_id()
+        self.seen[event_id] = (event.stream, event.type, data, self.position)
+        rows.append(
+            (
+                self.position,
+                event.stream,
+                revision,
+                event_id,
+                event.type,
+                event.version,
+                event.timestamp or self.timestamp,
+                event.source,
+                event.correlation_id,
+                event.causation_id,
+                data,
+                self.dumps(event.metadata),
+            )
+        )
+        return self.position
+
+    def _revision(self, event: NewEvent) -> int:
+        "The stream's current revision, checked against the event's expectation."
+        head = self.heads.get(event.stream)
+        if head is None:
+            row = self.conn.execute("SELECT max(revision) FROM events WHERE stream = ?", (event.stream,)).fetchone()
+            head = self.heads[event.stream] = row[0] or 0
+        expected = event.expected
+        if expected == ANY:
+            return head
+        if expected == EXISTS:
+            if head == 0:
+                raise WrongExpectedRevision(f"stream {event.stream!r} does not exist (expected it to exist)")
+        elif head != expected:
+            raise WrongExpectedRevision(f"stream {event.stream!r} is at revision {head}, expected {expected}")
+        return head
+
+    def _stored_ids(self, ids: list[str]) -> dict[str, tuple]:
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self.conn.execute(
+            f"SELECT id, stream, type, data, position FROM events WHERE id IN ({marks})", ids
+        ).fetchall()
+        return {row[0]: row[1:] for row in rows}
+
+
+def _same_event(event: NewEvent, data: str, existing: tuple) -> int:
+    "The stored position of an idempotent re-append; DuplicateEventId if it differs."
+    stream, type_, stored_data, position = existing
+    if stream == event.stream and type_ == event.type and (stored_data == data or loads(stored_data) == event.data):
+        return position
+    raise DuplicateEventId(
+        f"event id {event.id!r} is already stored (position {position}, stream {stream!r}, type {type_!r}) with other content"
+    )

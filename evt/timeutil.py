@@ -1,0 +1,67 @@
+"""Timestamps: the store's canonical RFC 3339 form, parsing, relative times."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+
+from .errors import InvalidInput, UsageError
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def format_timestamp(epoch_us: int) -> str:
+    "Microseconds since the epoch as ``2026-11-28T02:14:59.123456Z``."
+    seconds, micros = divmod(epoch_us, 1_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micros:06d}Z"
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def now() -> str:
+    "The current time in the store's canonical form."
+    return format_timestamp(now_us())
+
+
+def normalize_timestamp(text: object) -> str:
+    "Any RFC 3339 timestamp with an offset, as canonical UTC; InvalidInput otherwise."
+    if not isinstance(text, str):
+        raise InvalidInput(f"timestamp must be an RFC 3339 string, not {text!r}")
+    try:
+        parsed = datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError:
+        raise InvalidInput(f"timestamp {text!r} is not RFC 3339") from None
+    if parsed.tzinfo is None or "T" not in text.upper():
+        raise InvalidInput(f"timestamp {text!r} needs a date, a time and a UTC offset (e.g. Z)")
+    return parsed.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time_bound(text: str, option: str) -> str:
+    """A ``--since``/``--until``/``--at`` value as a canonical timestamp.
+
+    Accepts RFC 3339 (a date alone means midnight UTC) or a relative age such as
+    ``30s``, ``15m``, ``2h``, ``7d``, ``1w``.
+    """
+    text = text.strip()
+    unit = _UNITS.get(text[-1:])
+    if unit and text[:-1].isdigit():
+        return format_timestamp(now_us() - int(text[:-1]) * unit * 1_000_000)
+    try:
+        parsed = datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError:
+        raise UsageError(
+            f"{option} {text!r}: expected RFC 3339 (2026-11-28T02:00:00Z) "
+            "or an age like 30s, 15m, 2h, 7d, 1w"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def seconds_since(a: str, b: str) -> float:
+    "Seconds between two canonical timestamps (b - a)."
+    fa = datetime.fromisoformat(a.replace("Z", "+00:00"))
+    fb = datetime.fromisoformat(b.replace("Z", "+00:00"))
+    return (fb - fa) / timedelta(seconds=1)
