@@ -7,7 +7,7 @@ flat however long the log, and ``evt read | head -1`` sees its line at once.
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from .envelope import dumps
 from .errors import UsageError
@@ -72,7 +72,7 @@ def print_table(
     objects: Iterable[Any],
     columns: Sequence[str] | None = None,
     title: str | None = None,
-    styles: dict[str, Callable[[Any], str]] | None = None,
+    header: bool = True,
 ) -> int:
     "Rows as rich tables of TABLE_CHUNK rows each, so a long listing streams too."
     from rich.table import Table
@@ -81,27 +81,46 @@ def print_table(
     count = 0
     chunk: list[dict] = []
 
-    def flush(header: bool) -> None:
-        table = Table(title=title if header else None, show_header=header, box=None, pad_edge=False)
-        for name in columns or []:
-            table.add_column(name, overflow="fold", no_wrap=name != "data")
-        for row in chunk:
-            table.add_row(*(cell(row.get(name)) for name in columns or []))
+    def flush(first: bool) -> None:
+        show = header and first
+        table = Table(title=title if show else None, show_header=show, box=None, pad_edge=False)
+        rows = [[cell(row.get(name)) for name in names] for row in chunk]
+        for i, name in enumerate(names):
+            if i == len(names) - 1:  # the last column takes what room is left
+                table.add_column(name, no_wrap=True, overflow="ellipsis", ratio=1, min_width=8)
+            else:
+                table.add_column(name, no_wrap=True, min_width=max([len(name)] + [len(r[i]) for r in rows]))
+        for r in rows:
+            table.add_row(*r)
         term.print(table)
         chunk.clear()
 
+    names: list[str] = list(columns or [])
     for obj in objects:
-        if columns is None:
-            columns = list(obj)
+        if not names:
+            names = list(obj)
         chunk.append(obj)
         count += 1
         if len(chunk) >= TABLE_CHUNK:
             flush(count <= TABLE_CHUNK)
     if chunk:
         flush(count <= TABLE_CHUNK)
-    elif count == 0 and columns:
+    elif count == 0 and names:
         term.print("[dim](nothing)[/dim]")
     return count
 
 
-ENVELOPE_COLUMNS = ("position", "stream", "revision", "type", "version", "timestamp", "data")
+ENVELOPE_COLUMNS = ("pos", "stream", "rev", "type", "v", "timestamp", "data")
+
+
+def envelope_row(event) -> dict:
+    "An event as a table row (short headers leave the data column room on a terminal)."
+    return {
+        "pos": event.position,
+        "stream": event.stream,
+        "rev": event.revision,
+        "type": event.type,
+        "v": event.version,
+        "timestamp": event.timestamp,
+        "data": event.data,
+    }

@@ -92,10 +92,12 @@ class Filter:
                 add("(" + " OR ".join("type GLOB ?" for _ in self.types) + ")", *self.types)
         if self.correlation_id is not None:
             add("correlation_id = ?", self.correlation_id)
+        # A time range is turned into a position range found through the timestamp
+        # index, so the rows are read in position order with no sort and no full scan.
         if self.since is not None:
-            add("timestamp >= ?", self.since)
+            add("timestamp >= ? AND position >= (SELECT min(position) FROM events INDEXED BY events_timestamp WHERE timestamp >= ?)", self.since, self.since)
         if self.until is not None:
-            add("timestamp <= ?", self.until)
+            add("timestamp <= ? AND position <= (SELECT max(position) FROM events INDEXED BY events_timestamp WHERE timestamp <= ?)", self.until, self.until)
         if self.start is not None:
             add(f"{bound} >= ?", self.start)
         if self.end is not None:
@@ -105,7 +107,8 @@ class Filter:
         sql = f"SELECT {columns} FROM events"
         if conditions:
             sql += " WHERE " + " AND ".join(conditions)
-        sql += " ORDER BY position DESC" if self.backwards else " ORDER BY position"
+        order = "revision" if self.stream is not None else "position"  # the same order; this one uses the index
+        sql += f" ORDER BY {order} DESC" if self.backwards else f" ORDER BY {order}"
         if self.limit is not None:
             sql += " LIMIT ?"
             params.append(self.limit)

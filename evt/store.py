@@ -17,7 +17,6 @@ from .envelope import ANY, EXISTS, Event, IdFactory, NewEvent, dumps, fast_dumps
 from .errors import (
     DuplicateEventId,
     EvtError,
-    InvalidInput,
     LineError,
     NotAStore,
     StoreLocked,

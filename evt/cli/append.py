@@ -217,11 +217,11 @@ def run_append(req: AppendRequest) -> int:
 
 
 def print_events(store, positions: list[int], requested: str | None) -> None:
-    from ..output import ENVELOPE_COLUMNS, choose_format, print_table, write_json_lines
+    from ..output import ENVELOPE_COLUMNS, envelope_row, choose_format, print_table, write_json_lines
 
     fmt = choose_format(requested)
     if fmt == "table":
-        print_table((e.to_dict() for e in store.events_at(positions)), ENVELOPE_COLUMNS)
+        print_table((envelope_row(e) for e in store.events_at(positions)), ENVELOPE_COLUMNS)
     else:
         write_json_lines(store.json_at(positions), fmt)
 

@@ -6,12 +6,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..output import ENVELOPE_COLUMNS, choose_format, emit, print_table, write_json_lines
+from ..output import ENVELOPE_COLUMNS, envelope_row, choose_format, emit, print_table, write_json_lines
 from ..query import Filter
 from ..timeutil import parse_time_bound
 from .append import AppendRequest, run_append
 from .context import Context
-from .options import Category, ConfigFile, Correlation, Db, Format, From, ModelSpec, Raw, Since, Since, To, Types, Until
+from .options import Category, ConfigFile, Correlation, Db, Format, From, ModelSpec, Raw, Since, To, Types, Until
 
 
 def register(app: typer.Typer) -> None:
@@ -98,7 +98,7 @@ def build_filter(
 
 def print_envelopes(store, filter: Filter, fmt: str, raw: bool) -> None:
     if fmt == "table":
-        print_table((e.to_dict() for e in store.read(filter, raw=raw)), ENVELOPE_COLUMNS)
+        print_table((envelope_row(e) for e in store.read(filter, raw=raw)), ENVELOPE_COLUMNS)
     else:
         write_json_lines(store.read_json(filter, raw=raw), fmt)
 
@@ -151,10 +151,10 @@ def tail(
         last = list(store.read(filter.replace(limit=n, backwards=True), raw=raw))[::-1]
     after = last[-1].position if last else store.head()
     if fmt == "table":
-        print_table((e.to_dict() for e in last), ENVELOPE_COLUMNS)
+        print_table((envelope_row(e) for e in last), ENVELOPE_COLUMNS)
         if follow:
             for event in store.follow(filter, after=after, raw=raw):
-                print_table([event.to_dict()], ENVELOPE_COLUMNS)
+                print_table([envelope_row(event)], ENVELOPE_COLUMNS, header=False)
         return
     lines = [e.to_json() for e in last]
     if follow:
