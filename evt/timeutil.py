@@ -35,7 +35,12 @@ def normalize_timestamp(text: object) -> str:
         raise InvalidInput(f"timestamp {text!r} is not RFC 3339") from None
     if parsed.tzinfo is None or "T" not in text.upper():
         raise InvalidInput(f"timestamp {text!r} needs a date, a time and a UTC offset (e.g. Z)")
-    return parsed.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return canonical(parsed)
+
+
+def canonical(moment: datetime) -> str:
+    "An aware datetime in the store's form (years zero-padded, which strftime is not)."
+    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def parse_time_bound(text: str, option: str) -> str:
@@ -57,7 +62,7 @@ def parse_time_bound(text: str, option: str) -> str:
         ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return canonical(parsed)
 
 
 def seconds_since(a: str, b: str) -> float:

@@ -28,6 +28,9 @@ def _invoke(args: list[str]) -> int:
     try:
         result = command.main(args, prog_name="evt", standalone_mode=False)
     except Exception as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # `evt` or a group alone: show its help
+            print(e.ctx.get_help())
+            return 0
         if hasattr(e, "format_message") and hasattr(e, "exit_code"):  # click's usage errors
             return fail(_usage_message(e), e.exit_code)
         raise

@@ -15,7 +15,7 @@ from .options import Category, ConfigFile, Correlation, Db, Format, From, ModelS
 
 
 def register(app: typer.Typer) -> None:
-    app.command(no_args_is_help=True)(append)
+    app.command()(append)
     app.command()(read)
     app.command()(tail)
     app.command()(streams)
@@ -25,9 +25,9 @@ def register(app: typer.Typer) -> None:
 def append(
     stream: Annotated[Optional[str], typer.Argument(help="The stream, e.g. order-ord_123.", show_default=False)] = None,
     type: Annotated[Optional[str], typer.Argument(help="The event type, e.g. order.placed.", show_default=False)] = None,
-    data: Annotated[Optional[str], typer.Argument(help="A JSON object, @FILE, or - for stdin [default: {}].", show_default=False)] = None,
+    data: Annotated[Optional[str], typer.Argument(help="A JSON object, @FILE, or - for stdin (default: {}).", show_default=False)] = None,
     ndjson: Annotated[Optional[str], typer.Option("--ndjson", help="Append a batch: one envelope per line from FILE (- for stdin), all or nothing.", show_default=False)] = None,
-    id: Annotated[Optional[str], typer.Option("--id", help="The event id (an idempotency key) [default: a new time-ordered id].", show_default=False)] = None,
+    id: Annotated[Optional[str], typer.Option("--id", help="The event id (an idempotency key); default: a new time-ordered id.", show_default=False)] = None,
     schema_version: Annotated[int, typer.Option("--schema-version", help="The schema version of DATA.")] = 1,
     source: Annotated[Optional[str], typer.Option("--source", help="The originating service.", show_default=False)] = None,
     correlation_id: Annotated[Optional[str], typer.Option("--correlation-id", help="The request chain's id.", show_default=False)] = None,
@@ -104,7 +104,7 @@ def print_envelopes(store, filter: Filter, fmt: str, raw: bool) -> None:
 
 
 def read(
-    stream: Annotated[Optional[str], typer.Argument(help="Read one stream [default: the whole log].", show_default=False)] = None,
+    stream: Annotated[Optional[str], typer.Argument(help="Read one stream (default: the whole log).", show_default=False)] = None,
     category: Category = None,
     type: Types = None,
     correlation_id: Correlation = None,
@@ -128,7 +128,7 @@ def read(
 
 
 def tail(
-    stream: Annotated[Optional[str], typer.Argument(help="Tail one stream [default: the whole log].", show_default=False)] = None,
+    stream: Annotated[Optional[str], typer.Argument(help="Tail one stream (default: the whole log).", show_default=False)] = None,
     n: Annotated[int, typer.Option("-n", "--lines", min=0, help="How many of the last events to print.")] = 10,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new events as they are appended, until interrupted.")] = False,
     category: Category = None,

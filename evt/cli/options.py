@@ -6,12 +6,12 @@ from typing import Annotated, Optional
 
 import typer
 
-Db = Annotated[Optional[str], typer.Option("--db", help="The store file [env EVT_DB; evt.toml db; default ./events.db].", show_default=False)]
+Db = Annotated[Optional[str], typer.Option("--db", help="The store file (env EVT_DB; evt.toml db; default ./events.db).", show_default=False)]
 ConfigFile = Annotated[Optional[str], typer.Option("--config", help="Use this evt.toml instead of the nearest one.", show_default=False)]
-ModelSpec = Annotated[Optional[str], typer.Option("--model", help="The user's model: a .py path or a dotted module [env EVT_MODEL; evt.toml model].", show_default=False)]
+ModelSpec = Annotated[Optional[str], typer.Option("--model", help="The user's model: a .py path or a dotted module (env EVT_MODEL; evt.toml model).", show_default=False)]
 Format = Annotated[
     Optional[str],
-    typer.Option("--format", help="table, json or ndjson [default: table on a terminal, ndjson in a pipe].", show_default=False),
+    typer.Option("--format", help="table, json or ndjson (default: table on a terminal, ndjson in a pipe).", show_default=False),
 ]
 Raw = Annotated[bool, typer.Option("--raw", help="Show events as stored, without upcasting.")]
 
