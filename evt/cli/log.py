@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..output import ENVELOPE_COLUMNS, envelope_row, choose_format, emit, print_table, write_json_lines
+from ..envelope import dumps
 from ..query import Filter
 from ..timeutil import parse_time_bound
 from .append import AppendRequest, run_append
@@ -185,7 +186,7 @@ def stats(
     summary = ctx.open(with_model=False).stats()
     fmt = choose_format(format)
     if fmt != "table":
-        emit([summary], fmt)
+        write_json_lines([dumps(summary)], "ndjson")  # one object, in either JSON format
         return
     rows = [{"key": k, "value": v} for k, v in summary.items() if k != "types"]
     print_table(rows, ("key", "value"), title="store")

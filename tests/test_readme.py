@@ -1,0 +1,47 @@
+"""The README's examples run: ```sh blocks in order in a copy of sample_streams, ```python blocks too."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).parent.parent
+README = (ROOT / "README.md").read_text()
+FENCE = re.compile(r"^```(\w+)\n(.*?)^```", re.S | re.M)
+
+
+def blocks(language: str) -> list[str]:
+    return [body for lang, body in FENCE.findall(README) if lang == language]
+
+
+@pytest.fixture(scope="module")
+def tour(tmp_path_factory):
+    "A copy of sample_streams with evt on PATH, shared by the tour's blocks in order."
+    folder = tmp_path_factory.mktemp("tour") / "sample_streams"
+    shutil.copytree(ROOT / "sample_streams", folder, ignore=shutil.ignore_patterns("*.db*", "__pycache__"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVT_")}
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
+    env["NO_COLOR"] = "1"
+    return folder, env
+
+
+@pytest.mark.parametrize("index", range(len(blocks("sh"))))
+def test_shell_examples(tour, index):
+    folder, env = tour
+    script = blocks("sh")[index]
+    proc = subprocess.run(
+        ["bash", "-e", "-o", "pipefail", "-c", script], cwd=folder, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, f"README block {index} failed:\n{script}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("index", range(len(blocks("python"))))
+def test_python_examples(tmp_path, index):
+    exec(compile(blocks("python")[index], f"README.md python block {index}", "exec"), {})
