@@ -208,8 +208,13 @@ def peak(runs: list[tuple[float, int | None]]) -> int | None:
     return None if runs[0][1] is None else max(rss for _, rss in runs)
 
 
-def median_time(fn, repeat: int) -> float:
-    return statistics.median(fn() for _ in range(repeat))
+def interleaved(timers: dict, repeat: int) -> dict[str, float]:
+    "The median time of each timer, run in turn ``repeat`` times."
+    times: dict[str, list[float]] = {name: [] for name in timers}
+    for _ in range(repeat):
+        for name, timer in timers.items():
+            times[name].append(timer())
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 # -- the measurements -------------------------------------------------------------------
@@ -235,22 +240,28 @@ def bench_bulk_append(work: Path, data: Path, repeat: int, evt: list[str]) -> di
         baseline_store(base)
         return run([sys.executable, str(script), str(data), str(base)])[0]
 
-    results = {"baseline": median_time(baseline, repeat), "api": median_time(evt_api, repeat), "cli": median_time(evt_cli, repeat)}
-    return results  # the last evt_cli run leaves the N-event store for the read benchmarks
+    # Interleaved, so that a busy moment on the machine hits evt and the baseline alike;
+    # the last evt_cli run leaves the N-event store for the read benchmarks.
+    return interleaved({"baseline": baseline, "api": evt_api, "cli": evt_cli}, repeat)
 
 
 def bench_read_all(work: Path, repeat: int, evt: list[str]) -> dict:
     store, base = work / "evt.db", work / "baseline.db"
     script = work / "baseline_read.py"
     script.write_text(BASELINE_READ)
+    commands = {
+        "baseline": [sys.executable, str(script), str(base)],
+        "ndjson": evt + ["read", "--format", "ndjson", "--db", str(store)],
+        "json": evt + ["read", "--format", "json", "--db", str(store)],
+    }
+    runs: dict[str, list] = {name: [] for name in commands}
+    for _ in range(repeat):
+        for name, cmd in commands.items():
+            runs[name].append(run(cmd, rss=True))
     results: dict = {}
-    for fmt in ("ndjson", "json"):
-        runs = [run(evt + ["read", "--format", fmt, "--db", str(store)], rss=True) for _ in range(repeat)]
-        results[fmt] = statistics.median(t for t, _ in runs)
-        results[f"{fmt}_rss"] = peak(runs)
-    runs = [run([sys.executable, str(script), str(base)], rss=True) for _ in range(repeat)]
-    results["baseline"] = statistics.median(t for t, _ in runs)
-    results["baseline_rss"] = peak(runs)
+    for name, measured in runs.items():
+        results[name] = statistics.median(t for t, _ in measured)
+        results[f"{name}_rss"] = peak(measured)
     return results
 
 
