@@ -161,7 +161,10 @@ def write_events(path: Path, n: int, seed: int = 7) -> None:
 def evt_command() -> list[str]:
     "The ``evt`` script next to this Python, else ``python -m evt``."
     script = Path(sys.executable).parent / "evt"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "evt"]
+    if script.exists():
+        return [str(script)]
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return [sys.executable, "-m", "evt"]
 
 
 TIME = shutil.which("time", path="/usr/bin:/bin")  # GNU time, for a child's own peak RSS
