@@ -45,3 +45,19 @@ def test_shell_examples(tour, index):
 @pytest.mark.parametrize("index", range(len(blocks("python"))))
 def test_python_examples(tmp_path, index):
     exec(compile(blocks("python")[index], f"README.md python block {index}", "exec"), {})
+
+
+def test_the_main_job_command(tmp_path):
+    "The README's first command, less creating the venv: it loads the samples and summarises them."
+    [command] = [b for b in blocks("text") if "cd sample_streams" in b]
+    job = command.split("cd sample_streams && ", 1)[1].replace("../.venv/bin/evt", "evt")
+    folder = tmp_path / "sample_streams"
+    shutil.copytree(ROOT / "sample_streams", folder, ignore=shutil.ignore_patterns("*.db*", "__pycache__"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVT_")}
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
+    proc = subprocess.run(["bash", "-e", "-c", job], cwd=folder, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    stats = json.loads(proc.stdout)
+    assert stats["events"] == sum(1 for f in ("bank", "orders") for _ in open(folder / f"{f}.ndjson"))
