@@ -22,6 +22,7 @@ version, ``PRAGMA integrity_check``); a failing upcaster or check changes nothin
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
@@ -57,13 +58,17 @@ class VerificationFailed(StoreUnavailable):
 class Step:
     "One upcaster: (type, version) data into (to_type, version + 1), validated if a schema exists."
 
-    __slots__ = ("type", "version", "to_type", "to_version", "fn", "schema")
+    __slots__ = ("type", "version", "to_type", "to_version", "fn", "schema", "validate")
 
     def __init__(self, model: "Model", type_: str, version: int):
         self.type, self.version = type_, version
         self.to_type, self.fn = model.upcasters[(type_, version)]
         self.to_version = version + 1
         self.schema = model.schemas.get((self.to_type, self.to_version))
+        if self.schema is not None:
+            from .model import validate_data
+
+            self.validate = validate_data
 
     def __call__(self, data: dict) -> dict:
         "The upcast data; raises ValueError(reason) when the upcaster fails."
@@ -74,10 +79,8 @@ class Step:
         if not isinstance(data, dict):
             raise ValueError(f"upcaster {self.type} v{self.version} returned {_json_type(data)}, not an object")
         if self.schema is not None:
-            from .model import validate_data
-
             try:
-                validate_data(self.schema, data, f"{self.to_type} v{self.to_version}")
+                self.validate(self.schema, data, f"{self.to_type} v{self.to_version}")
             except InvalidInput as e:
                 raise ValueError(f"upcaster {self.type} v{self.version} produced invalid data: {e}") from None
         return data
@@ -142,12 +145,22 @@ class Upcaster:
 
 
 def _loads(text: str) -> Any:
+    """Stored JSON text, read with orjson where that is exact.
+
+    orjson reads integers beyond 64 bits as floats (silently), so text with a run of 19+
+    digits goes to the standard library, as does anything orjson refuses (lone surrogates).
+    """
     import orjson
 
+    if _LONG_NUMBER.search(text):
+        return loads(text)
     try:
         return orjson.loads(text)
-    except orjson.JSONDecodeError:  # integers beyond 64 bits: the standard library reads them
+    except orjson.JSONDecodeError:
         return loads(text)
+
+
+_LONG_NUMBER = re.compile(r"\d{19}")
 
 
 def _json_type(value: Any) -> str:
