@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+import weakref
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from . import migrations
@@ -108,10 +109,22 @@ def run_chain(steps: list[Step], data: dict, position: int | None) -> dict:
 
 def upcast_data(model: "Model", type_: str, version: int, data: dict, position: int | None = None) -> tuple[str, int, dict]:
     "(type, version, data) at the latest version; UpcastFailed naming the position and the reason."
-    steps = chain(model, type_, version)
+    steps = compiled(model).chains.get((type_, version))
     if not steps:
         return type_, version, data
     return steps[-1].to_type, steps[-1].to_version, run_chain(steps, data, position)
+
+
+_compiled: "weakref.WeakKeyDictionary[Model, tuple[tuple[int, int], Upcaster]]" = weakref.WeakKeyDictionary()
+
+
+def compiled(model: "Model") -> "Upcaster":
+    "The model's chains, compiled once (again if upcasters or schemas are registered later)."
+    signature = (len(model.upcasters), len(model.schemas))
+    cached = _compiled.get(model)
+    if cached is None or cached[0] != signature:
+        cached = _compiled[model] = (signature, Upcaster(model))
+    return cached[1]
 
 
 class Upcaster:
@@ -581,8 +594,7 @@ def _backup(store: "Store") -> str:
     target = sqlite3.connect(path)
     try:
         with translate_errors(path):
-            source.backup(target)
-            target.execute("PRAGMA journal_mode = DELETE")
+            source.backup(target)  # page for page: a WAL store stays one
     except BaseException:
         target.close()
         _remove(path)

@@ -602,3 +602,40 @@ def test_library_out_refuses_existing(tmp_path):
     (tmp_path / "x.db").write_text("")
     with Store(tmp_path / "events.db", model=model) as store, pytest.raises(Conflict):
         upcasting.migrate_copy(store, tmp_path / "x.db")
+
+
+# -- the docs and the sample model ------------------------------------------------------------
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_the_readme_model_works(evt, tmp_path):
+    import re
+
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    section = readme[readme.index("## Upcasting") :]
+    (tmp_path / "model.py").write_text(re.search(r"```python\n(.*?)```", section, re.S).group(1))
+    evt("append", "order-1", "order.placed", '{"items":["p1"]}', "-q")
+    evt("append", "cart-2", "cart.opened", '{"cartId":"2"}', "-q")
+    read = evt("read", "--model", "model.py").json()
+    assert [(e["type"], e["version"], e["data"]) for e in read] == [
+        ("order.placed", 2, {"items": [{"productId": "p1", "quantity": 1, "price": None}]}),
+        ("order.opened", 2, {"orderId": "2"}),
+    ]
+
+
+def test_the_sample_model_upcasts_order_placed_v1(evt, tmp_path):
+    v1 = {"orderId": "ord_0001", "customerId": "cus_1", "items": ["prod_a", "prod_b"], "total": 30.5}
+    evt("append", "order-ord_0001", "order.placed", json.dumps(v1), "-q")
+    model = os.path.join(ROOT, "sample_streams", "model.py")
+    [event] = evt("read", "--model", model).json()
+    assert (event["version"], event["data"]) == (
+        2,
+        {
+            "orderId": "ord_0001",
+            "customerId": "cus_1",
+            "items": [{"productId": "prod_a", "quantity": 1, "price": None}, {"productId": "prod_b", "quantity": 1, "price": None}],
+            "total": 30.5,
+        },
+    )
+    assert evt("upcast", "status", "--model", model).lines == ['{"type":"order.placed","versions":{"1":1},"latest":2,"pending":1}']
