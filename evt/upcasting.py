@@ -383,7 +383,7 @@ def verify(conn: sqlite3.Connection, upcaster: Upcaster, before: str, found: lis
         params,
     ).fetchone()[0]
     if same != count:
-        raise VerificationFailed(f"{count - same} events differ from the source in more than type, version and data")
+        raise VerificationFailed(f"{_events(count - same)} differ from the source in more than type, version and data")
     left, params = _in_pairs(pairs)
     if conn.execute(f"SELECT count(*) FROM {schema}.events WHERE {left}", params).fetchone()[0]:
         raise VerificationFailed("some events are not at their latest version")
@@ -395,7 +395,7 @@ def verify(conn: sqlite3.Connection, upcaster: Upcaster, before: str, found: lis
     ).fetchall()
     for type_, version, to_type, to_version, n in moved:
         if (to_type, to_version) != upcaster.target(type_, version):
-            raise VerificationFailed(f"{n} events of {type_} v{version} became {to_type} v{to_version}")
+            raise VerificationFailed(f"{_events(n)} of {type_} v{version} became {to_type} v{to_version}, not {'{} v{}'.format(*upcaster.target(type_, version))}")
     problems = [row[0] for row in conn.execute(f"PRAGMA {schema}.integrity_check")]
     if problems != ["ok"]:
         raise VerificationFailed(f"integrity_check: {'; '.join(problems[:3])}")
@@ -404,6 +404,10 @@ def verify(conn: sqlite3.Connection, upcaster: Upcaster, before: str, found: lis
     ).fetchone()[0]
     if triggers != 2:
         raise VerificationFailed("the append-only triggers are missing")
+
+
+def _events(n: int) -> str:
+    return "1 event" if n == 1 else f"{n} events"
 
 
 # -- migration into a new file ----------------------------------------------------------

@@ -639,3 +639,29 @@ def test_the_sample_model_upcasts_order_placed_v1(evt, tmp_path):
         },
     )
     assert evt("upcast", "status", "--model", model).lines == ['{"type":"order.placed","versions":{"1":1},"latest":2,"pending":1}']
+
+
+# -- verification catches a broken migration -------------------------------------------------
+
+
+def tampering(monkeypatch, change):
+    rows = upcasting.Upcaster.rows
+    monkeypatch.setattr(upcasting.Upcaster, "rows", lambda self, batch: [change(r) for r in rows(self, batch)])
+
+
+def test_a_copy_that_does_not_match_its_source_is_not_published(evt, store, tmp_path, monkeypatch):
+    tampering(monkeypatch, lambda r: (r[0], r[1] + "-x") + r[2:])  # a changed stream name
+    r = evt("upcast", "run", "--out", "new.db")
+    assert (r.exit_code, r.stdout) == (6, "")
+    assert r.stderr == "evt: 2 events differ from the source in more than type, version and data\n"
+    assert not os.path.exists("new.db") and [n for n in os.listdir(tmp_path) if "tmp" in n] == []
+
+
+def test_an_in_place_run_that_misses_the_latest_version_is_rolled_back(evt, store, monkeypatch):
+    before = dump_events(store)
+    tampering(monkeypatch, lambda r: r[:5] + (9,) + r[6:])  # a wrong target version
+    r = evt("upcast", "run", "--in-place")
+    assert r.exit_code == 6
+    assert r.stderr.splitlines()[-1] == "evt: 1 event of cart.opened v1 became order.opened v9, not order.opened v3"
+    assert dump_events(store) == before
+    assert not [n for n in os.listdir(".") if ".bak-" in n]
