@@ -665,3 +665,18 @@ def test_an_in_place_run_that_misses_the_latest_version_is_rolled_back(evt, stor
     assert r.stderr.splitlines()[-1] == "evt: 1 event of cart.opened v1 became order.opened v9, not order.opened v3"
     assert dump_events(store) == before
     assert not [n for n in os.listdir(".") if ".bak-" in n]
+
+
+def test_in_place_and_a_concurrent_writer_both_succeed(failing, tmp_path):
+    (tmp_path / "model.py").write_text(MODEL)  # a model that succeeds
+    command = [sys.executable, "-m", "evt"]
+    run = subprocess.Popen(command + ["upcast", "run", "--in-place"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    append = subprocess.run(command + ["append", "order-new", "order.placed", '{"orderId":"n","items":["z"]}', "-q"], cwd=tmp_path, capture_output=True)
+    out, err = run.communicate(timeout=60)
+    assert (run.returncode, append.returncode) == (0, 0), (err, append.stderr)
+    with Store(tmp_path / "events.db") as store:
+        events = list(store.read(raw=True))
+    assert len(events) == 20_001 and events[-1].stream == "order-new"
+    assert {(e.type, e.version) for e in events[:-1]} == {("order.placed", 2), ("order.shipped", 1)}
+    # the new event was either upcast by the run (appended first) or stored after it, at v1
+    assert (events[-1].version, json.loads(out)["upcast"]) in {(2, 10_001), (1, 10_000)}
