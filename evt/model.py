@@ -103,10 +103,6 @@ class Model:
         return type_condition(self, store)
 
 
-def type_name(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
-
-
 def validate_data(schema, data: dict, what: str) -> None:
     "Validate data against a pydantic model; InvalidInput naming every bad field."
     from pydantic import ValidationError

@@ -28,7 +28,7 @@ import weakref
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from . import migrations
-from .envelope import dumps, fast_dumps, loads
+from .envelope import dumps, loads
 from .errors import Conflict, InvalidInput, StoreUnavailable, UpcastFailed, UsageError
 from .store import COLUMNS, INSERT, row_to_event, translate_errors
 from .timeutil import now
@@ -153,8 +153,32 @@ class Upcaster:
             steps = chains[(row[4], row[5])]
             data = run_chain(steps, _loads(row[10]), row[0])
             last = steps[-1]
-            out.append(row[:4] + (last.to_type, last.to_version, row[6], row[7], row[8], row[9], fast_dumps(data), row[11]))
+            out.append(row[:4] + (last.to_type, last.to_version, row[6], row[7], row[8], row[9], _dumps(data, row, steps), row[11]))
         return out
+
+
+def _dumps(data: dict, row: tuple, steps: list[Step]) -> str:
+    """Upcast data as stored JSON text: orjson, with the standard library's rules.
+
+    orjson would quietly write datetimes, dataclasses and subclasses as JSON; they are
+    passed through to the standard library instead, which refuses what is not JSON
+    (UpcastFailed) and writes integers beyond 64 bits exactly.
+    """
+    import orjson
+
+    try:
+        return orjson.dumps(data, option=_STRICT).decode()
+    except TypeError:
+        try:
+            return dumps(data)
+        except (TypeError, ValueError) as e:
+            raise UpcastFailed(row[0], row[4], row[5], f"upcaster {steps[-1].type} v{steps[-1].version} returned data that is not JSON: {e}") from e
+
+
+def _strict_options() -> int:
+    import orjson
+
+    return orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
 
 
 def _loads(text: str) -> Any:
@@ -174,6 +198,7 @@ def _loads(text: str) -> Any:
 
 
 _LONG_NUMBER = re.compile(r"\d{19}")
+_STRICT = _strict_options()
 
 
 def _json_type(value: Any) -> str:

@@ -680,3 +680,15 @@ def test_in_place_and_a_concurrent_writer_both_succeed(failing, tmp_path):
     assert {(e.type, e.version) for e in events[:-1]} == {("order.placed", 2), ("order.shipped", 1)}
     # the new event was either upcast by the run (appended first) or stored after it, at v1
     assert (events[-1].version, json.loads(out)["upcast"]) in {(2, 10_001), (1, 10_000)}
+
+
+def test_an_upcaster_returning_what_is_not_json_stops_a_migration(evt, tmp_path):
+    (tmp_path / "model.py").write_text(
+        "import datetime\nfrom evt import Model\nmodel = Model()\n"
+        "@model.upcaster('a', 1)\ndef a1(data):\n    return {'at': datetime.date(2026, 1, 1)}\n"
+    )
+    evt("append", "s-1", "a", "--model", "model.py", "-q")
+    r = evt("upcast", "run", "--out", "new.db", "--model", "model.py")
+    assert r.exit_code == 5
+    assert r.stderr == "evt: cannot upcast the event at position 1 (a v1): upcaster a v1 returned data that is not JSON: Object of type date is not JSON serializable\n"
+    assert not os.path.exists("new.db")
