@@ -5,7 +5,7 @@ orders log where order.placed v1 events (product ids as strings) need the v1 -> 
 upcaster of sample_streams/model.py. The goal: the migration costs no more than about
 twice the append.
 
-    python benchmarks/bench_upcast.py [--events 100000] [--upcast-share 0.5]
+    python benchmarks/bench_upcast.py [--events 100000] [--upcast-share 0.5] [--only-placed]
 
 Prints one JSON object: events, how many were upcast, seconds for each, the ratio
 (and, for information, the time of an --in-place run on the appended store).
@@ -52,7 +52,7 @@ def order_placed_v1_to_v2(data):
 '''
 
 
-def generate(path: str, count: int, upcast_share: float) -> int:
+def generate(path: str, count: int, upcast_share: float, only_placed: bool = False) -> int:
     "An orders log of ``count`` events; returns how many need upcasting."
     rng = random.Random(7)
     pending = 0
@@ -73,6 +73,8 @@ def generate(path: str, count: int, upcast_share: float) -> int:
                 data = {"orderId": stream[6:], "customerId": f"cust_{rng.randrange(999)}", "items": items, "total": 12.5}
                 version = 2
             lines = [("order.placed", version, data), ("order.shipped", 1, {"orderId": stream[6:], "carrier": "ups", "trackingNumber": f"1Z{order}"})]
+            if only_placed:
+                lines = lines[:1]
             for type_, v, d in lines[: count - n]:
                 ts = f"2026-11-{1 + n % 27:02d}T{n % 24:02d}:00:00.000000Z"
                 out.write(json.dumps({"stream": stream, "type": type_, "version": v, "data": d, "source": "checkout", "correlationId": correlation, "timestamp": ts}) + "\n")
@@ -92,13 +94,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--upcast-share", type=float, default=0.5, help="share of orders stored as order.placed v1")
+    parser.add_argument("--only-placed", action="store_true", help="no order.shipped events (with --upcast-share 1: every event is upcast)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         with open(os.path.join(folder, "model.py"), "w") as f:
             f.write(MODEL)
         with open(os.path.join(folder, "evt.toml"), "w") as f:
             f.write('db = "events.db"\nmodel = "model.py"\n')
-        pending = generate(os.path.join(folder, "events.ndjson"), args.events, args.upcast_share)
+        pending = generate(os.path.join(folder, "events.ndjson"), args.events, args.upcast_share, args.only_placed)
         append = evt("append", "--ndjson", "events.ndjson", "--quiet", cwd=folder)
         migrate = evt("upcast", "run", "--out", "migrated.db", cwd=folder)
         in_place = evt("upcast", "run", "--in-place", cwd=folder)
