@@ -500,6 +500,8 @@ def _copy_events(conn: sqlite3.Connection, upcaster: Upcaster, pairs: list[tuple
 def _copy_tables(conn: sqlite3.Connection) -> None:
     """Every other table of the source, rows as they are; snapshots are left empty.
 
+    Virtual tables (and their shadow tables) are not copied: rebuild them from the data.
+
     Tables the new store lacks (a projection's own tables) are created from the
     source's definition, with their indexes, triggers and views.
     """
@@ -508,10 +510,13 @@ def _copy_tables(conn: sqlite3.Connection) -> None:
     existing = {row[0] for row in conn.execute("SELECT name FROM main.sqlite_schema WHERE type = 'table'")}
     tables = conn.execute(
         "SELECT name, sql FROM src.sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
-        "AND name NOT IN ('events', 'evt_migrations') AND sql NOT LIKE 'CREATE VIRTUAL%' ORDER BY rowid"
+        "AND name NOT IN ('events', 'evt_migrations') ORDER BY rowid"
     ).fetchall()
+    virtual = [name for name, sql in tables if sql.upper().startswith("CREATE VIRTUAL")]
     created = []
     for name, sql in tables:
+        if any(name == v or name.startswith(v + "_") for v in virtual):
+            continue  # virtual tables (full-text indexes) and their shadow tables: not copied
         if name not in existing:
             conn.execute(sql)
             created.append(name)
