@@ -19,6 +19,7 @@ from .errors import (
     NotFound,
     StoreUnavailable,
     StreamNotFound,
+    UpcastFailed,
     WrongExpectedRevision,
 )
 from .model import Model, load_model
@@ -38,6 +39,7 @@ __all__ = [
     "Store",
     "StoreUnavailable",
     "StreamNotFound",
+    "UpcastFailed",
     "WrongExpectedRevision",
     "load_model",
 ]

@@ -96,3 +96,13 @@ class LineError(InvalidInput):
         self.line = line
         self.error = error
         self.exit_code = error.exit_code
+
+
+class UpcastFailed(InvalidInput):
+    "An upcaster raised, or produced data its target schema rejects"
+
+    def __init__(self, position: int | None, type: str, version: int, reason: str):
+        where = f"at position {position} " if position is not None else ""
+        super().__init__(f"cannot upcast the event {where}({type} v{version}): {reason}")
+        self.position = position
+        self.reason = reason

@@ -69,8 +69,27 @@ def execute_all(conn: sqlite3.Connection, *statements: str) -> None:
         conn.execute(statement)
 
 
+def create_upcast_runs(conn: sqlite3.Connection) -> None:
+    "Migration: the audit trail of upcast runs (``evt upcast run --in-place`` and ``--out``)."
+    conn.execute(
+        """
+        CREATE TABLE evt_upcast_runs (
+            id INTEGER PRIMARY KEY,
+            ran_at TEXT NOT NULL,
+            mode TEXT NOT NULL,
+            source TEXT NOT NULL,
+            backup TEXT,
+            upcasters TEXT NOT NULL,
+            changes TEXT NOT NULL,
+            events INTEGER NOT NULL,
+            upcast INTEGER NOT NULL
+        )"""
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0001_create_event_log", create_event_log),
+    ("0002_upcast_runs", create_upcast_runs),
 ]
 
 FORMAT_VERSION = len(MIGRATIONS)

@@ -22,7 +22,7 @@ import sys
 import traceback
 from typing import Any, Callable
 
-from .errors import ConfigError, InvalidInput
+from .errors import ConfigError, InvalidInput, UpcastFailed  # noqa: F401 (UpcastFailed: re-exported)
 
 
 class Model:
@@ -84,52 +84,23 @@ class Model:
         return type, version
 
     def upcast(self, event):
-        "The event at its latest version; its data validated when a schema exists for it."
+        "The event at its latest version; UpcastFailed (with its position) if an upcaster fails."
         if (event.type, event.version) not in self.upcasters:
             return event
-        type, version, data = event.type, event.version, event.data
-        while (type, version) in self.upcasters:
-            new_type, fn = self.upcasters[(type, version)]
-            try:
-                data = fn(data)
-            except Exception as e:
-                raise UpcastFailed(event, f"upcaster {type} v{version} raised {type(e).__name__}: {e}") from e
-            if not isinstance(data, dict):
-                raise UpcastFailed(event, f"upcaster {type} v{version} returned {type_name(data)}, not an object")
-            type, version = new_type, version + 1
-        schema = self.schemas.get((type, version))
-        if schema is not None:
-            try:
-                validate_data(schema, data, f"{type} v{version}")
-            except InvalidInput as e:
-                raise UpcastFailed(event, str(e)) from None
-        return event.replace(type=type, version=version, data=data)
+        from .upcasting import upcast_data
+
+        type_, version, data = upcast_data(self, event.type, event.version, event.data, event.position)
+        return event.replace(type=type_, version=version, data=data)
 
     def type_condition(self, store):
         """How ``--type`` globs select stored events, as readers see types after upcasting.
 
-        Returns a function of the globs giving (SQL condition, params): the stored
-        (type, version) pairs whose latest type matches one of the globs.
+        None when no upcaster renames a type (the stored type is the type readers see);
+        otherwise a function of the globs giving (SQL condition, params).
         """
-        from fnmatch import fnmatchcase
+        from .upcasting import type_condition
 
-        renamed = {key for key in self.upcasters if self.latest(*key)[0] != key[0]}
-        if not renamed:
-            return None
-
-        def condition(globs):
-            pairs = store.conn.execute("SELECT DISTINCT type, version FROM events").fetchall()
-            keep = [p for p in pairs if any(fnmatchcase(self.latest(*p)[0], g) for g in globs)]
-            if not keep:
-                return "0", []
-            sql = " OR ".join("(type = ? AND version = ?)" for _ in keep)
-            return f"({sql})", [value for pair in keep for value in pair]
-
-        return condition
-
-
-def type_name(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
+        return type_condition(self, store)
 
 
 def validate_data(schema, data: dict, what: str) -> None:
@@ -143,14 +114,6 @@ def validate_data(schema, data: dict, what: str) -> None:
             f"{'.'.join(str(p) for p in err['loc']) or '(data)'}: {err['msg']}" for err in e.errors()
         )
         raise InvalidInput(f"{what} is invalid: {problems}") from None
-
-
-class UpcastFailed(InvalidInput):
-    "An upcaster raised or produced data its target schema rejects"
-
-    def __init__(self, event, reason: str):
-        super().__init__(f"cannot upcast the event at position {event.position} ({event.type} v{event.version}): {reason}")
-        self.position = event.position
 
 
 def load_model(spec: str) -> Model:

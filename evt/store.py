@@ -181,7 +181,7 @@ class Store:
         """
         if isinstance(events, NewEvent):
             events = [events]
-        return list(self.events_at(self.write(events)))
+        return list(self.events_at(self.write(events), raw=True))
 
     def write(self, events: Iterable[NewEvent], *, validate: bool = True) -> list[int]:
         """Append events in one transaction; return the position of each, in order.
@@ -256,15 +256,15 @@ class Store:
         model = self._upcaster(raw)
         return model.type_condition(self) if model else None
 
-    def events_at(self, positions: Iterable[int]) -> Iterator[Event]:
-        "The stored events at these positions, in the order given."
+    def events_at(self, positions: Iterable[int], *, raw: bool = False) -> Iterator[Event]:
+        "The events at these positions, in the order given (as stored with ``raw``)."
         for start, end in _runs(positions):
-            yield from self._select_events(Filter(start=start, end=end), raw=False)
+            yield from self._select_events(Filter(start=start, end=end), raw)
 
-    def json_at(self, positions: Iterable[int]) -> Iterator[str]:
-        "The envelopes at these positions as JSON lines, in the order given."
+    def json_at(self, positions: Iterable[int], *, raw: bool = False) -> Iterator[str]:
+        "The envelopes at these positions as JSON lines, in the order given (as stored with ``raw``)."
         for start, end in _runs(positions):
-            yield from self._select_json(Filter(start=start, end=end), raw=False)
+            yield from self._select_json(Filter(start=start, end=end), raw)
 
     def follow(
         self,

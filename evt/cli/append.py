@@ -221,9 +221,9 @@ def print_events(store, positions: list[int], requested: str | None) -> None:
 
     fmt = choose_format(requested)
     if fmt == "table":
-        print_table((envelope_row(e) for e in store.events_at(positions)), ENVELOPE_COLUMNS)
+        print_table((envelope_row(e) for e in store.events_at(positions, raw=True)), ENVELOPE_COLUMNS)
     else:
-        write_json_lines(store.json_at(positions), fmt)
+        write_json_lines(store.json_at(positions, raw=True), fmt)
 
 
 def remove_store_files(path: str) -> None:

@@ -1,0 +1,688 @@
+"""Upcasting: old event versions read as new, and a checked migration of what is stored.
+
+Upcasters live in the user's model (``@model.upcaster(type, version, to_type=None)``):
+each turns the data of ``(type, version N)`` into ``version N+1``, optionally renaming
+the type; they chain. Readers apply them on the fly (``Store.read``); this module also
+migrates the stored log itself:
+
+- ``status(store)``: per stored type, its versions and counts, the latest version, and
+  how many events a migration would change;
+- ``dry_run(store, sample=3)``: runs every upcaster over every event it applies to
+  (so a failing upcaster shows up here), changing nothing; before/after of a sample;
+- ``migrate_copy(store, out)``: a copy-transform into a new store file;
+- ``migrate_in_place(store)``: a backup, then one transaction that rewrites the
+  upcast events, records the run in ``evt_upcast_runs`` and restores the append-only
+  triggers.
+
+Both migrations verify the result before committing it (same count, same ids,
+positions, streams, revisions, timestamps and metadata, every event at its latest
+version, ``PRAGMA integrity_check``); a failing upcaster or check changes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import weakref
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from . import migrations
+from .envelope import dumps, loads
+from .errors import Conflict, InvalidInput, StoreUnavailable, UpcastFailed, UsageError
+from .store import COLUMNS, INSERT, row_to_event, translate_errors
+from .timeutil import now
+
+if TYPE_CHECKING:
+    from .model import Model
+    from .store import Store
+
+# Rows are read, transformed and written in batches of this many.
+BATCH = 5000
+
+SNAPSHOT_MARK = "snapshot"  # tables named like this hold derived state: not copied
+
+EVENT_CHECKS = (
+    "m.id = s.id AND m.stream = s.stream AND m.revision = s.revision AND m.timestamp = s.timestamp "
+    "AND m.source IS s.source AND m.correlation_id IS s.correlation_id "
+    "AND m.causation_id IS s.causation_id AND m.metadata = s.metadata"
+)
+
+
+class VerificationFailed(StoreUnavailable):
+    "A migrated store does not match its source; the migration was rolled back"
+
+
+# -- the chain of upcasters ------------------------------------------------------------
+
+
+class Step:
+    "One upcaster: (type, version) data into (to_type, version + 1), validated if a schema exists."
+
+    __slots__ = ("type", "version", "to_type", "to_version", "fn", "schema", "validate")
+
+    def __init__(self, model: "Model", type_: str, version: int):
+        self.type, self.version = type_, version
+        self.to_type, self.fn = model.upcasters[(type_, version)]
+        self.to_version = version + 1
+        self.schema = model.schemas.get((self.to_type, self.to_version))
+        if self.schema is not None:
+            from .model import validate_data
+
+            self.validate = validate_data
+
+    def __call__(self, data: dict) -> dict:
+        "The upcast data; raises ValueError(reason) when the upcaster fails."
+        try:
+            data = self.fn(data)
+        except Exception as e:
+            raise ValueError(f"upcaster {self.type} v{self.version} raised {type(e).__name__}: {e}") from e
+        if not isinstance(data, dict):
+            raise ValueError(f"upcaster {self.type} v{self.version} returned {_json_type(data)}, not an object")
+        if self.schema is not None:
+            try:
+                self.validate(self.schema, data, f"{self.to_type} v{self.to_version}")
+            except InvalidInput as e:
+                raise ValueError(f"upcaster {self.type} v{self.version} produced invalid data: {e}") from None
+        return data
+
+
+def chain(model: "Model", type_: str, version: int) -> list[Step]:
+    "The upcasters an event of (type, version) goes through, in order (empty: it is current)."
+    steps = []
+    while (type_, version) in model.upcasters:
+        step = Step(model, type_, version)
+        steps.append(step)
+        type_, version = step.to_type, step.to_version
+    return steps
+
+
+def run_chain(steps: list[Step], data: dict, position: int | None) -> dict:
+    for step in steps:
+        try:
+            data = step(data)
+        except ValueError as e:
+            first = steps[0]
+            raise UpcastFailed(position, first.type, first.version, str(e)) from e.__cause__
+    return data
+
+
+def upcast_data(model: "Model", type_: str, version: int, data: dict, position: int | None = None) -> tuple[str, int, dict]:
+    "(type, version, data) at the latest version; UpcastFailed naming the position and the reason."
+    steps = compiled(model).chains.get((type_, version))
+    if not steps:
+        return type_, version, data
+    return steps[-1].to_type, steps[-1].to_version, run_chain(steps, data, position)
+
+
+_compiled: "weakref.WeakKeyDictionary[Model, tuple[tuple[int, int], Upcaster]]" = weakref.WeakKeyDictionary()
+
+
+def compiled(model: "Model") -> "Upcaster":
+    "The model's chains, compiled once (again if upcasters or schemas are registered later)."
+    signature = (len(model.upcasters), len(model.schemas))
+    cached = _compiled.get(model)
+    if cached is None or cached[0] != signature:
+        cached = _compiled[model] = (signature, Upcaster(model))
+    return cached[1]
+
+
+class Upcaster:
+    "The model's chains compiled per stored (type, version): the hot loop of a migration."
+
+    def __init__(self, model: "Model"):
+        self.model = model
+        self.chains = {key: chain(model, *key) for key in model.upcasters}
+
+    @property
+    def pairs(self) -> list[tuple[str, int]]:
+        return sorted(self.chains)
+
+    def target(self, type_: str, version: int) -> tuple[str, int]:
+        steps = self.chains[(type_, version)]
+        return steps[-1].to_type, steps[-1].to_version
+
+    def rows(self, rows: list[tuple]) -> list[tuple]:
+        """Stored rows (columns of ``COLUMNS``) with type, version and data upcast.
+
+        The rows come from a selection of upcastable (type, version) pairs only.
+        """
+        out = []
+        chains = self.chains
+        for row in rows:
+            steps = chains[(row[4], row[5])]
+            data = run_chain(steps, _loads(row[10]), row[0])
+            last = steps[-1]
+            out.append(row[:4] + (last.to_type, last.to_version, row[6], row[7], row[8], row[9], _dumps(data, row, steps), row[11]))
+        return out
+
+
+def _dumps(data: dict, row: tuple, steps: list[Step]) -> str:
+    """Upcast data as stored JSON text: orjson, with the standard library's rules.
+
+    orjson would quietly write datetimes, dataclasses and subclasses as JSON; they are
+    passed through to the standard library instead, which refuses what is not JSON
+    (UpcastFailed) and writes integers beyond 64 bits exactly.
+    """
+    import orjson
+
+    try:
+        return orjson.dumps(data, option=_STRICT).decode()
+    except TypeError:
+        try:
+            return dumps(data)
+        except (TypeError, ValueError) as e:
+            raise UpcastFailed(row[0], row[4], row[5], f"upcaster {steps[-1].type} v{steps[-1].version} returned data that is not JSON: {e}") from e
+
+
+def _strict_options() -> int:
+    import orjson
+
+    return orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
+
+
+def _loads(text: str) -> Any:
+    """Stored JSON text, read with orjson where that is exact.
+
+    orjson reads integers beyond 64 bits as floats (silently), so text with a run of 19+
+    digits goes to the standard library, as does anything orjson refuses (lone surrogates).
+    """
+    import orjson
+
+    if _LONG_NUMBER.search(text):
+        return loads(text)
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return loads(text)
+
+
+_LONG_NUMBER = re.compile(r"\d{19}")
+_STRICT = _strict_options()
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}.get(
+        type(value), type(value).__name__
+    )
+
+
+# -- --type filters after renames ------------------------------------------------------
+
+
+def type_condition(model: "Model", store: "Store") -> Callable | None:
+    """``--type`` globs as SQL over stored (type, version), matching the type readers see.
+
+    Only upcasters that rename a type need care: the stored (type, version) pairs they
+    apply to match by their final type; every other event matches by its stored type.
+    Glob matching is SQLite's own (``GLOB``), so both sides agree exactly.
+    """
+    renamed = {}
+    for key in model.upcasters:
+        final = model.latest(*key)[0]
+        if final != key[0]:
+            renamed[key] = final
+    if not renamed:
+        return None
+
+    def matches(type_: str, globs) -> bool:
+        return any(store.conn.execute("SELECT ? GLOB ?", (type_, g)).fetchone()[0] for g in globs)
+
+    def condition(globs):
+        hit = [key for key, final in renamed.items() if matches(final, globs)]
+        miss = [key for key in renamed if key not in hit]
+        sql = "(" + " OR ".join("type GLOB ?" for _ in globs) + ")"
+        params: list = list(globs)
+        if miss:
+            sql = f"({sql} AND (type, version) NOT IN ({_values(miss)}))"
+            params += _flat(miss)
+        if hit:
+            sql = f"({sql} OR (type, version) IN ({_values(hit)}))"
+            params += _flat(hit)
+        return sql, params
+
+    return condition
+
+
+def _values(pairs) -> str:
+    return "VALUES " + ", ".join("(?, ?)" for _ in pairs)
+
+
+def _flat(pairs) -> list:
+    return [value for pair in pairs for value in pair]
+
+
+def _in_pairs(pairs, column_prefix: str = "") -> tuple[str, list]:
+    "SQL: the row's (type, version) is one of ``pairs`` ('0' when there are none)."
+    if not pairs:
+        return "0", []
+    return f"({column_prefix}type, {column_prefix}version) IN ({_values(pairs)})", _flat(pairs)
+
+
+# -- status and plans --------------------------------------------------------------------
+
+
+def _stored_pairs(conn: sqlite3.Connection, schema: str = "main") -> list[tuple[str, int, int]]:
+    return conn.execute(
+        f"SELECT type, version, count(*) FROM {schema}.events GROUP BY type, version ORDER BY type, version"
+    ).fetchall()
+
+
+def _upcaster_of(store: "Store") -> Upcaster:
+    from .model import Model
+
+    return Upcaster(store.model or Model())
+
+
+def status(store: "Store") -> list[dict]:
+    """One object per stored type: ``type``, ``versions`` (stored version -> count),
+    ``latest`` (the version its events read as) and ``pending`` (events a migration changes).
+
+    For a type an upcaster renames, ``latest`` is the version of the renamed type.
+    """
+    upcaster = _upcaster_of(store)
+    model = upcaster.model
+    with translate_errors(store.path):
+        pairs = _stored_pairs(store.conn)
+    types: dict[str, dict] = {}
+    for type_, version, count in pairs:
+        entry = types.setdefault(type_, {"type": type_, "versions": {}, "latest": 0, "pending": 0})
+        entry["versions"][str(version)] = count
+        entry["latest"] = max(entry["latest"], model.latest(type_, version)[1])
+        if (type_, version) in upcaster.chains:
+            entry["pending"] += count
+    return list(types.values())
+
+
+def changes(upcaster: Upcaster, conn: sqlite3.Connection, schema: str = "main") -> list[dict]:
+    "What a migration does: per stored (type, version) an upcaster applies to, its target and count."
+    result = []
+    for type_, version, count in _stored_pairs(conn, schema):
+        if (type_, version) in upcaster.chains:
+            to_type, to_version = upcaster.target(type_, version)
+            result.append({"type": type_, "version": version, "toType": to_type, "toVersion": to_version, "count": count})
+    return result
+
+
+def _pending_pairs(found: list[dict]) -> list[tuple[str, int]]:
+    return [(c["type"], c["version"]) for c in found]
+
+
+# -- dry run ---------------------------------------------------------------------------
+
+
+def dry_run(store: "Store", sample: int = 3) -> dict:
+    """What a migration would change, changing nothing.
+
+    Every upcaster runs over every event it applies to, so an upcaster that would fail
+    the migration fails here (UpcastFailed, with the position). ``sample`` events (spread
+    over the kinds of change) are shown before and after.
+    """
+    upcaster = _upcaster_of(store)
+    conn = store.conn
+    with translate_errors(store.path):
+        conn.execute("BEGIN")  # one snapshot for counts, checks and sample
+        try:
+            found = changes(upcaster, conn)
+            total = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+            for rows in _pending_batches(conn, "main", _pending_pairs(found)):
+                upcaster.rows(rows)
+            shown = _sample(conn, upcaster, found, sample)
+        finally:
+            conn.execute("ROLLBACK")
+    upcast = sum(c["count"] for c in found)
+    return {
+        "mode": "dry-run",
+        "store": store.path,
+        "events": total,
+        "upcast": upcast,
+        "unchanged": total - upcast,
+        "changes": found,
+        "sample": shown,
+    }
+
+
+def _sample(conn: sqlite3.Connection, upcaster: Upcaster, found: list[dict], size: int) -> list[dict]:
+    "Up to ``size`` events, the first of each kind of change in turn, before and after."
+    per_kind = [
+        [row[0] for row in conn.execute(
+            "SELECT position FROM events WHERE type = ? AND version = ? ORDER BY position LIMIT ?",
+            (c["type"], c["version"], size),
+        )]
+        for c in found
+    ]
+    positions: list[int] = []
+    while len(positions) < size and any(per_kind):
+        for kind in per_kind:
+            if kind and len(positions) < size:
+                positions.append(kind.pop(0))
+    shown = []
+    for position in sorted(positions):
+        row = conn.execute(f"SELECT {COLUMNS} FROM events WHERE position = ?", (position,)).fetchone()
+        before = row_to_event(row)
+        [after_row] = upcaster.rows([row])
+        shown.append({"position": position, "before": before.to_dict(), "after": row_to_event(after_row).to_dict()})
+    return shown
+
+
+def _pending_batches(conn: sqlite3.Connection, schema: str, pairs: list[tuple[str, int]]) -> Iterator[list[tuple]]:
+    """The stored rows an upcaster applies to, in position order, in batches.
+
+    Each batch is its own query (keyset on position), so the caller may write to the
+    same table between batches.
+    """
+    if not pairs:
+        return
+    condition, params = _in_pairs(pairs)
+    sql = f"SELECT {COLUMNS} FROM {schema}.events WHERE position > ? AND {condition} ORDER BY position LIMIT {BATCH}"
+    after = 0
+    while True:
+        rows = conn.execute(sql, [after, *params]).fetchall()
+        if not rows:
+            return
+        yield rows
+        after = rows[-1][0]
+
+
+# -- verification ------------------------------------------------------------------------
+
+
+def verify(conn: sqlite3.Connection, upcaster: Upcaster, before: str, found: list[dict], schema: str = "main") -> None:
+    """Check a migrated ``{schema}.events`` against the events as they were (table ``before``).
+
+    Same count; same id, stream, revision, timestamp, source, correlation, causation and
+    metadata at every position; unchanged data where no upcaster applies; every upcast
+    event at the latest (type, version); ``integrity_check`` ok. VerificationFailed otherwise.
+    """
+    pairs = _pending_pairs(found)
+    count = conn.execute(f"SELECT count(*) FROM {schema}.events").fetchone()[0]
+    expected = conn.execute(f"SELECT count(*) FROM {before}").fetchone()[0]
+    if count != expected:
+        raise VerificationFailed(f"the migrated log has {count} events, the source {expected}")
+    pending, params = _in_pairs(pairs, "s.")
+    same = conn.execute(
+        f"SELECT count(*) FROM {schema}.events AS m JOIN {before} AS s ON s.position = m.position "
+        f"WHERE {EVENT_CHECKS} AND ({pending} OR (m.type = s.type AND m.version = s.version AND m.data = s.data))",
+        params,
+    ).fetchone()[0]
+    if same != count:
+        raise VerificationFailed(f"{_events(count - same)} differ from the source in more than type, version and data")
+    left, params = _in_pairs(pairs)
+    if conn.execute(f"SELECT count(*) FROM {schema}.events WHERE {left}", params).fetchone()[0]:
+        raise VerificationFailed("some events are not at their latest version")
+    pending, params = _in_pairs(pairs, "s.")
+    moved = conn.execute(
+        f"SELECT s.type, s.version, m.type, m.version, count(*) FROM {schema}.events AS m "
+        f"JOIN {before} AS s ON s.position = m.position WHERE {pending} GROUP BY 1, 2, 3, 4",
+        params,
+    ).fetchall()
+    for type_, version, to_type, to_version, n in moved:
+        if (to_type, to_version) != upcaster.target(type_, version):
+            raise VerificationFailed(f"{_events(n)} of {type_} v{version} became {to_type} v{to_version}, not {'{} v{}'.format(*upcaster.target(type_, version))}")
+    problems = [row[0] for row in conn.execute(f"PRAGMA {schema}.integrity_check")]
+    if problems != ["ok"]:
+        raise VerificationFailed(f"integrity_check: {'; '.join(problems[:3])}")
+    triggers = conn.execute(
+        f"SELECT count(*) FROM {schema}.sqlite_schema WHERE type = 'trigger' AND name LIKE 'events_append_only_%'"
+    ).fetchone()[0]
+    if triggers != 2:
+        raise VerificationFailed("the append-only triggers are missing")
+
+
+def _events(n: int) -> str:
+    return "1 event" if n == 1 else f"{n} events"
+
+
+# -- migration into a new file ----------------------------------------------------------
+
+
+def migrate_copy(store: "Store", out: str | os.PathLike) -> dict:
+    """Copy the store into a new file ``out`` with every event at its latest version.
+
+    Ids, positions, streams, revisions, timestamps and metadata are kept; the other evt
+    tables (checkpoints, dead letters, projection tables, earlier upcast runs) are copied
+    as they are, except snapshots (derived state, rebuilt on demand). The run is
+    recorded in the new file's ``evt_upcast_runs``. ``out`` must not exist (Conflict);
+    the source is only read. Nothing is left behind when anything fails.
+    """
+    out = os.fspath(out)
+    if os.path.lexists(out):
+        raise Conflict(f"{out} already exists; evt upcast run --out never overwrites (choose a new file)")
+    folder = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(folder):
+        raise UsageError(f"cannot create {out}: folder {folder} does not exist")
+    upcaster = _upcaster_of(store)
+    tmp = f"{out}.tmp-{os.getpid()}"
+    _remove(tmp)
+    try:
+        result = _build_copy(store, upcaster, tmp, out)
+        _publish(tmp, out)
+    finally:
+        _remove(tmp)
+    return result
+
+
+def _build_copy(store: "Store", upcaster: Upcaster, tmp: str, out: str) -> dict:
+    conn = sqlite3.connect(tmp, isolation_level=None)
+    try:
+        with translate_errors(tmp):
+            # A new file nobody else sees: no journal; a failure deletes the file.
+            conn.execute("PRAGMA journal_mode = OFF")
+            conn.execute("PRAGMA synchronous = OFF")
+            conn.execute("ATTACH DATABASE ? AS src", (os.path.abspath(store.path),))
+            conn.execute("BEGIN")
+            migrations.apply_migrations(conn, 0, now())
+            found = changes(upcaster, conn, "src")
+            _copy_events(conn, upcaster, _pending_pairs(found))
+            _copy_tables(conn)
+            total = conn.execute("SELECT count(*) FROM src.events").fetchone()[0]
+            result = _result("copy", found, total, source=store.path, out=out)
+            _record_run(conn, result, upcaster, found)
+            verify(conn, upcaster, "src.events", found)
+            conn.execute("COMMIT")
+            conn.execute("DETACH DATABASE src")
+            conn.execute("PRAGMA journal_mode = WAL")
+        return result
+    finally:
+        conn.close()
+
+
+def _copy_events(conn: sqlite3.Connection, upcaster: Upcaster, pairs: list[tuple[str, int]]) -> None:
+    "Events no upcaster applies to are copied by SQLite itself; the others go through Python."
+    condition, params = _in_pairs(pairs)
+    conn.execute(f"INSERT INTO main.events ({COLUMNS}) SELECT {COLUMNS} FROM src.events WHERE NOT {condition} ORDER BY position", params)
+    for rows in _pending_batches(conn, "src", pairs):
+        conn.executemany(INSERT, upcaster.rows(rows))
+
+
+def _copy_tables(conn: sqlite3.Connection) -> None:
+    """Every other table of the source, rows as they are; snapshots are left empty.
+
+    Virtual tables (and their shadow tables) are not copied: rebuild them from the data.
+
+    Tables the new store lacks (a projection's own tables) are created from the
+    source's definition, with their indexes, triggers and views.
+    """
+    conn.execute("DELETE FROM main.evt_migrations")  # the source's history, not today's
+    conn.execute("INSERT INTO main.evt_migrations SELECT name, applied_at FROM src.evt_migrations")
+    existing = {row[0] for row in conn.execute("SELECT name FROM main.sqlite_schema WHERE type = 'table'")}
+    tables = conn.execute(
+        "SELECT name, sql FROM src.sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+        "AND name NOT IN ('events', 'evt_migrations') ORDER BY rowid"
+    ).fetchall()
+    virtual = [name for name, sql in tables if sql.upper().startswith("CREATE VIRTUAL")]
+    created = []
+    for name, sql in tables:
+        if any(name == v or name.startswith(v + "_") for v in virtual):
+            continue  # virtual tables (full-text indexes) and their shadow tables: not copied
+        if name not in existing:
+            conn.execute(sql)
+            created.append(name)
+        if SNAPSHOT_MARK in name.lower():
+            continue
+        columns = _common_columns(conn, name)
+        if columns:
+            conn.execute(f"INSERT INTO main.{_quote(name)} ({columns}) SELECT {columns} FROM src.{_quote(name)}")
+    for (sql,) in conn.execute(
+        "SELECT sql FROM src.sqlite_schema WHERE type IN ('index', 'trigger', 'view') AND sql IS NOT NULL "
+        f"AND tbl_name IN ({', '.join('?' for _ in created) or 'NULL'}) ORDER BY rowid",
+        created,
+    ).fetchall():
+        conn.execute(sql)
+
+
+def _common_columns(conn: sqlite3.Connection, table: str) -> str:
+    "The stored (not generated) columns both copies of a table have, as a SQL list."
+
+    def stored(schema: str) -> list[str]:
+        rows = conn.execute(f"PRAGMA {schema}.table_xinfo({_quote(table)})").fetchall()
+        return [row[1] for row in rows if row[6] == 0]
+
+    theirs = set(stored("src"))
+    return ", ".join(_quote(c) for c in stored("main") if c in theirs)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _publish(tmp: str, out: str) -> None:
+    "Move the finished file into place, never over a file that appeared meanwhile."
+    try:
+        os.link(tmp, out)
+    except FileExistsError:
+        raise Conflict(f"{out} already exists; evt upcast run --out never overwrites (choose a new file)") from None
+    except OSError:  # a file system without hard links
+        if os.path.lexists(out):
+            raise Conflict(f"{out} already exists; evt upcast run --out never overwrites (choose a new file)") from None
+        os.replace(tmp, out)
+
+
+def _remove(path: str) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        try:
+            os.remove(path + suffix)
+        except FileNotFoundError:
+            pass
+
+
+# -- migration in place -------------------------------------------------------------------
+
+
+def migrate_in_place(store: "Store", on_backup: Callable[[str], None] | None = None) -> dict:
+    """Rewrite the upcast events in the store itself.
+
+    With the write lock held: a consistent backup next to the store (the sqlite3 backup
+    API; ``on_backup(path)`` is told where), then one transaction that drops the
+    append-only triggers, rewrites the rows, recreates the triggers, records the run in
+    ``evt_upcast_runs`` and verifies the result against the events as they were. Any
+    failure rolls it all back and removes the backup: nothing changes.
+    With nothing to upcast, nothing is done (no backup, no record).
+    """
+    upcaster = _upcaster_of(store)
+    conn = store.conn
+    with translate_errors(store.path), store.transaction():
+        found = changes(upcaster, conn)
+        total = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+        if not found:
+            return _result("in-place", found, total, store=store.path, backup=None)
+        backup = _backup(store)
+        try:
+            if on_backup is not None:
+                on_backup(backup)
+            result = _result("in-place", found, total, store=store.path, backup=backup)
+            _rewrite(conn, upcaster, found)
+            _record_run(conn, result, upcaster, found)
+            verify(conn, upcaster, "temp.evt_upcast_before", found)
+            conn.execute("DROP TABLE temp.evt_upcast_before")
+        except BaseException:
+            _remove(backup)
+            raise
+    return result
+
+
+def _rewrite(conn: sqlite3.Connection, upcaster: Upcaster, found: list[dict]) -> None:
+    conn.execute(f"CREATE TEMP TABLE evt_upcast_before AS SELECT {COLUMNS} FROM main.events")
+    migrations.drop_append_only_triggers(conn)
+    update = "UPDATE main.events SET type = ?, version = ?, data = ? WHERE position = ?"
+    for rows in _pending_batches(conn, "main", _pending_pairs(found)):
+        conn.executemany(update, [(r[4], r[5], r[10], r[0]) for r in upcaster.rows(rows)])
+    migrations.create_append_only_triggers(conn)
+
+
+def _backup(store: "Store") -> str:
+    """A consistent copy of the store next to it: ``<db>.bak-<UTC time>``.
+
+    Taken through a second connection while this one holds the write lock, so it is
+    exactly the state the rewrite starts from.
+    """
+    stamp = now().replace("-", "").replace(":", "").split(".")[0] + "Z"
+    path = f"{store.path}.bak-{stamp}"
+    n = 1
+    while os.path.lexists(path):
+        n += 1
+        path = f"{store.path}.bak-{stamp}-{n}"
+    source = sqlite3.connect(store.path)
+    target = sqlite3.connect(path)
+    try:
+        with translate_errors(path):
+            source.backup(target)  # page for page: a WAL store stays one
+    except BaseException:
+        target.close()
+        _remove(path)
+        raise
+    finally:
+        source.close()
+        target.close()
+    return path
+
+
+# -- results and the audit record --------------------------------------------------------
+
+
+def _result(mode: str, found: list[dict], total: int, **where: Any) -> dict:
+    upcast = sum(c["count"] for c in found)
+    return {"mode": mode, **where, "events": total, "upcast": upcast, "unchanged": total - upcast, "changes": found, "verified": True}
+
+
+def _record_run(conn: sqlite3.Connection, result: dict, upcaster: Upcaster, found: list[dict]) -> None:
+    "The audit record: when, how, which upcasters (with the functions), how many events."
+    upcasters = []
+    for change in found:
+        for step in upcaster.chains[(change["type"], change["version"])]:
+            upcasters.append(
+                {
+                    "type": step.type,
+                    "version": step.version,
+                    "toType": step.to_type,
+                    "toVersion": step.to_version,
+                    "function": f"{getattr(step.fn, '__module__', '?')}.{getattr(step.fn, '__qualname__', repr(step.fn))}",
+                }
+            )
+    unique = list({dumps(u): u for u in upcasters}.values())
+    conn.execute(
+        "INSERT INTO main.evt_upcast_runs (ran_at, mode, source, backup, upcasters, changes, events, upcast) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            now(),
+            result["mode"],
+            os.path.abspath(result.get("source") or result.get("store")),
+            os.path.abspath(result["backup"]) if result.get("backup") else None,
+            dumps(unique),
+            dumps(found),
+            result["events"],
+            result["upcast"],
+        ),
+    )
+
+
+def runs(store: "Store") -> list[dict]:
+    "The recorded upcast runs, oldest first."
+    with translate_errors(store.path):
+        rows = store.conn.execute(
+            "SELECT id, ran_at, mode, source, backup, upcasters, changes, events, upcast FROM evt_upcast_runs ORDER BY id"
+        ).fetchall()
+    keys = ("id", "ranAt", "mode", "source", "backup", "upcasters", "changes", "events", "upcast")
+    return [dict(zip(keys, row[:5] + (loads(row[5]), loads(row[6])) + row[7:])) for row in rows]
