@@ -69,8 +69,27 @@ def execute_all(conn: sqlite3.Connection, *statements: str) -> None:
         conn.execute(statement)
 
 
+def create_snapshots(conn: sqlite3.Connection) -> None:
+    "Aggregate snapshots (evt/snapshots.py): one per aggregate and stream, with its code's fingerprint."
+    conn.execute(
+        """
+        CREATE TABLE snapshots (
+            aggregate TEXT NOT NULL,
+            stream TEXT NOT NULL,
+            revision INTEGER NOT NULL,
+            position INTEGER NOT NULL,
+            timestamp TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            state TEXT NOT NULL,
+            taken_at TEXT NOT NULL,
+            PRIMARY KEY (aggregate, stream)
+        )"""
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0001_create_event_log", create_event_log),
+    ("0002_snapshots", create_snapshots),
 ]
 
 FORMAT_VERSION = len(MIGRATIONS)

@@ -56,6 +56,36 @@ class Model:
         if schema is not None:
             validate_data(schema, event.data, f"{event.type} v{event.version}")
 
+    # -- aggregates ----------------------------------------------------------------
+
+    def aggregate(
+        self,
+        name: str,
+        *,
+        initial: Any = None,
+        snapshot_every: int | None = 100,
+        version: int | str | None = None,
+    ) -> Callable:
+        """Register how a stream folds into state, as aggregate ``name``.
+
+        Decorate a state class (a pydantic model or a dataclass whose fields all have
+        defaults) with ``@on(type)`` methods, or a function ``fold(state, event)`` with
+        ``initial=`` its starting state (JSON data). ``snapshot_every`` events a snapshot
+        is stored (None: never); ``version`` is part of the snapshot fingerprint — bump
+        it when code the aggregate calls (outside its own source) changes.
+        """
+        from .aggregates import define_aggregate
+
+        def register(target):
+            if name in self.aggregates:
+                raise ConfigError(f"two aggregates named {name!r}")
+            self.aggregates[name] = define_aggregate(
+                self, name, target, initial=initial, snapshot_every=snapshot_every, version=version
+            )
+            return target
+
+        return register
+
     # -- upcasting -----------------------------------------------------------------
 
     def upcaster(self, type: str, version: int, *, to_type: str | None = None) -> Callable:
@@ -93,7 +123,7 @@ class Model:
             try:
                 data = fn(data)
             except Exception as e:
-                raise UpcastFailed(event, f"upcaster {type} v{version} raised {type(e).__name__}: {e}") from e
+                raise UpcastFailed(event, f"upcaster {type} v{version} raised {e.__class__.__name__}: {e}") from e
             if not isinstance(data, dict):
                 raise UpcastFailed(event, f"upcaster {type} v{version} returned {type_name(data)}, not an object")
             type, version = new_type, version + 1
@@ -153,11 +183,16 @@ class UpcastFailed(InvalidInput):
         self.position = event.position
 
 
-def load_model(spec: str) -> Model:
+def load_model(spec: str, search_path: list[str] | tuple[str, ...] = ()) -> Model:
     """Import the user's model from a ``.py`` path or a dotted module name.
 
+    A dotted name is looked up in ``search_path`` first (evt passes the current folder
+    and evt.toml's folder, as ``python -m`` would), then on ``sys.path``.
     The module must define exactly one ``evt.Model`` instance (conventionally ``model``).
     """
+    for folder in reversed(search_path):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
     module = _import(spec)
     found = [value for value in vars(module).values() if isinstance(value, Model)]
     if not found:
