@@ -1,0 +1,173 @@
+"""The sample streams' model: what bank and order events mean to evt.
+
+evt loads it through evt.toml (model = "model.py"). It declares:
+- schemas: evt append validates each event's data against the schema of its type and version;
+- aggregates: evt aggregate folds a stream into state (account-N -> account, order-… -> order).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from evt import Model, on
+
+model = Model()
+
+
+# -- schemas: bank ------------------------------------------------------------------
+
+
+@model.schema("account.opened", version=1)
+class AccountOpened(BaseModel):
+    accountId: str
+    owner: str
+
+
+@model.schema("account.credited", version=1)
+class AccountCredited(BaseModel):
+    amount: float = Field(gt=0)
+
+
+@model.schema("account.debited", version=1)
+class AccountDebited(BaseModel):
+    amount: float = Field(gt=0)
+
+
+# -- schemas: orders ----------------------------------------------------------------
+
+
+@model.schema("order.placed", version=1)
+class OrderPlacedV1(BaseModel):
+    "Older orders: items are product ids."
+
+    orderId: str
+    customerId: str
+    items: list[str]
+    total: float = Field(ge=0)
+
+
+class Line(BaseModel):
+    productId: str
+    quantity: int = Field(ge=0)
+    price: float = Field(ge=0)
+
+
+@model.schema("order.placed", version=2)
+class OrderPlacedV2(BaseModel):
+    "Newer orders: items carry quantity and price."
+
+    orderId: str
+    customerId: str
+    items: list[Line]
+    total: float = Field(ge=0)
+
+
+@model.schema("order.item_added", version=1)
+class ItemAdded(BaseModel):
+    orderId: str
+    productId: str
+    quantity: int = Field(ge=0)
+    price: float = Field(ge=0)
+
+
+@model.schema("order.shipped", version=1)
+class OrderShipped(BaseModel):
+    orderId: str
+    carrier: str
+    trackingNumber: str
+
+
+@model.schema("order.delivered", version=1)
+class OrderDelivered(BaseModel):
+    orderId: str
+
+
+@model.schema("order.cancelled", version=1)
+class OrderCancelled(BaseModel):
+    orderId: str
+    reason: str
+
+
+# -- upcasters (issue 4: upcasting) -------------------------------------------------
+# The upcaster order.placed v1 -> v2 goes here (@model.upcaster("order.placed", 1)).
+# Once it is in, every order.placed reaches the aggregate below at version 2.
+
+
+# -- aggregates ---------------------------------------------------------------------
+
+
+@model.aggregate("account")
+class Account(BaseModel):
+    "A bank account: its owner and balance."
+
+    accountId: str | None = None
+    owner: str | None = None
+    balance: float = 0
+
+    @on("account.opened")
+    def opened(self, event):
+        self.accountId = event.data["accountId"]
+        self.owner = event.data["owner"]
+
+    @on("account.credited")
+    def credited(self, event):
+        self.balance = round(self.balance + event.data["amount"], 2)
+
+    @on("account.debited")
+    def debited(self, event):
+        self.balance = round(self.balance - event.data["amount"], 2)
+
+
+class OrderLine(BaseModel):
+    productId: str
+    quantity: int
+    price: float | None = None  # unknown for items of an order.placed v1
+
+
+@model.aggregate("order")
+class Order(BaseModel):
+    "An order: its status, items and total."
+
+    orderId: str | None = None
+    customerId: str | None = None
+    status: str = "new"
+    items: list[OrderLine] = []
+    total: float = 0
+    carrier: str | None = None
+    trackingNumber: str | None = None
+    cancelReason: str | None = None
+
+    @on("order.placed")
+    def placed(self, event):
+        data = event.data
+        self.orderId, self.customerId, self.status = data["orderId"], data["customerId"], "placed"
+        self.total = data["total"]
+        if event.version == 1:  # product ids only: one of each, price unknown
+            self.items = [OrderLine(productId=p, quantity=1) for p in data["items"]]
+        else:
+            self.items = [OrderLine(**line) for line in data["items"]]
+
+    @on("order.item_added")
+    def item_added(self, event):
+        data = event.data
+        self.items.append(OrderLine(productId=data["productId"], quantity=data["quantity"], price=data["price"]))
+        self.total = round(self.total + data["quantity"] * data["price"], 2)
+
+    @on("order.shipped")
+    def shipped(self, event):
+        self.status = "shipped"
+        self.carrier = event.data["carrier"]
+        self.trackingNumber = event.data["trackingNumber"]
+
+    @on("order.delivered")
+    def delivered(self, event):
+        self.status = "delivered"
+
+    @on("order.cancelled")
+    def cancelled(self, event):
+        self.status = "cancelled"
+        self.cancelReason = event.data["reason"]
+
+
+# -- projections (issue 5: projections) ---------------------------------------------
+# Python projections go here; SQL projections may live in evt.toml instead.
