@@ -217,11 +217,14 @@ def _import(spec: str):
         sys.path.insert(0, os.path.dirname(path))  # so the model can import its neighbours
         module_spec.loader.exec_module(module)
         return module
-    except ConfigError:
+    except ConfigError as e:
+        where = _where(e)  # a registration the model made wrongly (two upcasters, a bad aggregate)
+        if where:
+            raise ConfigError(f"model {spec}: {where}{e}") from None
         raise
     except ModuleNotFoundError as e:
         if not is_path and e.name == spec.split(".")[0]:
-            raise ConfigError(f"model module {spec!r} not found (give a .py path, or put it on PYTHONPATH)") from None
+            raise ConfigError(f"model module {spec!r} not found (give a .py path, or a module in the current folder, evt.toml's folder or on PYTHONPATH)") from None
         raise ConfigError(f"model {spec}: {_where(e)}{type(e).__name__}: {e}") from None
     except SyntaxError as e:
         raise ConfigError(f"model {spec}: {e.filename}, line {e.lineno}: SyntaxError: {e.msg}") from None
