@@ -273,3 +273,18 @@ def test_aggregate_in_a_real_process_with_evt_model_from_another_folder(evt_proc
     assert evt_proc("append", "--ndjson", "-", "-q", input=ndjson(ACCOUNT_7), env=env).exit_code == 0
     result = evt_proc("aggregate", "account", "account-7", "--at-revision", "4", env=env)
     assert (result.exit_code, result.stdout, result.stderr) == (0, '{"owner":"Ann","balance":-20.0}\n', "")
+
+
+def test_an_upcaster_that_raises_names_the_event(evt):
+    write_model(extra='''
+        @model.upcaster("account.credited", 1)
+        def broken(data):
+            return {"amount": data["cents"] / 100}
+    ''')
+    evt("append", "--ndjson", "-", "-q", "--model", "model.py", input=ndjson(ACCOUNT_7))
+    result = evt("aggregate", "account", "account-7", "--model", "model.py")
+    assert result.exit_code == 5
+    assert result.stderr == (
+        "evt: cannot upcast the event at position 2 (account.credited v1): "
+        "upcaster account.credited v1 raised KeyError: 'cents'\n"
+    )

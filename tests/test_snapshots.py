@@ -232,3 +232,15 @@ def test_folding_is_deterministic(tmp_path, history):
         assert aggregates.load(store, agg, "s-1", use_snapshots=False).state == first
         assert aggregates.load(other, agg, "s-1", use_snapshots=False).state == first
         assert agg.canonical(agg.fold(store.read())) == first
+
+
+def test_the_benchmark_runs(capsys, monkeypatch):
+    import runpy
+    import sys
+
+    monkeypatch.setattr(sys, "argv", ["bench_aggregate.py", "--events", "1000", "--repeat", "3"])
+    bench = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_aggregate.py"
+    with pytest.raises(SystemExit):
+        runpy.run_path(str(bench), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "ratio, worst case: " in out and "ratio, best case: " in out

@@ -23,8 +23,8 @@ def register(app: typer.Typer) -> None:
 
 
 def schema(
-    type: Annotated[Optional[str], typer.Argument(help="Print this event type's JSON Schema [default: list every type and version].", show_default=False)] = None,
-    version: Annotated[Optional[int], typer.Option("--version", min=1, help="The schema version to print [default: the highest registered].", show_default=False)] = None,
+    type: Annotated[Optional[str], typer.Argument(help="Print this event type's JSON Schema (without it: list every type and version).", show_default=False)] = None,
+    version: Annotated[Optional[int], typer.Option("--version", min=1, help="The schema version to print (default: the highest registered).", show_default=False)] = None,
     format: Format = None,
     config: ConfigFile = None,
     model: ModelSpec = None,
