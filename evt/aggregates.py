@@ -114,7 +114,7 @@ class Aggregate:
             return self.apply(state, event)
         except Exception as e:
             raise AggregateFailed(
-                f"aggregate {self.name!r} raised {e.__class__.__name__}: {e} "
+                f"aggregate {self.name!r} raised {e.__class__.__name__}: {one_line(e)} "
                 f"on {event.stream} revision {event.revision} ({event.type})"
             ) from e
 
@@ -127,7 +127,18 @@ class Aggregate:
         try:
             return self.to_json(self.from_json(self.to_json(state)))
         except Exception as e:
-            raise AggregateFailed(f"aggregate {self.name!r}: its state cannot be stored as JSON: {e.__class__.__name__}: {e}") from e
+            raise AggregateFailed(f"aggregate {self.name!r}: its state cannot be stored as JSON: {e.__class__.__name__}: {one_line(e)}") from e
+
+    def state_schema(self) -> str:
+        "The shape of the state, as text (catches changes to classes the state is built from)."
+        return ""
+
+    def restore(self, snapshot_state: str) -> Any:
+        "A state from a snapshot's JSON; None if this code cannot read it back."
+        try:
+            return self.from_json(loads(snapshot_state))
+        except Exception:
+            return None
 
     @property
     def fingerprint(self) -> str | None:
@@ -146,7 +157,7 @@ class Aggregate:
         source = source_of(self.target)
         if source is None and self.version is None:
             return None
-        parts = [self.name, repr(self.version), source or "", upcasters_source(self.model)]
+        parts = [self.name, repr(self.version), source or "", self.state_schema(), upcasters_source(self.model)]
         return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
@@ -211,6 +222,12 @@ class ClassAggregate(Aggregate):
             return self.cls.model_validate(data)
         return self.adapter().validate_python(data)
 
+    def state_schema(self) -> str:
+        try:
+            return dumps(self.adapter().json_schema())
+        except Exception:  # a state type pydantic cannot describe: the source alone decides
+            return ""
+
 
 class FunctionAggregate(Aggregate):
     "State is JSON data; one function ``fold(state, event)`` returns the next state."
@@ -239,6 +256,17 @@ class FunctionAggregate(Aggregate):
 
     def from_json(self, data: Any) -> Any:
         return data
+
+
+def one_line(error: Exception) -> str:
+    "An exception as one line: pydantic's errors as 'field: message; …'."
+    errors = getattr(error, "errors", None)
+    if callable(errors):
+        try:
+            return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(data)'}: {err['msg']}" for err in errors())
+        except Exception:
+            pass
+    return " ".join(str(error).split())
 
 
 def handlers_of(cls: type) -> list[Callable]:
@@ -357,8 +385,10 @@ def load(
     head = store.stream_revision(stream)
     target = target_revision(store, stream, at_revision, at)
     snapshot = snapshots.usable(store, aggregate, stream, target) if use_snapshots else None
+    state = aggregate.restore(snapshot.state) if snapshot is not None else None
+    if state is None:
+        snapshot = None
     if snapshot is not None:
-        state = aggregate.from_json(loads(snapshot.state))
         revision, position, timestamp = snapshot.revision, snapshot.position, snapshot.timestamp
     else:
         state, revision, position, timestamp = aggregate.initial(), 0, 0, None

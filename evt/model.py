@@ -76,6 +76,9 @@ class Model:
         """
         from .aggregates import define_aggregate
 
+        if not isinstance(name, str) or not name:
+            raise ConfigError('an aggregate needs a name: @model.aggregate("account")')
+
         def register(target):
             if name in self.aggregates:
                 raise ConfigError(f"two aggregates named {name!r}")

@@ -89,6 +89,64 @@ def test_an_added_upcaster_invalidates_snapshots(bank):
     assert bank("aggregate", "account", "account-7").json() == [{"owner": "Ann", "balance": 30.0}]
 
 
+def test_a_changed_class_the_state_uses_invalidates_snapshots(evt):
+    extra = """
+        class Tag(BaseModel):
+            label: str
+
+        @model.aggregate("tagged", snapshot_every=1)
+        class Tagged(BaseModel):
+            tags: list[Tag] = []
+
+            @on("account.*")
+            def tag(self, event):
+                self.tags.append(Tag(label=event.type))
+    """
+    write_model(extra=extra)
+    Path("evt.toml").write_text('model = "model.py"\n')
+    evt("append", "--ndjson", "-", "-q", input=ndjson(ACCOUNT_7[:2]))
+    evt("aggregate", "tagged", "account-7")
+    conn = sqlite3.connect("events.db")
+    with conn:
+        conn.execute("UPDATE snapshots SET state = '{\"tags\": []}'")
+    conn.close()
+    assert evt("aggregate", "tagged", "account-7").json() == [{"tags": []}]  # same code: the snapshot is used
+    write_model(extra=extra.replace("label: str", "label: str\n            weight: int = 1"))
+    assert evt("aggregate", "tagged", "account-7").json() == [
+        {"tags": [{"label": "account.opened", "weight": 1}, {"label": "account.credited", "weight": 1}]}
+    ]
+
+
+def test_a_failing_handler_is_one_line(evt):
+    write_model(extra="""
+        class Tag(BaseModel):
+            label: str
+            weight: int
+
+        @model.aggregate("tagged")
+        class Tagged(BaseModel):
+            tags: list[Tag] = []
+
+            @on("account.*")
+            def tag(self, event):
+                self.tags.append(Tag(label=event.type))
+    """)
+    evt("append", "--ndjson", "-", "-q", "--model", "model.py", input=ndjson(ACCOUNT_7[:1]))
+    result = evt("aggregate", "tagged", "account-7", "--model", "model.py")
+    assert (result.exit_code, result.stderr) == (
+        7, "evt: aggregate 'tagged' raised ValidationError: weight: Field required on account-7 revision 1 (account.opened)\n"
+    )  # fmt: skip
+
+
+def test_a_snapshot_this_code_cannot_read_is_ignored(bank):
+    bank("aggregate", "account", "account-7")
+    conn = sqlite3.connect("events.db")
+    with conn:
+        conn.execute("UPDATE snapshots SET state = '{\"balance\": \"not a number\"}'")
+    conn.close()
+    assert bank("aggregate", "account", "account-7").json() == [{"owner": "Ann", "balance": 30.0}]
+
+
 def test_time_travel_before_the_snapshot_folds_from_the_start(bank):
     bank("aggregate", "account", "account-7")
     tamper(1000)
