@@ -302,3 +302,20 @@ def test_the_benchmark_runs(capsys, monkeypatch):
         runpy.run_path(str(bench), run_name="__main__")
     out = capsys.readouterr().out
     assert "ratio, worst case: " in out and "ratio, best case: " in out
+
+
+def test_a_busy_store_skips_the_snapshot_without_waiting(bank, evt_proc):
+    import time
+
+    writer = sqlite3.connect("events.db", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another process is writing, for as long as it likes
+    try:
+        started = time.monotonic()
+        result = evt_proc("aggregate", "account", "account-7")
+        elapsed = time.monotonic() - started
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert (result.exit_code, result.stdout, result.stderr) == (0, '{"owner":"Ann","balance":30.0}\n', "")
+    assert elapsed < 5  # the busy timeout is 10 s: the snapshot was given up after a moment
+    assert snapshot_rows() == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Any, Optional
 
 import typer
@@ -42,7 +43,14 @@ def schema(
     print_document(json_schema(registry, type, version), fmt)
 
 
-def print_document(document: Any, fmt: str, title: str | None = None) -> None:
+def esc(text: str) -> str:
+    "Text shown as it is in a rich view (no [markup] inside it)."
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def print_document(document: Any, fmt: str) -> None:
     "One JSON document: a line (ndjson), indented (json), or highlighted (a terminal)."
     if fmt == "ndjson":
         write_json_lines([dumps(document)], fmt)
@@ -53,10 +61,7 @@ def print_document(document: Any, fmt: str, title: str | None = None) -> None:
     else:
         from rich.json import JSON
 
-        term = console()
-        if title:
-            term.print(title)
-        term.print(JSON(dumps(document)))
+        console().print(JSON(dumps(document)))
 
 
 # -- evt aggregate ----------------------------------------------------------------
@@ -96,7 +101,7 @@ def aggregate(
     elif snapshot:
         folded = aggregates.snapshot(store, agg, stream)
         print_state(folded, fmt)
-        console(stderr=True).print(f"snapshot of {name} {stream} at revision {folded.revision} stored")
+        sys.stderr.write(f"snapshot of {name} {stream} at revision {folded.revision} stored\n")
     else:
         folded = aggregates.load(store, agg, stream, at_revision=at_revision, at=at_time, use_snapshots=not no_snapshots)
         print_state(folded, fmt)
@@ -114,7 +119,7 @@ def print_state(folded, fmt: str) -> None:
     if fmt != "table":
         print_document(folded.state, fmt)
         return
-    title = f"[bold]{folded.aggregate}[/bold] {folded.stream} at revision {folded.revision} ({folded.timestamp})"
+    title = f"[bold]{esc(folded.aggregate)}[/bold] {esc(folded.stream)} at revision {folded.revision} ({folded.timestamp})"
     print_state_view(folded.state, title)
 
 
@@ -125,13 +130,13 @@ def print_state_view(state: Any, title: str) -> None:
     term = console()
     term.print(title)
     if not isinstance(state, dict):
-        term.print(dumps(state))
+        term.print(esc(dumps(state)))
         return
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
     for key, value in state.items():
-        table.add_row(key, dumps(value))
+        table.add_row(esc(key), esc(dumps(value)))
     term.print(table)
 
 
@@ -157,8 +162,8 @@ def print_steps(steps) -> None:
     for step in steps:
         event = step.event
         when = event.timestamp[:19].replace("T", " ")
-        changes = "\n".join(describe(c) for c in step.changes) or "[dim](none)[/dim]"
-        table.add_row(str(event.revision), when, event.type, dumps(event.data), changes)
+        changes = esc("\n".join(describe(c) for c in step.changes)) or "[dim](none)[/dim]"
+        table.add_row(str(event.revision), when, esc(event.type), esc(dumps(event.data)), changes)
     console().print(table)
 
 
@@ -168,6 +173,6 @@ def print_found(step, expression: str, fmt: str) -> None:
         return
     event = step.event
     term = console()
-    term.print(f"[bold]{expression}[/bold] first holds after revision {event.revision} of {event.stream}:")
+    term.print(f"[bold]{esc(expression)}[/bold] first holds after revision {event.revision} of {esc(event.stream)}:")
     print_steps([step])
     print_state_view(step.state, "state after it:")
