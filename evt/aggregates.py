@@ -340,8 +340,8 @@ class Step:
         return {"event": self.event.to_dict(), "state": self.state, "changes": self.changes}
 
 
-def target_revision(store, stream: str, at_revision: int | None = None, at: str | None = None) -> int:
-    """The revision a read stops at: the head, ``at_revision``, or the last event at or before ``at``.
+def target_revision(store, stream: str, at_revision: int | None = None, at: str | None = None) -> tuple[int, int]:
+    """The stream's head, and the revision a read stops at: the head, ``at_revision``, or the last event at or before ``at``.
 
     ``at`` is a canonical timestamp; the stream is taken as it grew, so the fold stops
     before the first event stamped later than ``at``.
@@ -362,7 +362,7 @@ def target_revision(store, stream: str, at_revision: int | None = None, at: str 
             target = row[0] - 1
         if target < 1:
             raise RevisionNotFound(f"stream {stream!r} had no events yet at {at}")
-    return target
+    return head, target
 
 
 def load(
@@ -382,8 +382,7 @@ def load(
     """
     from . import snapshots
 
-    head = store.stream_revision(stream)
-    target = target_revision(store, stream, at_revision, at)
+    head, target = target_revision(store, stream, at_revision, at)
     snapshot = snapshots.usable(store, aggregate, stream, target) if use_snapshots else None
     state = aggregate.restore(snapshot.state) if snapshot is not None else None
     if state is None:
@@ -417,8 +416,15 @@ def snapshot(store, aggregate: Aggregate, stream: str) -> Folded:
 
 
 def history(store, aggregate: Aggregate, stream: str, *, at_revision: int | None = None, at: str | None = None) -> Iterator[Step]:
-    "Every event of the stream (up to a revision or time) with the state after it and what changed."
-    target = target_revision(store, stream, at_revision, at)
+    """Every event of the stream (up to a revision or time) with the state after it and what changed.
+
+    A missing stream or revision is reported at once, before the first step.
+    """
+    _, target = target_revision(store, stream, at_revision, at)
+    return _steps(store, aggregate, stream, target)
+
+
+def _steps(store, aggregate: Aggregate, stream: str, target: int) -> Iterator[Step]:
     state = aggregate.initial()
     before = aggregate.canonical(state)
     for event in store.read(Filter(stream=stream, end=target)):

@@ -288,3 +288,8 @@ def test_an_upcaster_that_raises_names_the_event(evt):
         "evt: cannot upcast the event at position 2 (account.credited v1): "
         "upcaster account.credited v1 raised KeyError: 'cents'\n"
     )
+
+
+def test_history_of_a_missing_stream_prints_nothing(bank):
+    result = bank("aggregate", "account", "account-8", "--history", "--format", "json")
+    assert (result.exit_code, result.stdout, result.stderr) == (4, "", "evt: stream 'account-8' not found (no events)\n")
