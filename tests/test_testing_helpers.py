@@ -71,3 +71,20 @@ def test_memory_store_is_empty_and_private(model):
     store = memory_store(model)
     store.append(NewEvent("a-1", "x.happened"))
     assert memory_store(model).head() == 0 and store.head() == 1
+
+
+def test_a_frozen_state_class_returns_new_instances(tmp_path):
+    path = write_model(tmp_path, extra='''
+        from pydantic import ConfigDict
+
+        @model.aggregate("frozen")
+        class Frozen(BaseModel):
+            model_config = ConfigDict(frozen=True)
+            total: int = 0
+
+            @on("account.credited")
+            def credited(self, event):
+                return self.model_copy(update={"total": self.total + int(event.data["amount"])})
+    ''')
+    history = given(("account.credited", {"amount": 2}), ("account.credited", {"amount": 3}), model=str(path))
+    assert history.fold("frozen") == {"total": 5}
