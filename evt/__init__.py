@@ -10,6 +10,7 @@ The public Python API; the ``evt`` command is a thin layer over it::
             print(event.revision, event.type, event.data)
 """
 
+from .aggregates import on
 from .envelope import Event, NewEvent
 from .errors import (
     Conflict,
@@ -42,4 +43,5 @@ __all__ = [
     "UpcastFailed",
     "WrongExpectedRevision",
     "load_model",
+    "on",
 ]

@@ -87,9 +87,28 @@ def create_upcast_runs(conn: sqlite3.Connection) -> None:
     )
 
 
+def create_snapshots(conn: sqlite3.Connection) -> None:
+    "Aggregate snapshots (evt/snapshots.py): one per aggregate and stream, with its code's fingerprint."
+    conn.execute(
+        """
+        CREATE TABLE snapshots (
+            aggregate TEXT NOT NULL,
+            stream TEXT NOT NULL,
+            revision INTEGER NOT NULL,
+            position INTEGER NOT NULL,
+            timestamp TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            state TEXT NOT NULL,
+            taken_at TEXT NOT NULL,
+            PRIMARY KEY (aggregate, stream)
+        )"""
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0001_create_event_log", create_event_log),
     ("0002_upcast_runs", create_upcast_runs),
+    ("0003_snapshots", create_snapshots),
 ]
 
 FORMAT_VERSION = len(MIGRATIONS)

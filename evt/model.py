@@ -56,6 +56,39 @@ class Model:
         if schema is not None:
             validate_data(schema, event.data, f"{event.type} v{event.version}")
 
+    # -- aggregates ----------------------------------------------------------------
+
+    def aggregate(
+        self,
+        name: str,
+        *,
+        initial: Any = None,
+        snapshot_every: int | None = 100,
+        version: int | str | None = None,
+    ) -> Callable:
+        """Register how a stream folds into state, as aggregate ``name``.
+
+        Decorate a state class (a pydantic model or a dataclass whose fields all have
+        defaults) with ``@on(type)`` methods, or a function ``fold(state, event)`` with
+        ``initial=`` its starting state (JSON data). ``snapshot_every`` events a snapshot
+        is stored (None: never); ``version`` is part of the snapshot fingerprint — bump
+        it when code the aggregate calls (outside its own source) changes.
+        """
+        from .aggregates import define_aggregate
+
+        if not isinstance(name, str) or not name:
+            raise ConfigError('an aggregate needs a name: @model.aggregate("account")')
+
+        def register(target):
+            if name in self.aggregates:
+                raise ConfigError(f"two aggregates named {name!r}")
+            self.aggregates[name] = define_aggregate(
+                self, name, target, initial=initial, snapshot_every=snapshot_every, version=version
+            )
+            return target
+
+        return register
+
     # -- upcasting -----------------------------------------------------------------
 
     def upcaster(self, type: str, version: int, *, to_type: str | None = None) -> Callable:
@@ -116,11 +149,16 @@ def validate_data(schema, data: dict, what: str) -> None:
         raise InvalidInput(f"{what} is invalid: {problems}") from None
 
 
-def load_model(spec: str) -> Model:
+def load_model(spec: str, search_path: list[str] | tuple[str, ...] = ()) -> Model:
     """Import the user's model from a ``.py`` path or a dotted module name.
 
+    A dotted name is looked up in ``search_path`` first (evt passes the current folder
+    and evt.toml's folder, as ``python -m`` would), then on ``sys.path``.
     The module must define exactly one ``evt.Model`` instance (conventionally ``model``).
     """
+    for folder in reversed(search_path):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
     module = _import(spec)
     found = [value for value in vars(module).values() if isinstance(value, Model)]
     if not found:
@@ -145,11 +183,14 @@ def _import(spec: str):
         sys.path.insert(0, os.path.dirname(path))  # so the model can import its neighbours
         module_spec.loader.exec_module(module)
         return module
-    except ConfigError:
+    except ConfigError as e:
+        where = _where(e)  # a registration the model made wrongly (two upcasters, a bad aggregate)
+        if where:
+            raise ConfigError(f"model {spec}: {where}{e}") from None
         raise
     except ModuleNotFoundError as e:
         if not is_path and e.name == spec.split(".")[0]:
-            raise ConfigError(f"model module {spec!r} not found (give a .py path, or put it on PYTHONPATH)") from None
+            raise ConfigError(f"model module {spec!r} not found (give a .py path, or a module in the current folder, evt.toml's folder or on PYTHONPATH)") from None
         raise ConfigError(f"model {spec}: {_where(e)}{type(e).__name__}: {e}") from None
     except SyntaxError as e:
         raise ConfigError(f"model {spec}: {e.filename}, line {e.lineno}: SyntaxError: {e.msg}") from None

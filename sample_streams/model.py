@@ -1,36 +1,99 @@
-"""The sample model: schemas and upcasters for the bundled sample streams.
+"""The sample streams' model: what bank and order events mean to evt.
 
-Used by the README tour (``model = "model.py"`` in evt.toml).
+evt loads it through evt.toml (model = "model.py"). It declares:
+- schemas: evt append validates each event's data against the schema of its type and version;
+- upcasters: order.placed v1 reads as v2 (evt read, aggregates, projections, evt upcast);
+- aggregates: evt aggregate folds a stream into state (account-N -> account, order-… -> order).
 """
 
-from typing import Optional
+from __future__ import annotations
 
-import pydantic
+from pydantic import BaseModel, Field
 
-from evt import Model
+from evt import Model, on
 
 model = Model()
 
 
-# === Upcasting: order.placed v1 -> v2 (issue 4) =========================================
-# Older orders stored their items as product ids (["prod_a", ...]); since version 2 an
-# item is {"productId", "quantity", "price"}. The upcaster turns each id into one item
-# of quantity 1 whose price is unknown (null). Readers see every order.placed at v2;
-# `evt upcast run` migrates the stored events themselves.
+# -- schemas: bank ------------------------------------------------------------------
 
 
-class OrderItem(pydantic.BaseModel):
+@model.schema("account.opened", version=1)
+class AccountOpened(BaseModel):
+    accountId: str
+    owner: str
+
+
+@model.schema("account.credited", version=1)
+class AccountCredited(BaseModel):
+    amount: float = Field(gt=0)
+
+
+@model.schema("account.debited", version=1)
+class AccountDebited(BaseModel):
+    amount: float = Field(gt=0)
+
+
+# -- schemas: orders ----------------------------------------------------------------
+
+
+@model.schema("order.placed", version=1)
+class OrderPlacedV1(BaseModel):
+    "Older orders: items are product ids."
+
+    orderId: str
+    customerId: str
+    items: list[str]
+    total: float = Field(ge=0)
+
+
+class Line(BaseModel):
     productId: str
-    quantity: int
-    price: Optional[float]  # null: not known (orders placed before v2 did not record it)
+    quantity: int = Field(ge=0)
+    price: float | None = Field(ge=0)  # null: unknown (orders placed before v2 did not record it)
 
 
 @model.schema("order.placed", version=2)
-class OrderPlacedV2(pydantic.BaseModel):
+class OrderPlacedV2(BaseModel):
+    "Newer orders: items carry quantity and price."
+
     orderId: str
     customerId: str
-    items: list[OrderItem]
-    total: float
+    items: list[Line]
+    total: float = Field(ge=0)
+
+
+@model.schema("order.item_added", version=1)
+class ItemAdded(BaseModel):
+    orderId: str
+    productId: str
+    quantity: int = Field(ge=0)
+    price: float = Field(ge=0)
+
+
+@model.schema("order.shipped", version=1)
+class OrderShipped(BaseModel):
+    orderId: str
+    carrier: str
+    trackingNumber: str
+
+
+@model.schema("order.delivered", version=1)
+class OrderDelivered(BaseModel):
+    orderId: str
+
+
+@model.schema("order.cancelled", version=1)
+class OrderCancelled(BaseModel):
+    orderId: str
+    reason: str
+
+
+# -- upcasters ----------------------------------------------------------------------
+# Older orders stored their items as product ids (["prod_a", ...]); since version 2 an
+# item is {"productId", "quantity", "price"}. The upcaster turns each id into one item
+# of quantity 1 whose price is unknown (null). Readers, aggregates and projections see
+# every order.placed at v2; `evt upcast run` migrates the stored events themselves.
 
 
 @model.upcaster("order.placed", version=1)
@@ -40,4 +103,78 @@ def order_placed_v1_to_v2(data: dict) -> dict:
     return {**data, "items": items}
 
 
-# === end of upcasting ===================================================================
+# -- aggregates ---------------------------------------------------------------------
+
+
+@model.aggregate("account")
+class Account(BaseModel):
+    "A bank account: its owner and balance."
+
+    accountId: str | None = None
+    owner: str | None = None
+    balance: float = 0
+
+    @on("account.opened")
+    def opened(self, event):
+        self.accountId = event.data["accountId"]
+        self.owner = event.data["owner"]
+
+    @on("account.credited")
+    def credited(self, event):
+        self.balance = round(self.balance + event.data["amount"], 2)
+
+    @on("account.debited")
+    def debited(self, event):
+        self.balance = round(self.balance - event.data["amount"], 2)
+
+
+class OrderLine(BaseModel):
+    productId: str
+    quantity: int
+    price: float | None = None  # unknown for items of an order.placed v1
+
+
+@model.aggregate("order")
+class Order(BaseModel):
+    "An order: its status, items and total."
+
+    orderId: str | None = None
+    customerId: str | None = None
+    status: str = "new"
+    items: list[OrderLine] = []
+    total: float = 0
+    carrier: str | None = None
+    trackingNumber: str | None = None
+    cancelReason: str | None = None
+
+    @on("order.placed")
+    def placed(self, event):
+        data = event.data
+        self.orderId, self.customerId, self.status = data["orderId"], data["customerId"], "placed"
+        self.total = data["total"]
+        self.items = [OrderLine(**line) for line in data["items"]]  # v1 orders arrive upcast to v2
+
+    @on("order.item_added")
+    def item_added(self, event):
+        data = event.data
+        self.items.append(OrderLine(productId=data["productId"], quantity=data["quantity"], price=data["price"]))
+        self.total = round(self.total + data["quantity"] * data["price"], 2)
+
+    @on("order.shipped")
+    def shipped(self, event):
+        self.status = "shipped"
+        self.carrier = event.data["carrier"]
+        self.trackingNumber = event.data["trackingNumber"]
+
+    @on("order.delivered")
+    def delivered(self, event):
+        self.status = "delivered"
+
+    @on("order.cancelled")
+    def cancelled(self, event):
+        self.status = "cancelled"
+        self.cancelReason = event.data["reason"]
+
+
+# -- projections (issue 5: projections) ---------------------------------------------
+# Python projections go here; SQL projections may live in evt.toml instead.

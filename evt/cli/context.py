@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 from ..config import Config
+from ..errors import ConfigError
 from ..store import Store
 
 
@@ -20,8 +23,17 @@ class Context:
         if self._model is None and self.model_spec:
             from ..model import load_model
 
-            self._model = load_model(self.model_spec)
+            self._model = load_model(self.model_spec, search_path=[os.getcwd(), self.config.folder])
         return self._model
+
+    def require_model(self):
+        "The user's model; ConfigError when none is configured."
+        model = self.model()
+        if model is None:
+            raise ConfigError(
+                'no model configured: pass --model FILE.py (or a dotted module), set EVT_MODEL, or add model = "model.py" to evt.toml'
+            )
+        return model
 
     def open(self, *, create: bool = False, with_model: bool = True) -> Store:
         "The store; read commands never create one (``create=False``)."

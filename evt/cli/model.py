@@ -1,0 +1,178 @@
+"""Commands over the user's model: ``evt schema`` and ``evt aggregate``."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any, Optional
+
+import typer
+
+from ..envelope import dumps
+from ..errors import UsageError
+from ..output import choose_format, console, emit, write_json_lines
+from ..timeutil import parse_time_bound
+from .context import Context
+from .options import ConfigFile, Db, Format, ModelSpec
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(schema)
+    app.command(no_args_is_help=True)(aggregate)
+
+
+# -- evt schema -------------------------------------------------------------------
+
+
+def schema(
+    type: Annotated[Optional[str], typer.Argument(help="Print this event type's JSON Schema (without it: list every type and version).", show_default=False)] = None,
+    version: Annotated[Optional[int], typer.Option("--version", min=1, help="The schema version to print (default: the highest registered).", show_default=False)] = None,
+    format: Format = None,
+    config: ConfigFile = None,
+    model: ModelSpec = None,
+) -> None:
+    """List the model's event schemas, or print one type's JSON Schema."""
+    from ..schemas import json_schema, list_schemas
+
+    registry = Context(None, config, model).require_model()
+    fmt = choose_format(format)
+    if type is None:
+        if version is not None:
+            raise UsageError("--version needs a TYPE (evt schema TYPE --version N)")
+        emit(list_schemas(registry), fmt, ("type", "version", "schema", "fields"))
+        return
+    print_document(json_schema(registry, type, version), fmt)
+
+
+def esc(text: str) -> str:
+    "Text shown as it is in a rich view (no [markup] inside it)."
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def print_document(document: Any, fmt: str) -> None:
+    "One JSON document: a line (ndjson), indented (json), or highlighted (a terminal)."
+    if fmt == "ndjson":
+        write_json_lines([dumps(document)], fmt)
+    elif fmt == "json":
+        import json
+
+        print(json.dumps(document, indent=2, ensure_ascii=False))
+    else:
+        from rich.json import JSON
+
+        console().print(JSON(dumps(document)))
+
+
+# -- evt aggregate ----------------------------------------------------------------
+
+
+def aggregate(
+    name: Annotated[str, typer.Argument(help="The aggregate, as registered in the model (@model.aggregate(NAME)).", show_default=False)],
+    stream: Annotated[str, typer.Argument(help="The stream to fold, e.g. account-7.", show_default=False)],
+    at_revision: Annotated[Optional[int], typer.Option("--at-revision", min=1, help="The state after this revision of the stream.", show_default=False)] = None,
+    at: Annotated[Optional[str], typer.Option("--at", help="The state as it was at this time: RFC 3339 or an age (30s, 15m, 2h, 7d, 1w).", show_default=False)] = None,
+    history: Annotated[bool, typer.Option("--history", help="Every event with the state after it and what changed.")] = False,
+    find: Annotated[Optional[str], typer.Option("--find", help="The first event after which EXPR holds over the state, e.g. 'balance < 0' (exit 4 if none).", metavar="EXPR", show_default=False)] = None,
+    snapshot: Annotated[bool, typer.Option("--snapshot", help="Store a snapshot of the state now (snapshots are also taken every snapshot_every events).")] = False,
+    no_snapshots: Annotated[bool, typer.Option("--no-snapshots", help="Fold from the first event; neither use nor store snapshots.")] = False,
+    format: Format = None,
+    db: Db = None,
+    config: ConfigFile = None,
+    model: ModelSpec = None,
+) -> None:
+    """Fold a stream into the state of an aggregate from the model; travel in time; find what broke it."""
+    from .. import aggregates
+
+    check_aggregate_options(history, find, snapshot, no_snapshots, at_revision, at)
+    ctx = Context(db, config, model)
+    agg = aggregates.get_aggregate(ctx.require_model(), name)
+    fmt = choose_format(format)
+    at_time = parse_time_bound(at, "--at") if at else None
+    store = ctx.open()
+    if history:
+        steps = aggregates.history(store, agg, stream, at_revision=at_revision, at=at_time)
+        print_history(steps, fmt)
+    elif find is not None:
+        from ..expressions import Expression
+
+        step = aggregates.find(store, agg, stream, Expression(find), at_revision=at_revision, at=at_time)
+        print_found(step, find, fmt)
+    elif snapshot:
+        folded = aggregates.snapshot(store, agg, stream)
+        print_state(folded, fmt)
+        sys.stderr.write(f"snapshot of {name} {stream} at revision {folded.revision} stored\n")
+    else:
+        folded = aggregates.load(store, agg, stream, at_revision=at_revision, at=at_time, use_snapshots=not no_snapshots)
+        print_state(folded, fmt)
+
+
+def check_aggregate_options(history, find, snapshot, no_snapshots, at_revision, at) -> None:
+    modes = [flag for flag, on in (("--history", history), ("--find", find is not None), ("--snapshot", snapshot)) if on]
+    if len(modes) > 1:
+        raise UsageError(f"{' and '.join(modes)} cannot be combined; choose one")
+    if snapshot and (at_revision is not None or at is not None or no_snapshots):
+        raise UsageError("--snapshot stores the state at the stream's head; drop --at, --at-revision and --no-snapshots")
+
+
+def print_state(folded, fmt: str) -> None:
+    if fmt != "table":
+        print_document(folded.state, fmt)
+        return
+    title = f"[bold]{esc(folded.aggregate)}[/bold] {esc(folded.stream)} at revision {folded.revision} ({folded.timestamp})"
+    print_state_view(folded.state, title)
+
+
+def print_state_view(state: Any, title: str) -> None:
+    "A state on a terminal: one row per top-level field, nested values as JSON."
+    from rich.table import Table
+
+    term = console()
+    term.print(title)
+    if not isinstance(state, dict):
+        term.print(esc(dumps(state)))
+        return
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    for key, value in state.items():
+        table.add_row(esc(key), esc(dumps(value)))
+    term.print(table)
+
+
+def print_history(steps, fmt: str) -> None:
+    if fmt == "table":
+        print_steps(steps)
+    else:
+        write_json_lines((dumps(step.to_dict()) for step in steps), fmt)
+
+
+def print_steps(steps) -> None:
+    "Steps as a table; data and changes wrap, so the table fits the terminal."
+    from rich.table import Table
+
+    from ..diff import describe
+
+    table = Table(box=None, pad_edge=False)
+    table.add_column("revision", no_wrap=True, justify="right")
+    table.add_column("time (UTC)", no_wrap=True)
+    table.add_column("type", no_wrap=True)
+    table.add_column("data", overflow="fold", min_width=16, ratio=1)
+    table.add_column("changes", overflow="fold", min_width=16, ratio=1)
+    for step in steps:
+        event = step.event
+        when = event.timestamp[:19].replace("T", " ")
+        changes = esc("\n".join(describe(c) for c in step.changes)) or "[dim](none)[/dim]"
+        table.add_row(str(event.revision), when, esc(event.type), esc(dumps(event.data)), changes)
+    console().print(table)
+
+
+def print_found(step, expression: str, fmt: str) -> None:
+    if fmt != "table":
+        print_document(step.to_dict(), fmt)
+        return
+    event = step.event
+    term = console()
+    term.print(f"[bold]{esc(expression)}[/bold] first holds after revision {event.revision} of {esc(event.stream)}:")
+    print_steps([step])
+    print_state_view(step.state, "state after it:")

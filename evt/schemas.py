@@ -1,0 +1,43 @@
+"""The model's event schemas as data: the registered (type, version) pairs, and JSON Schema."""
+
+from __future__ import annotations
+
+from .errors import NotFound
+
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+class SchemaNotFound(NotFound):
+    "No schema is registered for that event type or version"
+
+
+def list_schemas(model) -> list[dict]:
+    "One entry per registered (type, version), sorted: type, version, schema (class name), fields."
+    return [
+        {
+            "type": type_,
+            "version": version,
+            "schema": cls.__name__,
+            "fields": list(getattr(cls, "model_fields", {})),
+        }
+        for (type_, version), cls in sorted(model.schemas.items())
+    ]
+
+
+def versions_of(model, type_: str) -> list[int]:
+    return sorted(version for (t, version) in model.schemas if t == type_)
+
+
+def json_schema(model, type_: str, version: int | None = None) -> dict:
+    "The JSON Schema of ``type_`` at ``version`` (default: the highest registered)."
+    versions = versions_of(model, type_)
+    if not versions:
+        known = ", ".join(sorted({t for t, _ in model.schemas})) or "none"
+        raise SchemaNotFound(f"no schema registered for type {type_!r} (registered: {known})")
+    if version is None:
+        version = versions[-1]
+    elif version not in versions:
+        listed = ", ".join(str(v) for v in versions)
+        raise SchemaNotFound(f"{type_} has no schema version {version} (registered: {listed})")
+    document = model.schemas[(type_, version)].model_json_schema()
+    return {"$schema": JSON_SCHEMA_DIALECT, "$id": f"evt:{type_}/v{version}", **document}
