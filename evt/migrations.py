@@ -69,8 +69,16 @@ def execute_all(conn: sqlite3.Connection, *statements: str) -> None:
         conn.execute(statement)
 
 
+def create_projection_bookkeeping(conn: sqlite3.Connection) -> None:
+    "Checkpoints of projections and consumers, their dead letters, and the dead-letter id counter."
+    from .deadletters import BOOKKEEPING, ID_COUNTER
+
+    execute_all(conn, *BOOKKEEPING, *ID_COUNTER)
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0001_create_event_log", create_event_log),
+    ("0002_projections_and_consumers", create_projection_bookkeeping),
 ]
 
 FORMAT_VERSION = len(MIGRATIONS)

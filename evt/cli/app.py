@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import log
+from . import dlq, log, projections
 from .boundary import fail, guarded
 
 app = typer.Typer(
@@ -16,6 +16,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 log.register(app)
+projections.register(app)
+dlq.register(app)
 
 
 def run(args: list[str]) -> int:
