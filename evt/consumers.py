@@ -8,7 +8,7 @@ at-least-once (an event whose command ran but was not yet acknowledged when evt 
 killed runs again), and the event ``id`` is the idempotency key a command should use.
 
 The command runs with ``sh -c``, its stdout passed through, and these variables set:
-``EVT_CONSUMER``, ``EVT_POSITION``, ``EVT_EVENT_ID``, ``EVT_ATTEMPT``.
+``EVT_CONSUMER``, ``EVT_POSITION``, ``EVT_EVENT_ID``.
 """
 
 from __future__ import annotations
