@@ -35,6 +35,7 @@ class ExecConsumer:
     "A consumer that pipes each event into a shell command."
 
     kind = "exec"
+    writes = False  # runs outside any transaction: appenders never wait for a command
 
     def __init__(self, name: str, command: str, *, types: Iterable[str] = (), policy: RetryPolicy | None = None):
         if not name or not name.replace("_", "").replace("-", "").replace(".", "").isalnum():

@@ -166,6 +166,9 @@ class Runner:
         self.sleep = sleep
         self.warn = warn or (lambda line: None)
         self.progress = progress
+        # A processor that writes nothing into SQLite (a shell command) runs outside any
+        # transaction, so appenders never wait for it; its position is saved after each event.
+        self.per_event = not getattr(processor, "writes", True)
         self.model = store.model
         self.upcastable = store.model.upcastable if store.model is not None and store.model.upcasters else frozenset()
         self.summary = Summary(processor.name, processor.kind)
@@ -196,7 +199,8 @@ class Runner:
     def catch_up(self) -> Summary:
         "Handle every event after the checkpoint, up to the head; commit as it goes."
         head = self.store.head()
-        self._begin()
+        if not self.per_event:
+            self._begin()
         try:
             while True:
                 rows = self._fetch()
@@ -207,7 +211,9 @@ class Runner:
                     self.position = row[0]
                     self.summary.events += 1
                     self._since_commit += 1
-                    if self._since_commit >= self.batch_size or time.monotonic() >= self._deadline:
+                    if self.per_event:
+                        self._commit()
+                    elif self._since_commit >= self.batch_size or time.monotonic() >= self._deadline:
                         self._commit()
                         self._begin()
             self.position = max(self.position, head)
@@ -231,6 +237,9 @@ class Runner:
         self._deadline = time.monotonic() + self.batch_seconds
 
     def _commit(self) -> None:
+        "Save the checkpoint and commit (opening a transaction first if none is open)."
+        if not self._open:
+            self._begin()
         self.target.save_checkpoint(self.proc.name, self.proc.kind, self.position)
         self.target.commit()
         self._open = False
@@ -301,12 +310,13 @@ class Runner:
         first = now()
         attempts = 1
         self._warn_attempt(row, attempts, error)
-        if self.policy.max_attempts > 1 or self.policy.on_error == "stop":
+        if self._open and (self.policy.max_attempts > 1 or self.policy.on_error == "stop"):
             self._commit()  # keep what came before; release the lock while waiting
         while attempts < self.policy.max_attempts:
             attempts += 1
             self.sleep(self.policy.delay(attempts))
-            self._begin()
+            if not self.per_event:
+                self._begin()
             try:
                 resolved = self._resolve(row)
                 if resolved is not None:
@@ -352,6 +362,8 @@ class Runner:
 
     def retry(self, entry: deadletters.DeadLetter) -> str | None:
         "Run the handler as it is now on a dead letter's event: None and the entry gone, or the error."
+        if self.per_event:
+            return self._retry_outside(entry)
         with self.target.transaction() as conn:
             self._open = True
             blocker = deadletters.blocker(conn, entry)
@@ -366,11 +378,27 @@ class Runner:
         self._open = False
         return error
 
+    def _retry_outside(self, entry: deadletters.DeadLetter) -> str | None:
+        "A retry for a processor that writes nothing: run it first, then settle the entry."
+        blocker = deadletters.blocker(self.conn, entry)
+        if blocker is not None:
+            error = f"parked behind dead letter {blocker} (stream {entry.stream}); retry that one first"
+        else:
+            error = self._retry_event(entry)
+        with self.target.transaction() as conn:
+            if error is None:
+                deadletters.delete(conn, [entry.id])
+            else:
+                deadletters.failed_again(conn, entry.id, error, now())
+        return error
+
     def _retry_event(self, entry: deadletters.DeadLetter) -> str | None:
         row = self.store.conn.execute(f"SELECT {COLUMNS} FROM events WHERE position = ?", (entry.position,)).fetchone()
         if row is None:
             return f"the event at position {entry.position} is not in the store"
-        self.conn.execute("SAVEPOINT evt_retry")
+        savepoint = self.conn.in_transaction
+        if savepoint:
+            self.conn.execute("SAVEPOINT evt_retry")
         try:
             resolved = self._resolve(row)
             if resolved is not None:
@@ -378,10 +406,12 @@ class Runner:
         except TransactionLost:
             raise
         except Exception as e:
-            self.conn.execute("ROLLBACK TO evt_retry")
-            self.conn.execute("RELEASE evt_retry")
+            if savepoint:
+                self.conn.execute("ROLLBACK TO evt_retry")
+                self.conn.execute("RELEASE evt_retry")
             return self.proc.describe(e)
-        self.conn.execute("RELEASE evt_retry")
+        if savepoint:
+            self.conn.execute("RELEASE evt_retry")
         return None
 
 
