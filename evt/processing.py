@@ -134,6 +134,10 @@ class TransactionLost(HandlerFailed):
     "A statement rolled back the whole transaction (ON CONFLICT ROLLBACK, RAISE(ROLLBACK))"
 
 
+class _Moved(Exception):
+    "Another run of the same processor advanced its checkpoint while this one waited for the lock"
+
+
 class Runner:
     """Feeds a processor the log from its checkpoint, in batches, with retries.
 
@@ -173,6 +177,7 @@ class Runner:
         self.upcastable = store.model.upcastable if store.model is not None and store.model.upcasters else frozenset()
         self.summary = Summary(processor.name, processor.kind)
         self.position = 0
+        self._committed = 0  # the checkpoint as this run last saw it stored
         self.parked: dict[str, int] = {}
         self._open = False
         self._since_commit = 0
@@ -193,29 +198,32 @@ class Runner:
             self.target.save_checkpoint(self.proc.name, self.proc.kind, checkpoint, getattr(self.proc, "command", None))
             if self.policy.parks_streams:
                 self.parked = deadletters.parked_streams(conn, self.proc.name)
-        self.position = self.summary.checkpoint = checkpoint
+        self.position = self._committed = self.summary.checkpoint = checkpoint
         return checkpoint
 
     def catch_up(self) -> Summary:
         "Handle every event after the checkpoint, up to the head; commit as it goes."
         head = self.store.head()
-        if not self.per_event:
-            self._begin()
         try:
             while True:
-                rows = self._fetch()
-                if not rows:
-                    break
-                for row in rows:
-                    self._handle(row)
-                    self.position = row[0]
-                    self.summary.events += 1
-                    self._since_commit += 1
-                    if self.per_event:
-                        self._commit()
-                    elif self._since_commit >= self.batch_size or time.monotonic() >= self._deadline:
-                        self._commit()
+                try:
+                    if not self.per_event and not self._open:
                         self._begin()
+                    rows = self._fetch()
+                    if not rows:
+                        break
+                    for row in rows:
+                        self._handle(row)
+                        self.position = row[0]
+                        self.summary.events += 1
+                        self._since_commit += 1
+                        if self.per_event:
+                            self._commit()
+                        elif self._since_commit >= self.batch_size or time.monotonic() >= self._deadline:
+                            self._commit()
+                            self._begin()
+                except _Moved:
+                    continue  # go on from where the other run left the checkpoint
             self.position = max(self.position, head)
             self._commit()
         except BaseException:
@@ -230,20 +238,28 @@ class Runner:
         with translate_errors(self.store.path):
             return self.store.conn.execute(sql, params).fetchall()
 
-    def _begin(self) -> None:
+    def _begin(self, check: bool = True) -> None:
+        """Open a batch's transaction; _Moved (the transaction left open) when another run of
+        the same processor has moved the checkpoint meanwhile: this one adopts it."""
         self.target.begin()
         self._open = True
         self._since_commit = 0
         self._deadline = time.monotonic() + self.batch_seconds
+        if check:
+            stored = self.target.checkpoint(self.proc.name)
+            if stored is not None and stored != self._committed:
+                self.position = self._committed = stored
+                raise _Moved()
 
     def _commit(self) -> None:
         "Save the checkpoint and commit (opening a transaction first if none is open)."
         if not self._open:
-            self._begin()
+            self._begin(check=False)
+        self.position = max(self.position, self.target.checkpoint(self.proc.name) or 0)
         self.target.save_checkpoint(self.proc.name, self.proc.kind, self.position)
         self.target.commit()
         self._open = False
-        self.summary.checkpoint = self.position
+        self._committed = self.summary.checkpoint = self.position
         if self.progress is not None:
             self.progress(self.position)
 

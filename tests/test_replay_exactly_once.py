@@ -102,14 +102,17 @@ def test_replay_interrupted_anywhere_in_any_batch_size_gives_the_same_tables(log
     assert tables(target) == expected
 
 
-def slow_toml(target: str | None) -> str:
+def slow_toml(target: str | None, settings: str = "", gate: bool = False) -> str:
+    "A projection slow enough to be killed mid-replay: one row per event, running totals."
     where = f'target = "{target}"\n' if target else ""
+    gate_table = "CREATE TABLE gate (p INTEGER CHECK (p % 500 != 0)); " if gate else ""
+    gate_statement = '  "INSERT INTO gate VALUES (:position)",\n' if gate else ""
     return f"""
 [projections.slow]
-{where}setup = "CREATE TABLE applied (position INTEGER PRIMARY KEY, stream TEXT); CREATE TABLE totals (stream TEXT PRIMARY KEY, amount INTEGER)"
+{where}{settings}setup = "{gate_table}CREATE TABLE applied (position INTEGER PRIMARY KEY, stream TEXT); CREATE TABLE totals (stream TEXT PRIMARY KEY, amount INTEGER)"
 [projections.slow.on]
 "*" = [
-  "INSERT INTO applied VALUES (:position, :stream)",
+{gate_statement}  "INSERT INTO applied VALUES (:position, :stream)",
   "INSERT INTO totals VALUES (:stream, json_extract(:data, '$.amount') + (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 400) SELECT count(*) - 400 FROM c)) ON CONFLICT (stream) DO UPDATE SET amount = amount + excluded.amount",
 ]
 """
@@ -154,3 +157,26 @@ def test_kill_9_during_a_large_replay_then_resume(tmp_path, evt_proc, target):
     conn.close()
     expected = sorted((f"account-{k}", sum(range(k, n, 13))) for k in range(13))
     assert totals == expected
+
+
+def test_two_replays_of_the_same_projection_at_once_apply_each_event_once(tmp_path, evt_proc):
+    "Every 500th event fails: while one run waits to retry it, the other takes the lock and goes on."
+    n = 6_000
+    toml = slow_toml(None, settings="backoff = 0.05\n", gate=True)
+    (tmp_path / "evt.toml").write_text(toml)
+    with Store(tmp_path / "events.db", synchronous="normal") as store:
+        store.write(NewEvent(f"account-{i % 13}", "account.credited", {"amount": i}) for i in range(n))
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "evt", "replay", "--batch-size", str(size)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for size in (50, 70)
+    ]
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    failing = set(range(500, n + 1, 500))
+    conn = sqlite3.connect(tmp_path / "events.db")
+    assert conn.execute("SELECT count(*) FROM applied").fetchone() == (n - len(failing),)
+    assert {p for (p,) in conn.execute("SELECT position FROM evt_dead_letters")} == failing
+    assert conn.execute("SELECT count(*) FROM evt_dead_letters").fetchone() == (len(failing),)
+    totals = conn.execute("SELECT stream, amount FROM totals ORDER BY stream").fetchall()
+    assert totals == sorted((f"account-{k}", sum(i for i in range(k, n, 13) if i + 1 not in failing)) for k in range(13))
