@@ -311,6 +311,12 @@ class Runner:
             conn.execute("ROLLBACK TO evt_event")
             conn.execute("RELEASE evt_event")
             raise
+        if not conn.in_transaction:
+            self._open = False
+            raise TransactionLost(
+                f"{self.proc.name}: the handler of position {_position(item)} "
+                "ended evt's transaction (a commit?); handlers must not commit: evt commits each batch with its checkpoint"
+            )
         conn.execute("RELEASE evt_event")
 
     def _check_transaction(self) -> None:
@@ -429,6 +435,11 @@ class Runner:
         if savepoint:
             self.conn.execute("RELEASE evt_retry")
         return None
+
+
+def _position(item) -> int:
+    "The position of what a handler got: a stored row or an Event."
+    return item[0] if isinstance(item, tuple) else item.position
 
 
 class _Seen:

@@ -325,3 +325,55 @@ def test_model_projection_as_a_plain_decorator():
         pass
 
     assert model.projections["audit"].plan("anything") == [audit]
+
+
+def test_replay_follow_stays_live_until_ctrl_c(tmp_path, evt_proc):
+    import signal
+    import subprocess
+    import time
+
+    from conftest import evt_command
+
+    (tmp_path / "evt.toml").write_text(ORDER_TOML)
+    evt_proc("append", "--ndjson", "-", "-q", input=ndjson(ORDERS))
+    proc = subprocess.Popen(evt_command() + ["replay", "--follow"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        evt_proc("append", "order-3", "order.placed", '{"orderId": "3", "customerId": "c3", "total": 3}', "-q")
+        while time.monotonic() < deadline:
+            try:
+                if rows("SELECT count(*) FROM order_summaries") == [(3,)]:
+                    break
+            except sqlite3.OperationalError:
+                pass
+            time.sleep(0.05)
+        assert rows("SELECT id FROM order_summaries ORDER BY id") == [("1",), ("2",), ("3",)]
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert (proc.returncode, err) == (130, b"")
+    (line,) = [json.loads(x) for x in out.decode().splitlines()]
+    assert (line["name"], line["events"], line["checkpoint"]) == ("order_summaries", 5, 5)
+
+
+def test_a_statement_that_rolls_back_the_whole_transaction_stops_the_replay(evt, tmp_path):
+    (tmp_path / "evt.toml").write_text('[projections.p]\nsetup = "CREATE TABLE t (k TEXT PRIMARY KEY)"\non = {"*" = "INSERT OR ROLLBACK INTO t VALUES (:stream)"}\n')
+    for stream in ("a-1", "a-2", "a-1"):
+        evt("append", stream, "x", "-q")
+    r = evt("replay")
+    assert r.exit_code == 7
+    assert r.stderr == "evt: p: a statement rolled back the whole transaction (ON CONFLICT ROLLBACK or RAISE(ROLLBACK)); stopped at checkpoint 0, nothing after it was kept\n"
+    assert rows("SELECT count(*) FROM t") == [(0,)]
+
+
+def test_a_python_handler_must_not_commit(evt, tmp_path):
+    (tmp_path / "evt.toml").write_text('model = "model.py"\n')
+    (tmp_path / "model.py").write_text(
+        "from evt import Model\nmodel = Model()\np = model.projection('p')\n"
+        "@p.on('*')\ndef h(db, event):\n    db['t'].insert({'k': event.stream})\n    db.commit()\n"
+    )
+    evt("append", "a-1", "x", "-q")
+    r = evt("replay")
+    assert r.exit_code == 7
+    assert r.stderr == "evt: p: the handler of position 1 ended evt's transaction (a commit?); handlers must not commit: evt commits each batch with its checkpoint\n"
