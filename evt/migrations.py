@@ -78,7 +78,7 @@ def create_projection_bookkeeping(conn: sqlite3.Connection) -> None:
 
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0001_create_event_log", create_event_log),
-    ("0002_projections_and_consumers", create_projection_bookkeeping),
+    ("0004_projections_and_consumers", create_projection_bookkeeping),
 ]
 
 FORMAT_VERSION = len(MIGRATIONS)
