@@ -83,7 +83,7 @@ def log(tmp_path_factory):
     return folder, path, tables(reference)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     first_batch=st.integers(1, 400),
     crashes=st.lists(st.integers(1, EVENTS), max_size=3),

@@ -59,8 +59,10 @@ def replay(
             with progress_bar(projection.name, store.head(), run.position) as progress:
                 run.progress = progress
                 run.catch_up()
-            if not follow:
-                emit([run.summary.to_dict()], fmt, SUMMARY_COLUMNS)
+            if not follow and fmt != "table":
+                emit([run.summary.to_dict()], fmt, SUMMARY_COLUMNS)  # scripts see each as it ends
+        if not follow and fmt == "table":
+            emit([run.summary.to_dict() for run in runners], fmt, SUMMARY_COLUMNS)
         if follow:
             try:
                 follow_runners(runners, store)
