@@ -377,3 +377,18 @@ def test_a_python_handler_must_not_commit(evt, tmp_path):
     r = evt("replay")
     assert r.exit_code == 7
     assert r.stderr == "evt: p: the handler of position 1 ended evt's transaction (a commit?); handlers must not commit: evt commits each batch with its checkpoint\n"
+
+
+def test_setup_may_refer_to_the_events_table(evt, tmp_path):
+    (tmp_path / "evt.toml").write_text("""
+[projections.counts]
+setup = "CREATE TABLE counts (type TEXT PRIMARY KEY, n INTEGER); CREATE VIEW IF NOT EXISTS recent AS SELECT * FROM events ORDER BY position DESC LIMIT 5"
+[projections.counts.on]
+"*" = "INSERT INTO counts VALUES (:type, 1) ON CONFLICT (type) DO UPDATE SET n = n + 1"
+""")
+    for type in ("a", "b", "a"):
+        evt("append", "s-1", type, "-q")
+    assert evt("replay").exit_code == 0
+    assert evt("replay", "--rebuild").exit_code == 0
+    assert rows("SELECT * FROM counts ORDER BY type") == [("a", 2), ("b", 1)]
+    assert rows("SELECT count(*) FROM recent") == [(3,)]
