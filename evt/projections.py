@@ -276,7 +276,10 @@ class PythonProjection(Projection):
             self.setup_fn = fn_or_conn
             return fn_or_conn
         if self.setup_fn is not None:
-            self.setup_fn(self.database(fn_or_conn))
+            try:
+                self.setup_fn(self.database(fn_or_conn))
+            except Exception as e:
+                raise ConfigError(f"projection {self.name}: setup failed: {self.describe(e)}") from None
 
     def database(self, conn: sqlite3.Connection):
         "The sqlite-utils view of the projection's connection (made once per connection)."

@@ -392,3 +392,16 @@ setup = "CREATE TABLE counts (type TEXT PRIMARY KEY, n INTEGER); CREATE VIEW IF 
     assert evt("replay", "--rebuild").exit_code == 0
     assert rows("SELECT * FROM counts ORDER BY type") == [("a", 2), ("b", 1)]
     assert rows("SELECT count(*) FROM recent") == [(3,)]
+
+
+def test_a_failing_python_setup_is_a_config_error(evt, tmp_path):
+    (tmp_path / "evt.toml").write_text('model = "model.py"\n')
+    (tmp_path / "model.py").write_text(
+        "from evt import Model\nmodel = Model()\np = model.projection('p')\n"
+        "@p.setup\ndef setup(db):\n    db.execute('CREATE TABLE oops (')\n"
+    )
+    evt("append", "a-1", "x", "-q")
+    r = evt("replay")
+    assert (r.exit_code, r.stdout) == (2, "")
+    assert r.stderr == "evt: projection p: setup failed: OperationalError: incomplete input (model.py, line 6)\n"
+    assert evt("projections").json()[0]["checkpoint"] == 0
