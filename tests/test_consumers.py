@@ -169,3 +169,33 @@ def test_a_running_command_does_not_block_appenders(store, tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_kill_9_mid_command_runs_that_event_again_and_no_earlier_one(store, tmp_path):
+    "At-least-once: the event whose command was running when evt died is delivered again."
+    (tmp_path / "ok.flag").touch()
+    command = './handle.sh; [ "$EVT_POSITION" = 3 ] && [ ! -e killed.flag ] && touch started.flag && sleep 30; true'
+    proc = subprocess.Popen(evt_command() + ["consume", "mailer", "--exec", command], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for(lambda: (tmp_path / "started.flag").exists())
+        proc.kill()  # kill -9 evt; its command is orphaned mid-run
+        proc.wait()
+    finally:
+        import os
+
+        os.killpg(proc.pid, signal.SIGKILL)
+    (tmp_path / "killed.flag").touch()
+    assert status(store, "mailer")["checkpoint"] == 2
+    r = store("consume", "mailer")
+    assert r.exit_code == 0
+    assert handled(tmp_path) == [
+        "mailer 1 order.placed", "mailer 2 order.broken", "mailer 3 account.opened",
+        "mailer 3 account.opened", "mailer 4 order.placed",
+    ]
+
+
+def test_a_long_stderr_is_kept_truncated():
+    from evt.deadletters import truncate
+
+    assert truncate("short\n") == "short"
+    assert truncate("x" * 10 + "y" * 2000) == "…" + "y" * 2000
