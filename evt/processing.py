@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 from . import deadletters
@@ -59,20 +60,16 @@ class Target:
         if self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
 
-    def transaction(self):
-        from contextlib import contextmanager
-
-        @contextmanager
-        def block() -> Iterator[sqlite3.Connection]:
-            self.begin()
-            try:
-                yield self.conn
-            except BaseException:
-                self.rollback()
-                raise
-            self.commit()
-
-        return block()
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        "One short write transaction on the target."
+        self.begin()
+        try:
+            yield self.conn
+        except BaseException:
+            self.rollback()
+            raise
+        self.commit()
 
     def checkpoint(self, name: str) -> int | None:
         "The last position a processor has handled; None when it never ran here."
