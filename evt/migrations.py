@@ -105,10 +105,18 @@ def create_snapshots(conn: sqlite3.Connection) -> None:
     )
 
 
+def create_projection_bookkeeping(conn: sqlite3.Connection) -> None:
+    "Checkpoints of projections and consumers, their dead letters, and the dead-letter id counter."
+    from .deadletters import BOOKKEEPING, ID_COUNTER
+
+    execute_all(conn, *BOOKKEEPING, *ID_COUNTER)
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0001_create_event_log", create_event_log),
     ("0002_upcast_runs", create_upcast_runs),
     ("0003_snapshots", create_snapshots),
+    ("0004_projections_and_consumers", create_projection_bookkeeping),
 ]
 
 FORMAT_VERSION = len(MIGRATIONS)

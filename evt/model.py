@@ -89,6 +89,22 @@ class Model:
 
         return register
 
+    # -- projections ---------------------------------------------------------------
+
+    def projection(self, name: str, **options: Any):
+        """Declare a Python projection; returns it, to register handlers with ``.on(type, ...)``.
+
+        Options: ``tables`` (what ``evt replay --rebuild`` drops), ``target`` (another
+        SQLite file, relative to evt.toml), ``max_attempts``, ``backoff``, ``on_error``.
+        See ``evt.projections.PythonProjection``.
+        """
+        from .projections import PythonProjection
+
+        if name in self.projections:
+            raise ConfigError(f"two projections named {name}")
+        self.projections[name] = PythonProjection(name, **options)
+        return self.projections[name]
+
     # -- upcasting -----------------------------------------------------------------
 
     def upcaster(self, type: str, version: int, *, to_type: str | None = None) -> Callable:

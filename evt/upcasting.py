@@ -520,6 +520,8 @@ def _copy_tables(conn: sqlite3.Connection) -> None:
         if name not in existing:
             conn.execute(sql)
             created.append(name)
+        else:
+            conn.execute(f"DELETE FROM main.{_quote(name)}")  # rows a migration seeded: the source's replace them
         if SNAPSHOT_MARK in name.lower():
             continue
         columns = _common_columns(conn, name)

@@ -3,7 +3,8 @@
 evt loads it through evt.toml (model = "model.py"). It declares:
 - schemas: evt append validates each event's data against the schema of its type and version;
 - upcasters: order.placed v1 reads as v2 (evt read, aggregates, projections, evt upcast);
-- aggregates: evt aggregate folds a stream into state (account-N -> account, order-… -> order).
+- aggregates: evt aggregate folds a stream into state (account-N -> account, order-… -> order);
+- projections: revenue per customer, a Python read model in read.db (evt replay revenue).
 """
 
 from __future__ import annotations
@@ -176,5 +177,46 @@ class Order(BaseModel):
         self.cancelReason = event.data["reason"]
 
 
-# -- projections (issue 5: projections) ---------------------------------------------
-# Python projections go here; SQL projections may live in evt.toml instead.
+# -- projections ----------------------------------------------------------------------
+# SQL projections live in evt.toml (order_summaries); this one is Python.
+# Revenue per customer, written with sqlite-utils into read.db (next to evt.toml).
+# `evt replay revenue` keeps it up to date; `evt replay revenue --rebuild` starts over.
+
+revenue = model.projection("revenue", tables=["customer_revenue", "order_revenue"], target="read.db")
+
+
+@revenue.setup
+def create_tables(db):
+    db["customer_revenue"].create({"customer_id": str, "orders": int, "revenue": float}, pk="customer_id", if_not_exists=True)
+    db["order_revenue"].create({"order_id": str, "customer_id": str, "revenue": float}, pk="order_id", if_not_exists=True)
+
+
+def add(db, table, pk, key, **amounts):
+    "Add amounts to a row's columns (a sqlite-utils upsert; the row is created at zero)."
+    current = next(db[table].rows_where(f"{pk} = ?", [key]), {})
+    db[table].upsert({pk: key, **{k: current.get(k, 0) + v for k, v in amounts.items()}}, pk=pk)
+
+
+@revenue.on("order.placed")
+def order_placed(db, event):
+    order = event.data
+    db["order_revenue"].insert({"order_id": order["orderId"], "customer_id": order["customerId"], "revenue": order["total"]}, pk="order_id")
+    add(db, "customer_revenue", "customer_id", order["customerId"], orders=1, revenue=order["total"])
+
+
+@revenue.on("order.item_added")
+def item_added(db, event):
+    item = event.data
+    if item["quantity"] <= 0:
+        raise ValueError(f"order {item['orderId']}: {item['productId']} added with quantity {item['quantity']}")
+    line = item["quantity"] * item["price"]
+    order = db["order_revenue"].get(item["orderId"])
+    add(db, "order_revenue", "order_id", item["orderId"], revenue=line)
+    add(db, "customer_revenue", "customer_id", order["customer_id"], revenue=line)
+
+
+@revenue.on("order.cancelled")
+def order_cancelled(db, event):
+    order = db["order_revenue"].get(event.data["orderId"])
+    add(db, "customer_revenue", "customer_id", order["customer_id"], orders=-1, revenue=-order["revenue"])
+    db["order_revenue"].delete(order["order_id"])

@@ -380,8 +380,8 @@ def test_out_copies_other_tables_but_not_snapshots(evt, store):
     conn = sqlite3.connect("events.db", isolation_level=None)
     conn.executescript(
         """
-        CREATE TABLE evt_checkpoints (name TEXT PRIMARY KEY, position INTEGER);
-        INSERT INTO evt_checkpoints VALUES ('orders', 4);
+        CREATE TABLE app_checkpoints (name TEXT PRIMARY KEY, position INTEGER);
+        INSERT INTO app_checkpoints VALUES ('orders', 4);
         CREATE TABLE evt_snapshots (stream TEXT, revision INTEGER, state TEXT);
         INSERT INTO evt_snapshots VALUES ('order-1', 2, '{}');
         CREATE TABLE order_summaries (id TEXT PRIMARY KEY, total REAL, twice REAL GENERATED ALWAYS AS (total * 2));
@@ -392,7 +392,7 @@ def test_out_copies_other_tables_but_not_snapshots(evt, store):
     conn.close()
     assert evt("upcast", "run", "--out", "new.db").exit_code == 0
     new = sqlite3.connect("new.db", isolation_level=None)
-    assert new.execute("SELECT * FROM evt_checkpoints").fetchall() == [("orders", 4)]
+    assert new.execute("SELECT * FROM app_checkpoints").fetchall() == [("orders", 4)]
     assert new.execute("SELECT count(*) FROM evt_snapshots").fetchone() == (0,)
     assert new.execute("SELECT * FROM order_summaries").fetchall() == [("1", 5.0, 10.0)]
     assert new.execute("SELECT name FROM sqlite_schema WHERE name = 'order_summaries_total'").fetchone() == ("order_summaries_total",)

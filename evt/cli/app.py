@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import log, model, upcast
+from . import dlq, log, model, projections, upcast
 from .boundary import fail, guarded
 
 app = typer.Typer(
@@ -18,6 +18,8 @@ app = typer.Typer(
 log.register(app)
 model.register(app)
 upcast.register(app)
+projections.register(app)
+dlq.register(app)
 
 
 def run(args: list[str]) -> int:

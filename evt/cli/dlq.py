@@ -1,0 +1,140 @@
+"""``evt dlq``: list, show, retry, discard and purge dead letters."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import HandlerFailed, UsageError
+from ..output import choose_format, emit
+from .context import Context
+from .options import ConfigFile, Db, Format, ModelSpec
+
+COLUMNS = ("id", "consumer", "position", "eventId", "type", "error", "attempts", "firstFailedAt", "lastFailedAt")
+
+Consumer = Annotated[Optional[str], typer.Option("--consumer", help="Only this projection's or consumer's dead letters.", show_default=False)]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Show what would be touched; change nothing.")]
+All = Annotated[bool, typer.Option("--all", help="Every dead letter (of --consumer, if given).")]
+Ids = Annotated[Optional[list[int]], typer.Argument(help="Dead-letter ids (evt dlq list shows them).", show_default=False)]
+
+dlq_app = typer.Typer(help="The dead letters of projections and consumers: list, show, retry, discard, purge.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(dlq_app, name="dlq")
+
+
+def queue(db, config, model):
+    from ..dlq import DeadLetterQueue
+    from ..projections import configured
+
+    ctx = Context(db, config, model)
+    return DeadLetterQueue(ctx.open(), configured(ctx.config, ctx.model()), ctx.config)
+
+
+def say(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+def plural(n: int) -> str:
+    return f"{n} dead letter{'' if n == 1 else 's'}"
+
+
+@dlq_app.command("list")
+def list_(consumer: Consumer = None, format: Format = None, db: Db = None, config: ConfigFile = None, model: ModelSpec = None) -> None:
+    """List dead letters, oldest event first."""
+    fmt = choose_format(format)
+    emit((e.to_dict() for e in queue(db, config, model).entries(consumer)), fmt, COLUMNS)
+
+
+@dlq_app.command()
+def show(
+    id: Annotated[int, typer.Argument(help="The dead letter's id.", show_default=False)],
+    format: Format = None,
+    db: Db = None,
+    config: ConfigFile = None,
+    model: ModelSpec = None,
+) -> None:
+    """Show one dead letter (exit 4 if there is none with that id)."""
+    fmt = choose_format(format)
+    (entry,) = queue(db, config, model).get([id])
+    if fmt == "table":
+        emit([{"field": k, "value": v} for k, v in entry.to_dict().items()], fmt, ("field", "value"))
+    else:
+        emit([entry.to_dict()], fmt)
+
+
+def chosen(q, ids, all, consumer):
+    if all and ids:
+        raise UsageError("give dead-letter ids or --all, not both")
+    if not all and not ids:
+        raise UsageError("name the dead letters: ids (evt dlq list shows them), or --all")
+    return q.chosen(ids or [], all, consumer)
+
+
+def announce(verb: str, entries: list, dry_run: bool) -> bool:
+    "Say how many entries a command will touch; with --dry-run, print them and change nothing."
+    if dry_run:
+        say(f"would {verb} {plural(len(entries))} (dry run: nothing changed)")
+        emit((e.to_dict() for e in entries), "ndjson" if not sys.stdout.isatty() else "table", COLUMNS)
+        return False
+    say(f"{verb.rstrip('e')}ing {plural(len(entries))}")
+    return True
+
+
+@dlq_app.command()
+def retry(
+    ids: Ids = None,
+    all: All = False,
+    consumer: Consumer = None,
+    dry_run: DryRun = False,
+    db: Db = None,
+    config: ConfigFile = None,
+    model: ModelSpec = None,
+) -> int:
+    """Run the handler as it is now on dead letters' events; clear each that succeeds.
+
+    Exit 7 if any fails again (its attempts and error are updated).
+    """
+    q = queue(db, config, model)
+    entries = chosen(q, ids, all, consumer)
+    if not announce("retry", entries, dry_run):
+        return 0
+    failed = [(e, error) for e, error in q.retry(entries) if error is not None]
+    for entry, error in failed:
+        say(f"evt: dead letter {entry.id} ({entry.consumer}, position {entry.position}) failed again: {error}")
+    if failed:
+        raise HandlerFailed(f"{len(failed)} of {plural(len(entries))} failed again; they stay in the table")
+    say(f"retried {plural(len(entries))}: all succeeded")
+    return 0
+
+
+@dlq_app.command()
+def discard(
+    ids: Ids = None,
+    all: All = False,
+    consumer: Consumer = None,
+    dry_run: DryRun = False,
+    db: Db = None,
+    config: ConfigFile = None,
+    model: ModelSpec = None,
+) -> int:
+    """Delete dead letters without handling their events."""
+    q = queue(db, config, model)
+    entries = chosen(q, ids, all, consumer)
+    if announce("discard", entries, dry_run):
+        q.discard(entries)
+    return 0
+
+
+@dlq_app.command()
+def purge(consumer: Consumer = None, dry_run: DryRun = False, db: Db = None, config: ConfigFile = None, model: ModelSpec = None) -> int:
+    """Delete every dead letter (of --consumer, if given), in every file."""
+    q = queue(db, config, model)
+    entries = q.entries(consumer)
+    if announce("purge", entries, dry_run):
+        q.discard(entries)
+    return 0

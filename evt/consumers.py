@@ -1,0 +1,125 @@
+"""Shell consumers: a command run once per event, the envelope as one JSON line on stdin.
+
+Exit status 0 acknowledges the event; anything else is a failure, retried with
+backoff and then dead-lettered (or, with ``on_error="stop"``, the consumer stops
+before it). A consumer's position is kept in the events store and saved after each
+event, so a restart resumes after the last acknowledged one: delivery is
+at-least-once (an event whose command ran but was not yet acknowledged when evt was
+killed runs again), and the event ``id`` is the idempotency key a command should use.
+
+The command runs with ``sh -c``, its stdout passed through, and these variables set:
+``EVT_CONSUMER``, ``EVT_POSITION``, ``EVT_EVENT_ID``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from fnmatch import fnmatchcase
+from typing import Iterable
+
+from .deadletters import truncate
+from .errors import UsageError
+from .processing import Runner, Target, describe_exception
+from .query import Filter
+from .retry import RetryPolicy
+from .store import Store, row_to_event
+
+
+class CommandFailed(Exception):
+    "A consumer's command exited with a non-zero status"
+
+
+class ExecConsumer:
+    "A consumer that pipes each event into a shell command."
+
+    kind = "exec"
+    writes = False  # runs outside any transaction: appenders never wait for a command
+
+    def __init__(self, name: str, command: str, *, types: Iterable[str] = (), policy: RetryPolicy | None = None):
+        if not name or not name.replace("_", "").replace("-", "").replace(".", "").isalnum():
+            raise UsageError(f"a consumer name is letters, digits, '-', '_' and '.', not {name!r}")
+        self.name = name
+        self.command = command
+        self.types = tuple(types)
+        self.policy = policy or RetryPolicy()
+        self.attempt = 0
+
+    def plan(self, type: str) -> list:
+        if self.types and not any(fnmatchcase(type, glob) for glob in self.types):
+            return []
+        return [self.command]
+
+    def atomic(self, plan: list) -> bool:
+        return True  # the command writes nothing into the target: no savepoint needed
+
+    def setup(self, conn) -> None:
+        pass
+
+    def drop(self, conn) -> None:
+        pass
+
+    def apply_row(self, conn, plan: list, row: tuple) -> None:
+        self.apply_event(conn, plan, row_to_event(row))
+
+    def apply_event(self, conn, plan: list, event) -> None:
+        run_command(self.command, event, {"EVT_CONSUMER": self.name})
+
+    def describe(self, error: BaseException) -> str:
+        return str(error) if isinstance(error, CommandFailed) else describe_exception(error)
+
+
+def run_command(command: str, event, env: dict[str, str]) -> None:
+    "Run ``sh -c command`` with the event on stdin; CommandFailed with its stderr unless it exits 0."
+    full_env = {**os.environ, **env, "EVT_POSITION": str(event.position), "EVT_EVENT_ID": event.id}
+    sys.stdout.flush()
+    proc = subprocess.run(
+        ["sh", "-c", command],
+        input=(event.to_json() + "\n").encode(),
+        stderr=subprocess.PIPE,
+        env=full_env,
+    )
+    stderr = proc.stderr.decode(errors="replace")
+    if stderr:
+        sys.stderr.write(stderr if stderr.endswith("\n") else stderr + "\n")
+        sys.stderr.flush()
+    if proc.returncode != 0:
+        status = f"killed by signal {-proc.returncode}" if proc.returncode < 0 else f"exit status {proc.returncode}"
+        detail = truncate(stderr)
+        raise CommandFailed(f"command failed with {status}" + (f": {detail}" if detail else ""))
+
+
+def consume(
+    store: Store,
+    consumer: ExecConsumer,
+    filter: Filter | None = None,
+    *,
+    follow: bool = False,
+    poll_interval: float = 0.05,
+    warn=None,
+    sleep=None,
+):
+    """Run a consumer over the events after its position (then, with ``follow``, forever).
+
+    The position is saved after every event. Returns the run's Summary.
+    """
+    options = {"warn": warn} if sleep is None else {"warn": warn, "sleep": sleep}
+    runner = Runner(store, Target(store), consumer, filter=filter, batch_size=1, **options)
+    runner.start()
+    if follow:
+        from .processing import follow as follow_runners
+
+        follow_runners([runner], store, poll_interval)
+    return runner.catch_up()
+
+
+def command_of(store: Store, name: str) -> str | None:
+    "The command a consumer last ran with (what ``evt dlq retry`` runs)."
+    row = store.conn.execute("SELECT command FROM evt_checkpoints WHERE name = ? AND kind = 'exec'", (name,)).fetchone()
+    return row[0] if row else None
+
+
+def consumers(store: Store) -> list[str]:
+    "The names of the shell consumers that have run against this store."
+    return [row[0] for row in store.conn.execute("SELECT name FROM evt_checkpoints WHERE kind = 'exec' ORDER BY name")]

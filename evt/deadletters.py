@@ -1,0 +1,180 @@
+"""The dead-letter table: events a projection or consumer failed on, kept to retry.
+
+Each file a projection writes into holds its own ``evt_dead_letters`` table (so a dead
+letter is committed in the same transaction as the projection's tables and
+checkpoint); shell consumers keep theirs in the events store. Ids are unique across
+all those files: they are drawn from one counter in the events store.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Iterable, Iterator
+
+from .errors import NotFound
+
+# Bookkeeping tables of every file a projection or consumer writes into.
+BOOKKEEPING = (
+    """CREATE TABLE IF NOT EXISTS evt_checkpoints (
+        name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        position INTEGER NOT NULL DEFAULT 0,
+        command TEXT,
+        last_run_at TEXT
+    )""",
+    """CREATE TABLE IF NOT EXISTS evt_dead_letters (
+        id INTEGER PRIMARY KEY,
+        consumer TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        event_id TEXT NOT NULL,
+        stream TEXT NOT NULL,
+        type TEXT NOT NULL,
+        error TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        first_failed_at TEXT NOT NULL,
+        last_failed_at TEXT NOT NULL,
+        UNIQUE (consumer, position)
+    )""",
+)
+
+# Only in the events store: the counter dead-letter ids are drawn from.
+ID_COUNTER = (
+    "CREATE TABLE evt_sequences (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+    "INSERT INTO evt_sequences (name, value) VALUES ('dead_letters', 0)",
+)
+
+FIELDS = ("id", "consumer", "position", "eventId", "type", "error", "attempts", "firstFailedAt", "lastFailedAt")
+SELECT = (
+    "SELECT id, consumer, position, event_id, type, error, attempts, first_failed_at, last_failed_at, stream "
+    "FROM evt_dead_letters"
+)
+
+# How much of a failing command's stderr a dead letter keeps.
+STDERR_LIMIT = 2000
+
+
+class DeadLetterNotFound(NotFound):
+    "No dead letter has that id"
+
+
+class DeadLetter:
+    "One parked event: which consumer failed on which event, how, how often, when."
+
+    __slots__ = ("id", "consumer", "position", "event_id", "type", "error", "attempts", "first_failed_at", "last_failed_at", "stream", "path")
+
+    def __init__(self, row: tuple, path: str):
+        (self.id, self.consumer, self.position, self.event_id, self.type, self.error,
+         self.attempts, self.first_failed_at, self.last_failed_at, self.stream) = row
+        self.path = path
+
+    def to_dict(self) -> dict:
+        "The dead letter as evt prints it, fields in the documented order."
+        return dict(zip(FIELDS, (
+            self.id, self.consumer, self.position, self.event_id, self.type, self.error,
+            self.attempts, self.first_failed_at, self.last_failed_at,
+        )))
+
+
+def create_bookkeeping(conn: sqlite3.Connection) -> None:
+    "The checkpoint and dead-letter tables (idempotent; inside the caller's transaction)."
+    for statement in BOOKKEEPING:
+        conn.execute(statement)
+
+
+def next_id(store_conn: sqlite3.Connection) -> int:
+    """A new dead-letter id from the events store's counter.
+
+    In the caller's transaction when the store is where the dead letter goes; else in a
+    short one of its own (an id lost to a crash leaves a gap, never a duplicate).
+    """
+    sql = "UPDATE evt_sequences SET value = value + 1 WHERE name = 'dead_letters' RETURNING value"
+    if store_conn.in_transaction:
+        return store_conn.execute(sql).fetchone()[0]
+    store_conn.execute("BEGIN IMMEDIATE")
+    try:
+        value = store_conn.execute(sql).fetchone()[0]
+    except BaseException:
+        store_conn.execute("ROLLBACK")
+        raise
+    store_conn.execute("COMMIT")
+    return value
+
+
+def record(conn: sqlite3.Connection, id: int, consumer: str, event, error: str, attempts: int, first: str, last: str) -> None:
+    "Park an event for a consumer (in the caller's transaction)."
+    conn.execute(
+        "INSERT INTO evt_dead_letters (id, consumer, position, event_id, stream, type, error, attempts, "
+        "first_failed_at, last_failed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (id, consumer, event.position, event.id, event.stream, event.type, error, attempts, first, last),
+    )
+
+
+def has_table(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_schema WHERE name = 'evt_dead_letters'").fetchone() is not None
+
+
+def entries(conn: sqlite3.Connection, path: str, consumer: str | None = None) -> list[DeadLetter]:
+    "The dead letters in one file, oldest event first."
+    if not has_table(conn):
+        return []
+    where, params = (" WHERE consumer = ?", (consumer,)) if consumer else ("", ())
+    rows = conn.execute(SELECT + where + " ORDER BY position, id", params).fetchall()
+    return [DeadLetter(row, path) for row in rows]
+
+
+def count(conn: sqlite3.Connection, consumer: str) -> int:
+    if not has_table(conn):
+        return 0
+    return conn.execute("SELECT count(*) FROM evt_dead_letters WHERE consumer = ?", (consumer,)).fetchone()[0]
+
+
+def parked_streams(conn: sqlite3.Connection, consumer: str) -> dict[str, int]:
+    "Streams with a dead letter of this consumer: stream -> the id of its first dead letter."
+    rows = conn.execute(
+        "SELECT stream, min(id) FROM evt_dead_letters WHERE consumer = ? GROUP BY stream", (consumer,)
+    ).fetchall()
+    return dict(rows)
+
+
+def blocker(conn: sqlite3.Connection, entry: DeadLetter) -> int | None:
+    "The id of an earlier dead letter of the same consumer and stream, if any."
+    row = conn.execute(
+        "SELECT min(id) FROM evt_dead_letters WHERE consumer = ? AND stream = ? AND position < ?",
+        (entry.consumer, entry.stream, entry.position),
+    ).fetchone()
+    return row[0]
+
+
+def delete(conn: sqlite3.Connection, ids: Iterable[int]) -> None:
+    conn.executemany("DELETE FROM evt_dead_letters WHERE id = ?", [(i,) for i in ids])
+
+
+def delete_consumer(conn: sqlite3.Connection, consumer: str) -> None:
+    if has_table(conn):
+        conn.execute("DELETE FROM evt_dead_letters WHERE consumer = ?", (consumer,))
+
+
+def failed_again(conn: sqlite3.Connection, id: int, error: str, at: str) -> None:
+    conn.execute(
+        "UPDATE evt_dead_letters SET error = ?, attempts = attempts + 1, last_failed_at = ? WHERE id = ?",
+        (error, at, id),
+    )
+
+
+def select(found: Iterable[DeadLetter], ids: Iterable[int]) -> list[DeadLetter]:
+    "The dead letters with these ids; DeadLetterNotFound naming the first unknown one."
+    by_id = {entry.id: entry for entry in found}
+    missing = [i for i in ids if i not in by_id]
+    if missing:
+        raise DeadLetterNotFound(f"no dead letter with id {missing[0]} (evt dlq list shows them)")
+    return [by_id[i] for i in dict.fromkeys(ids)]
+
+
+def truncate(text: str, limit: int = STDERR_LIMIT) -> str:
+    "The end of a long text (where the error usually is), marked as cut."
+    text = text.strip()
+    return text if len(text) <= limit else "…" + text[-limit:]
+
+
+def by_position(items: Iterable[DeadLetter]) -> Iterator[DeadLetter]:
+    return iter(sorted(items, key=lambda e: (e.position, e.id)))

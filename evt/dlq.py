@@ -1,0 +1,104 @@
+"""The dead letters of every projection and consumer, wherever they are kept.
+
+Shell consumers and projections into the events store keep their dead letters in the
+store; a projection with its own ``target`` file keeps them there (committed with its
+tables). ``DeadLetterQueue`` looks in all of those files.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+
+from . import deadletters
+from .config import Config
+from .consumers import ExecConsumer, command_of
+from .deadletters import DeadLetter
+from .processing import Runner, Target, same_file
+from .store import Store
+from .timeutil import now
+
+
+class DeadLetterQueue:
+    "Dead letters across the events store and the configured projections' target files."
+
+    def __init__(self, store: Store, projections: dict, config: Config | None = None):
+        self.store = store
+        self.projections = projections
+        self.config = config or Config()
+
+    def files(self) -> list[tuple[str, sqlite3.Connection]]:
+        "The events store and each other existing target file, once each."
+        found = [(self.store.path, self.store.conn)]
+        for projection in self.projections.values():
+            path = projection.target
+            if path is None or not os.path.exists(path) or any(same_file(path, p) for p, _ in found):
+                continue
+            found.append((path, sqlite3.connect(path, timeout=self.config.busy_timeout(), isolation_level=None)))
+        return found
+
+    def entries(self, consumer: str | None = None) -> list[DeadLetter]:
+        "Every dead letter (of one consumer), oldest event first."
+        found = [e for path, conn in self.files() for e in deadletters.entries(conn, path, consumer)]
+        return list(deadletters.by_position(found))
+
+    def get(self, ids: list[int]) -> list[DeadLetter]:
+        "The dead letters with these ids; DeadLetterNotFound for an unknown one."
+        return deadletters.select(self.entries(), ids)
+
+    def chosen(self, ids: list[int], all: bool, consumer: str | None) -> list[DeadLetter]:
+        "What ``retry``/``discard`` work on: the ids given, or all (of a consumer)."
+        if all:
+            return self.entries(consumer)
+        entries = self.get(ids)
+        return [e for e in entries if consumer is None or e.consumer == consumer]
+
+    def retry(self, entries: list[DeadLetter]) -> list[tuple[DeadLetter, str | None]]:
+        "Run each entry's handler as it is now, oldest first: (entry, None) on success, else the error."
+        results = []
+        runners: dict[str, Runner | None] = {}
+        try:
+            for entry in deadletters.by_position(entries):
+                if entry.consumer not in runners:
+                    runners[entry.consumer] = self._runner(entry.consumer)
+                runner = runners[entry.consumer]
+                if runner is None:
+                    error = f"{entry.consumer} is neither a configured projection nor a known consumer"
+                    self._note_failure(entry, error)
+                else:
+                    error = runner.retry(entry)
+                results.append((entry, error))
+        finally:
+            for runner in runners.values():
+                if runner is not None:
+                    runner.target.close()
+        return results
+
+    def _runner(self, name: str) -> Runner | None:
+        from .projections import runner
+
+        if name in self.projections:
+            return runner(self.store, self.projections[name], self.config)
+        command = command_of(self.store, name)
+        if command is None:
+            return None
+        return Runner(self.store, Target(self.store), ExecConsumer(name, command))
+
+    def _note_failure(self, entry: DeadLetter, error: str) -> None:
+        conn = self.store.conn if entry.path == self.store.path else sqlite3.connect(entry.path, isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        deadletters.failed_again(conn, entry.id, error, now())
+        conn.execute("COMMIT")
+
+    def discard(self, entries: list[DeadLetter]) -> int:
+        "Delete these dead letters (their events stay unhandled by that consumer)."
+        by_file: dict[str, list[int]] = {}
+        for entry in entries:
+            by_file.setdefault(entry.path, []).append(entry.id)
+        for path, conn in self.files():
+            ids = by_file.get(path)
+            if ids:
+                conn.execute("BEGIN IMMEDIATE")
+                deadletters.delete(conn, ids)
+                conn.execute("COMMIT")
+        return len(entries)

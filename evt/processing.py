@@ -1,0 +1,465 @@
+"""Running a handler over the log: checkpoints, batched commits, retries, dead letters.
+
+A *processor* (a SQL or Python projection, or a shell consumer) handles events; a
+``Runner`` feeds it the log from its checkpoint. Everything a processor writes, its
+checkpoint and its dead letters live in one SQLite file (its *target*) and are
+committed together, a batch at a time, so a killed run resumes exactly where its last
+commit left it: exactly-once for what the processor writes into SQLite.
+
+Each event runs inside a savepoint (a failed event's partial writes are undone while
+the batch goes on); a handler that is one SQL statement needs none, since SQLite
+undoes a failed statement by itself.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+from . import deadletters
+from .errors import EvtError, HandlerFailed
+from .query import Filter
+from .store import COLUMNS, Store, row_to_event, translate_errors
+from .timeutil import now
+
+BATCH_SIZE = 1000  # events per commit
+BATCH_SECONDS = 0.2  # and at least this often, so appenders queued behind a replay wait little
+CHUNK = 1000  # events read at a time
+
+
+class Target:
+    "The SQLite file a processor writes into: its tables, its checkpoint, its dead letters."
+
+    def __init__(self, store: Store, path: str | None = None, *, busy_timeout: float = 10.0, synchronous: str = "full"):
+        self.store = store
+        self.is_store = path is None or same_file(path, store.path)
+        self.path = store.path if self.is_store else path
+        if self.is_store:
+            self.conn = store.conn
+            return
+        with translate_errors(path):
+            self.conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+            if self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                self.conn.execute("PRAGMA journal_mode = WAL")
+            self.conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+        with self.transaction():
+            deadletters.create_bookkeeping(self.conn)
+
+    def begin(self) -> None:
+        with translate_errors(self.path):
+            self.conn.execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        with translate_errors(self.path):
+            self.conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        "One short write transaction on the target."
+        self.begin()
+        try:
+            yield self.conn
+        except BaseException:
+            self.rollback()
+            raise
+        self.commit()
+
+    def checkpoint(self, name: str) -> int | None:
+        "The last position a processor has handled; None when it never ran here."
+        row = self.conn.execute("SELECT position FROM evt_checkpoints WHERE name = ?", (name,)).fetchone()
+        return None if row is None else row[0]
+
+    def save_checkpoint(self, name: str, kind: str, position: int, command: str | None = None) -> None:
+        self.conn.execute(
+            "INSERT INTO evt_checkpoints (name, kind, position, command, last_run_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET position = excluded.position, last_run_at = excluded.last_run_at, "
+            "command = coalesce(excluded.command, command)",
+            (name, kind, position, command, now()),
+        )
+
+    def forget(self, name: str) -> None:
+        "Drop a processor's checkpoint and dead letters (a rebuild starts from nothing)."
+        self.conn.execute("DELETE FROM evt_checkpoints WHERE name = ?", (name,))
+        deadletters.delete_consumer(self.conn, name)
+
+    def close(self) -> None:
+        if not self.is_store:
+            self.conn.close()
+
+
+def same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+class Summary:
+    "What one run did: events seen, dead letters made, time taken."
+
+    def __init__(self, name: str, kind: str):
+        self.name = name
+        self.kind = kind
+        self.events = 0
+        self.failures = 0
+        self.checkpoint = 0
+        self.started = time.monotonic()
+        self.seconds = 0.0
+
+    def to_dict(self) -> dict:
+        seconds = round(self.seconds, 3)
+        rate = round(self.events / self.seconds) if self.seconds > 0 else 0
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "events": self.events,
+            "seconds": seconds,
+            "rate": rate,
+            "failures": self.failures,
+            "checkpoint": self.checkpoint,
+        }
+
+
+class TransactionLost(HandlerFailed):
+    "A statement rolled back the whole transaction (ON CONFLICT ROLLBACK, RAISE(ROLLBACK))"
+
+
+class _Moved(Exception):
+    "Another run of the same processor advanced its checkpoint while this one waited for the lock"
+
+
+class Runner:
+    """Feeds a processor the log from its checkpoint, in batches, with retries.
+
+    ``filter`` narrows what is read (stream, category); ``batch_size`` and
+    ``batch_seconds`` bound each transaction; ``warn`` receives one line per failed
+    attempt; ``progress`` is called with the position reached now and then.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        target: Target,
+        processor: Any,
+        *,
+        filter: Filter | None = None,
+        batch_size: int = BATCH_SIZE,
+        batch_seconds: float = BATCH_SECONDS,
+        sleep: Callable[[float], None] = time.sleep,
+        warn: Callable[[str], None] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ):
+        self.store = store
+        self.target = target
+        self.conn = target.conn
+        self.proc = processor
+        self.policy = processor.policy
+        self.filter = (filter or Filter()).replace(types=(), limit=None, backwards=False)
+        self.batch_size = max(1, batch_size)
+        self.batch_seconds = batch_seconds
+        self.sleep = sleep
+        self.warn = warn or (lambda line: None)
+        self.progress = progress
+        # A processor that writes nothing into SQLite (a shell command) runs outside any
+        # transaction, so appenders never wait for it; its position is saved after each event.
+        self.per_event = not getattr(processor, "writes", True)
+        self.model = store.model
+        self.upcastable = store.model.upcastable if store.model is not None and store.model.upcasters else frozenset()
+        self.summary = Summary(processor.name, processor.kind)
+        self.position = 0
+        self._committed = 0  # the checkpoint as this run last saw it stored
+        self.parked: dict[str, int] = {}
+        self._open = False
+        self._since_commit = 0
+        self._deadline = 0.0
+
+    # -- the run -------------------------------------------------------------------
+
+    def start(self, rebuild: bool = False) -> int:
+        "Set the processor up (on its first run, or after a rebuild); return its checkpoint."
+        with self.target.transaction() as conn:
+            if rebuild:
+                self.proc.drop(conn)
+                self.target.forget(self.proc.name)
+            checkpoint = self.target.checkpoint(self.proc.name)
+            if checkpoint is None:
+                self.proc.setup(conn)
+                checkpoint = 0
+            self.target.save_checkpoint(self.proc.name, self.proc.kind, checkpoint, getattr(self.proc, "command", None))
+            if self.policy.parks_streams:
+                self.parked = deadletters.parked_streams(conn, self.proc.name)
+        self.position = self._committed = self.summary.checkpoint = checkpoint
+        return checkpoint
+
+    def catch_up(self) -> Summary:
+        "Handle every event after the checkpoint, up to the head; commit as it goes."
+        head = self.store.head()
+        try:
+            while True:
+                try:
+                    if not self.per_event and not self._open:
+                        self._begin()
+                    rows = self._fetch()
+                    if not rows:
+                        break
+                    for row in rows:
+                        self._handle(row)
+                        self.position = row[0]
+                        self.summary.events += 1
+                        self._since_commit += 1
+                        if self.per_event:
+                            self._commit()
+                        elif self._since_commit >= self.batch_size or time.monotonic() >= self._deadline:
+                            self._commit()
+                            self._begin()
+                except _Moved:
+                    continue  # go on from where the other run left the checkpoint
+            self.position = max(self.position, head)
+            self._commit()
+        except BaseException:
+            self._rollback()
+            raise
+        finally:
+            self.summary.seconds = time.monotonic() - self.summary.started
+        return self.summary
+
+    def _fetch(self) -> list[tuple]:
+        sql, params = self.filter.replace(after=self.position, limit=CHUNK).to_sql(COLUMNS)
+        with translate_errors(self.store.path):
+            return self.store.conn.execute(sql, params).fetchall()
+
+    def _begin(self, check: bool = True) -> None:
+        """Open a batch's transaction; _Moved (the transaction left open) when another run of
+        the same processor has moved the checkpoint meanwhile: this one adopts it."""
+        self.target.begin()
+        self._open = True
+        self._since_commit = 0
+        self._deadline = time.monotonic() + self.batch_seconds
+        if check:
+            stored = self.target.checkpoint(self.proc.name)
+            if stored is not None and stored != self._committed:
+                self.position = self._committed = stored
+                raise _Moved()
+
+    def _commit(self) -> None:
+        "Save the checkpoint and commit (opening a transaction first if none is open)."
+        if not self._open:
+            self._begin(check=False)
+        self.position = max(self.position, self.target.checkpoint(self.proc.name) or 0)
+        self.target.save_checkpoint(self.proc.name, self.proc.kind, self.position)
+        self.target.commit()
+        self._open = False
+        self._committed = self.summary.checkpoint = self.position
+        if self.progress is not None:
+            self.progress(self.position)
+
+    def _rollback(self) -> None:
+        self.target.rollback()
+        self._open = False
+
+    # -- one event -----------------------------------------------------------------
+
+    def _handle(self, row: tuple) -> None:
+        try:
+            resolved = self._resolve(row)
+            if resolved is None:
+                return
+            if row[1] in self.parked:
+                self._park(row)
+                return
+            self._apply(*resolved)
+            return
+        except TransactionLost:
+            raise
+        except Exception as e:
+            error = self.proc.describe(e)
+        self._failed(row, error)
+
+    def _resolve(self, row: tuple):
+        "(apply, plan, item) for a row, after upcasting; None when the processor ignores it."
+        if (row[4], row[5]) in self.upcastable:
+            event = self.model.upcast(row_to_event(row))
+            plan = self.proc.plan(event.type)
+            return (self.proc.apply_event, plan, event) if plan else None
+        plan = self.proc.plan(row[4])
+        return (self.proc.apply_row, plan, row) if plan else None
+
+    def _apply(self, apply, plan, item) -> None:
+        conn = self.conn
+        if self.proc.atomic(plan):
+            try:
+                apply(conn, plan, item)
+            except Exception:
+                self._check_transaction()
+                raise
+            return
+        conn.execute("SAVEPOINT evt_event")
+        try:
+            apply(conn, plan, item)
+        except BaseException:
+            self._check_transaction()
+            conn.execute("ROLLBACK TO evt_event")
+            conn.execute("RELEASE evt_event")
+            raise
+        if not conn.in_transaction:
+            self._open = False
+            raise TransactionLost(
+                f"{self.proc.name}: the handler of position {_position(item)} "
+                "ended evt's transaction (a commit?); handlers must not commit: evt commits each batch with its checkpoint"
+            )
+        conn.execute("RELEASE evt_event")
+
+    def _check_transaction(self) -> None:
+        if self._open and not self.conn.in_transaction:
+            self._open = False
+            raise TransactionLost(
+                f"{self.proc.name}: a statement rolled back the whole transaction (ON CONFLICT ROLLBACK or "
+                f"RAISE(ROLLBACK)); stopped at checkpoint {self.summary.checkpoint}, nothing after it was kept"
+            )
+
+    def _failed(self, row: tuple, error: str) -> None:
+        "Retry with backoff; then dead-letter the event, or stop before it."
+        first = now()
+        attempts = 1
+        self._warn_attempt(row, attempts, error)
+        if self._open and (self.policy.max_attempts > 1 or self.policy.on_error == "stop"):
+            self._commit()  # keep what came before; release the lock while waiting
+        while attempts < self.policy.max_attempts:
+            attempts += 1
+            self.sleep(self.policy.delay(attempts))
+            if not self.per_event:
+                self._begin()
+            try:
+                resolved = self._resolve(row)
+                if resolved is not None:
+                    self._apply(*resolved)
+                return  # the batch goes on in this transaction
+            except TransactionLost:
+                raise
+            except Exception as e:
+                error = self.proc.describe(e)
+            self._rollback()
+            self._warn_attempt(row, attempts, error)
+        if self.policy.on_error == "stop":
+            raise HandlerFailed(
+                f"{self.proc.name} stopped at position {row[0]} ({row[4]}) after {attempts} "
+                f"attempt{'s' if attempts > 1 else ''}: {error}"
+            )
+        if not self._open:
+            self._begin()
+        entry = self._record(row, error, attempts, first)
+        if self.policy.parks_streams:
+            self.parked.setdefault(row[1], entry)
+
+    def _park(self, row: tuple) -> None:
+        blocker = self.parked[row[1]]
+        self._record(row, f"parked behind dead letter {blocker} (stream {row[1]})", 0, now())
+
+    def _record(self, row: tuple, error: str, attempts: int, first: str) -> int:
+        id = deadletters.next_id(self.store.conn)
+        deadletters.record(self.conn, id, self.proc.name, _Seen(row, self._type_seen(row)), error, attempts, first, now())
+        self.summary.failures += 1
+        return id
+
+    def _type_seen(self, row: tuple) -> str:
+        return self.model.latest(row[4], row[5])[0] if self.upcastable else row[4]
+
+    def _warn_attempt(self, row: tuple, attempt: int, error: str) -> None:
+        self.warn(
+            f"{self.proc.name}: position {row[0]} ({self._type_seen(row)}) failed, "
+            f"attempt {attempt} of {self.policy.max_attempts}: {error.splitlines()[0] if error else error}"
+        )
+
+    # -- dead letters, again ---------------------------------------------------------
+
+    def retry(self, entry: deadletters.DeadLetter) -> str | None:
+        "Run the handler as it is now on a dead letter's event: None and the entry gone, or the error."
+        if self.per_event:
+            return self._retry_outside(entry)
+        with self.target.transaction() as conn:
+            self._open = True
+            blocker = deadletters.blocker(conn, entry)
+            if blocker is not None:
+                error = f"parked behind dead letter {blocker} (stream {entry.stream}); retry that one first"
+            else:
+                error = self._retry_event(entry)
+            if error is None:
+                deadletters.delete(conn, [entry.id])
+            else:
+                deadletters.failed_again(conn, entry.id, error, now())
+        self._open = False
+        return error
+
+    def _retry_outside(self, entry: deadletters.DeadLetter) -> str | None:
+        "A retry for a processor that writes nothing: run it first, then settle the entry."
+        blocker = deadletters.blocker(self.conn, entry)
+        if blocker is not None:
+            error = f"parked behind dead letter {blocker} (stream {entry.stream}); retry that one first"
+        else:
+            error = self._retry_event(entry)
+        with self.target.transaction() as conn:
+            if error is None:
+                deadletters.delete(conn, [entry.id])
+            else:
+                deadletters.failed_again(conn, entry.id, error, now())
+        return error
+
+    def _retry_event(self, entry: deadletters.DeadLetter) -> str | None:
+        row = self.store.conn.execute(f"SELECT {COLUMNS} FROM events WHERE position = ?", (entry.position,)).fetchone()
+        if row is None:
+            return f"the event at position {entry.position} is not in the store"
+        savepoint = self.conn.in_transaction
+        if savepoint:
+            self.conn.execute("SAVEPOINT evt_retry")
+        try:
+            resolved = self._resolve(row)
+            if resolved is not None:
+                self._apply(*resolved)
+        except TransactionLost:
+            raise
+        except Exception as e:
+            if savepoint:
+                self.conn.execute("ROLLBACK TO evt_retry")
+                self.conn.execute("RELEASE evt_retry")
+            return self.proc.describe(e)
+        if savepoint:
+            self.conn.execute("RELEASE evt_retry")
+        return None
+
+
+def _position(item) -> int:
+    "The position of what a handler got: a stored row or an Event."
+    return item[0] if isinstance(item, tuple) else item.position
+
+
+class _Seen:
+    "The fields of a stored row a dead letter keeps."
+
+    __slots__ = ("position", "id", "stream", "type")
+
+    def __init__(self, row: tuple, type: str):
+        self.position, self.stream, self.id, self.type = row[0], row[1], row[3], type
+
+
+def follow(runners: list[Runner], store: Store, poll_interval: float = 0.05) -> None:
+    "Keep runners caught up as other processes append, until interrupted."
+    while True:
+        version = store.conn.execute("PRAGMA data_version").fetchone()[0]
+        for runner in runners:
+            runner.catch_up()
+        while store.conn.execute("PRAGMA data_version").fetchone()[0] == version:
+            time.sleep(poll_interval)
+
+
+def describe_exception(error: BaseException, where: str = "") -> str:
+    "An exception as one line: its class, its message and, for user code, where it came from."
+    if isinstance(error, EvtError):
+        return str(error)
+    return f"{type(error).__name__}: {error}{where}"

@@ -1,0 +1,424 @@
+"""Projections: read models in SQLite, built from the log, exactly once.
+
+Two kinds, handled alike by ``evt.processing.Runner``:
+
+- SQL projections, declared in ``evt.toml`` with no Python at all::
+
+    [projections.order_summaries]
+    setup = "CREATE TABLE IF NOT EXISTS order_summaries (...)"
+    [projections.order_summaries.on]
+    "order.placed" = "INSERT INTO order_summaries VALUES (json_extract(:data,'$.orderId'), ...)"
+
+- Python projections, declared in the user's model::
+
+    revenue = model.projection("revenue", tables=["customer_revenue"])
+
+    @revenue.on("order.placed")
+    def placed(db, event):          # db: a sqlite_utils.Database; event: an evt.Event
+        db["customer_revenue"].upsert({...}, pk="customer_id")
+
+``replay`` brings projections up to date from their checkpoints.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import traceback
+from fnmatch import fnmatchcase
+from typing import Any, Callable, Iterable
+
+from .config import Config
+from .envelope import dumps
+from .errors import ConfigError, NotFound
+from .processing import Runner, Target, describe_exception
+from .retry import RetryPolicy
+
+SQL_KEYS = {"setup", "on", "target", "max_attempts", "backoff", "on_error"}
+
+
+class ProjectionNotFound(NotFound):
+    "No projection or consumer has that name"
+
+
+class Projection:
+    "What SQL and Python projections share: a name, a target file, a retry policy, handlers by type glob."
+
+    kind = "?"
+
+    def __init__(self, name: str, target: str | None, policy: RetryPolicy):
+        self.name = name
+        self.target = target
+        self.policy = policy
+        self.handlers: list[tuple[str, Any]] = []
+        self._plans: dict[str, list] = {}
+
+    def plan(self, type: str) -> list:
+        "The handlers for an event type, in declaration order (cached per type)."
+        plan = self._plans.get(type)
+        if plan is None:
+            plan = self._plans[type] = [h for glob, h in self.handlers if fnmatchcase(type, glob)]
+        return plan
+
+    def apply_row(self, conn: sqlite3.Connection, plan: list, row: tuple) -> None:
+        from .store import row_to_event
+
+        self.apply_event(conn, plan, row_to_event(row))
+
+    def apply_event(self, conn: sqlite3.Connection, plan: list, event) -> None:
+        raise NotImplementedError
+
+    def atomic(self, plan: list) -> bool:
+        "True when a failure can leave no partial writes behind without a savepoint."
+        return False
+
+
+# -- SQL -----------------------------------------------------------------------------
+
+
+class SqlProjection(Projection):
+    "A projection declared in evt.toml: setup statements, and statements per event type."
+
+    kind = "sql"
+
+    def __init__(self, name: str, setup: list[str], on: list[tuple[str, list[str]]], target: str | None, policy: RetryPolicy):
+        super().__init__(name, target, policy)
+        self.setup_statements = setup
+        for glob, statements in on:
+            for statement in statements:
+                self.handlers.append((glob, statement))
+
+    def setup(self, conn: sqlite3.Connection) -> None:
+        for statement in self.setup_statements:
+            try:
+                conn.execute(statement)
+            except sqlite3.Error as e:
+                raise ConfigError(f"projection {self.name}: setup failed: {e} (in: {statement})") from None
+
+    def tables(self) -> list[tuple[str, str]]:
+        "What setup creates, as (kind, name): found by running it on an empty in-memory database."
+        conn = sqlite3.connect(":memory:")
+        try:
+            self.setup_in_memory(conn)
+            rows = conn.execute(
+                "SELECT type, name FROM sqlite_schema WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%'"
+            ).fetchall()
+        finally:
+            conn.close()
+        return rows
+
+    def setup_in_memory(self, conn: sqlite3.Connection) -> None:
+        """Run setup on an empty database, skipping statements that need tables it lacks
+        (a trigger on the events table, say); any other error is a ConfigError."""
+        for statement in self.setup_statements:
+            try:
+                conn.execute(statement)
+            except sqlite3.Error as e:
+                if "no such table" not in str(e):
+                    raise ConfigError(f"projection {self.name}: setup failed: {e} (in: {statement})") from None
+
+    def drop(self, conn: sqlite3.Connection) -> None:
+        for kind, name in self.tables():
+            conn.execute(f"DROP {kind.upper()} IF EXISTS {quote(name)}")
+
+    def atomic(self, plan: list) -> bool:
+        return len(plan) == 1
+
+    def apply_row(self, conn: sqlite3.Connection, plan: list, row: tuple) -> None:
+        params = {
+            "position": row[0],
+            "stream": row[1],
+            "revision": row[2],
+            "id": row[3],
+            "type": row[4],
+            "version": row[5],
+            "timestamp": row[6],
+            "source": row[7],
+            "correlationId": row[8],
+            "causationId": row[9],
+            "data": row[10],
+            "metadata": row[11],
+        }
+        for statement in plan:
+            conn.execute(statement, params)
+
+    def apply_event(self, conn: sqlite3.Connection, plan: list, event) -> None:
+        params = event.to_dict()
+        params["data"] = dumps(event.data)
+        params["metadata"] = dumps(event.metadata)
+        for statement in plan:
+            conn.execute(statement, params)
+
+    def describe(self, error: BaseException) -> str:
+        if isinstance(error, sqlite3.Error):
+            return f"{type(error).__name__}: {error}"
+        return describe_exception(error)
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def split_statements(text: str) -> list[str]:
+    "SQL text as complete statements (semicolons inside strings and triggers kept)."
+    statements, current = [], ""
+    for piece in text.split(";"):
+        current += piece + ";"
+        if sqlite3.complete_statement(current):
+            if current.strip(" \t\r\n;"):
+                statements.append(current.strip())
+            current = ""
+    if current.strip(" \t\r\n;"):
+        statements.append(current.strip().rstrip(";"))
+    return statements
+
+
+def sql_projection(name: str, table: Any, config: Config) -> SqlProjection:
+    "A SQL projection from its evt.toml table; ConfigError naming what is wrong."
+    where = f"{config.path or 'evt.toml'}: projections.{name}"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table")
+    unknown = sorted(set(table) - SQL_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(SQL_KEYS))})")
+    on = table.get("on")
+    if not isinstance(on, dict) or not on:
+        raise ConfigError(f"{where}.on must be a table of event type (or glob) = SQL statement")
+    handlers = [(glob, statement_list(value, f"{where}.on.{glob!r}")) for glob, value in on.items()]
+    setup = statement_list(table.get("setup", []), f"{where}.setup")
+    target = table.get("target")
+    if target is not None and not isinstance(target, str):
+        raise ConfigError(f"{where}.target must be a file path")
+    projection = SqlProjection(name, setup, handlers, config.resolve_path(target) if target else None, RetryPolicy.from_table(table, where))
+    check_statements(projection, where)
+    return projection
+
+
+def statement_list(value: Any, where: str) -> list[str]:
+    if isinstance(value, str):
+        return split_statements(value)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return [s for v in value for s in split_statements(v)]
+    raise ConfigError(f"{where} must be a SQL statement or a list of them")
+
+
+def check_statements(projection: SqlProjection, where: str) -> None:
+    "Prepare every statement against the setup's tables, so a typo is a config error up front."
+    conn = sqlite3.connect(":memory:")
+    try:
+        projection.setup_in_memory(conn)
+        for glob, statement in projection.handlers:
+            try:
+                conn.execute("EXPLAIN " + statement, dict.fromkeys(PARAMETERS))
+            except sqlite3.Error as e:
+                if "no such table" in str(e):
+                    continue  # a table made elsewhere (another projection, an attached file)
+                raise ConfigError(f"{where}.on.{glob!r}: {e}") from None
+    finally:
+        conn.close()
+
+
+PARAMETERS = ("position", "stream", "revision", "id", "type", "version", "timestamp", "source", "correlationId", "causationId", "data", "metadata")
+
+
+# -- Python --------------------------------------------------------------------------
+
+
+class PythonProjection(Projection):
+    """A projection written in Python, declared in the user's model.
+
+    ``model.projection(name, tables=[...], target=None, max_attempts=3, backoff=0.1,
+    on_error="dlq")`` makes one; ``@projection.on("order.placed", "order.*")`` registers
+    a handler ``fn(db, event)``, where ``db`` is a ``sqlite_utils.Database`` on the
+    projection's transaction; ``@projection.setup`` registers ``fn(db)`` run once before
+    the first event. ``tables`` are what ``evt replay --rebuild`` drops. Handlers must not
+    commit: evt commits each batch with the checkpoint.
+    """
+
+    kind = "python"
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        tables: Iterable[str] = (),
+        target: str | None = None,
+        max_attempts: int = 3,
+        backoff: float = 0.1,
+        on_error: str = "dlq",
+    ):
+        super().__init__(name, target, RetryPolicy(max_attempts, backoff, on_error))
+        self.declared_tables = list(tables)
+        self.setup_fn: Callable | None = None
+        self._db = None
+        self._db_conn = None
+
+    def on(self, *types: str) -> Callable:
+        "Register a handler ``fn(db, event)`` for event types or globs."
+        if not types:
+            raise ConfigError(f"projection {self.name}: on() needs at least one event type or glob")
+
+        def register(fn: Callable) -> Callable:
+            for glob in types:
+                self.handlers.append((glob, fn))
+            self._plans.clear()
+            return fn
+
+        return register
+
+    def __call__(self, fn: Callable) -> Callable:
+        """As a decorator: ``fn(db, event)`` handles every event (``@model.projection("audit")``)."""
+        return self.on("*")(fn)
+
+    def setup(self, fn_or_conn):
+        "As a decorator: register ``fn(db)`` to create tables. Called by the runner: run it."
+        if callable(fn_or_conn) and not isinstance(fn_or_conn, sqlite3.Connection):
+            self.setup_fn = fn_or_conn
+            return fn_or_conn
+        if self.setup_fn is not None:
+            try:
+                self.setup_fn(self.database(fn_or_conn))
+            except Exception as e:
+                raise ConfigError(f"projection {self.name}: setup failed: {self.describe(e)}") from None
+
+    def database(self, conn: sqlite3.Connection):
+        "The sqlite-utils view of the projection's connection (made once per connection)."
+        if self._db_conn is not conn:
+            from sqlite_utils import Database
+
+            self._db = Database(conn, execute_plugins=False, recursive_triggers=False)
+            self._db_conn = conn
+        return self._db
+
+    def drop(self, conn: sqlite3.Connection) -> None:
+        for name in self.declared_tables:
+            conn.execute(f"DROP TABLE IF EXISTS {quote(name)}")
+
+    def apply_event(self, conn: sqlite3.Connection, plan: list, event) -> None:
+        db = self.database(conn)
+        for fn in plan:
+            fn(db, event)
+
+    def describe(self, error: BaseException) -> str:
+        return describe_exception(error, user_frame(error))
+
+
+def user_frame(error: BaseException) -> str:
+    "' (file.py, line N)' for the innermost frame outside evt and the libraries it uses."
+    here = os.path.dirname(os.path.abspath(__file__))
+    frames = [
+        f for f in traceback.extract_tb(error.__traceback__)
+        if not f.filename.startswith(here) and "site-packages" not in f.filename and "/lib/python" not in f.filename
+    ]
+    if not frames:
+        return ""
+    return f" ({os.path.basename(frames[-1].filename)}, line {frames[-1].lineno})"
+
+
+# -- the configured set --------------------------------------------------------------
+
+
+def configured(config: Config, model=None) -> dict[str, Projection]:
+    "Every projection: SQL ones from evt.toml, then Python ones from the model."
+    found: dict[str, Projection] = {}
+    tables = config.data.get("projections", {})
+    if not isinstance(tables, dict):
+        raise ConfigError(f"{config.path}: projections must be a table of tables")
+    for name, table in tables.items():
+        found[name] = sql_projection(name, table, config)
+    for name, projection in (model.projections if model is not None else {}).items():
+        if name in found:
+            raise ConfigError(f"projection {name} is declared twice: in {config.path} and in the model")
+        if projection.target is not None and not os.path.isabs(projection.target):
+            projection.target = config.resolve_path(projection.target)
+        found[name] = projection
+    return found
+
+
+def select(projections: dict[str, Projection], names: Iterable[str]) -> list[Projection]:
+    "The named projections (all when none are named); ProjectionNotFound for an unknown name."
+    names = list(names)
+    if not names:
+        return list(projections.values())
+    for name in names:
+        if name not in projections:
+            known = ", ".join(projections) or "none configured"
+            raise ProjectionNotFound(f"no projection named {name!r} (projections: {known})")
+    return [projections[name] for name in dict.fromkeys(names)]
+
+
+def open_target(store, projection: Projection, config: Config | None = None) -> Target:
+    config = config or Config()
+    return Target(store, projection.target, busy_timeout=config.busy_timeout(), synchronous=config.synchronous())
+
+
+def runner(store, projection: Projection, config: Config | None = None, **options) -> Runner:
+    "A runner for a projection, on its target file."
+    return Runner(store, open_target(store, projection, config), projection, **options)
+
+
+def replay(store, projection: Projection, *, rebuild: bool = False, config: Config | None = None, **options):
+    "Bring one projection up to date (from scratch with ``rebuild``); return its run's Summary."
+    run = runner(store, projection, config, **options)
+    try:
+        run.start(rebuild=rebuild)
+        return run.catch_up()
+    finally:
+        run.target.close()
+
+
+# -- status --------------------------------------------------------------------------
+
+
+def status(store, projections: dict[str, Projection]) -> list[dict]:
+    """One object per projection and consumer: name, kind, checkpoint, head, lag,
+    deadLetters, lastRunAt. Reads only: a target file that does not exist yet counts as
+    never run."""
+    from . import deadletters
+    from .consumers import consumers
+
+    head = store.head()
+    rows = []
+    for projection in projections.values():
+        rows.append(_status_of(store, projection.name, projection.kind, projection.target, head))
+    for name in consumers(store):
+        if name not in projections:
+            rows.append(_status_of(store, name, "exec", None, head))
+    return rows
+
+
+def _status_of(store, name: str, kind: str, target: str | None, head: int) -> dict:
+    from . import deadletters
+
+    conn = store.conn
+    opened = None
+    if target is not None and not _same(target, store.path):
+        if not os.path.exists(target):
+            return _row(name, kind, 0, head, 0, None)
+        conn = opened = sqlite3.connect(f"file:{target}?mode=ro", uri=True)
+    try:
+        has_checkpoints = conn.execute("SELECT 1 FROM sqlite_schema WHERE name = 'evt_checkpoints'").fetchone()
+        found = conn.execute("SELECT position, last_run_at FROM evt_checkpoints WHERE name = ?", (name,)).fetchone() if has_checkpoints else None
+        checkpoint, last_run = found or (0, None)
+        return _row(name, kind, checkpoint, head, deadletters.count(conn, name), last_run)
+    finally:
+        if opened is not None:
+            opened.close()
+
+
+def _same(a: str, b: str) -> bool:
+    from .processing import same_file
+
+    return same_file(a, b)
+
+
+def _row(name: str, kind: str, checkpoint: int, head: int, dead: int, last_run: str | None) -> dict:
+    return {
+        "name": name,
+        "kind": kind,
+        "checkpoint": checkpoint,
+        "head": head,
+        "lag": max(head - checkpoint, 0),
+        "deadLetters": dead,
+        "lastRunAt": last_run,
+    }

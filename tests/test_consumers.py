@@ -1,0 +1,201 @@
+"""Shell consumers: one process per event, positions kept, failures retried and parked."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import evt_command
+
+EVENTS = [
+    {"stream": "order-1", "type": "order.placed", "data": {"orderId": "1"}},
+    {"stream": "order-1", "type": "order.broken", "data": {"orderId": "1"}},
+    {"stream": "account-1", "type": "account.opened", "data": {}},
+    {"stream": "order-2", "type": "order.placed", "data": {"orderId": "2"}},
+]
+
+# Logs each event's position and type; fails on order.broken unless ok.flag exists.
+SCRIPT = """#!/bin/sh
+event=$(cat)
+type=${event#*'"type":"'}
+type=${type%%'"'*}
+if [ "$type" = order.broken ] && [ ! -e ok.flag ]; then
+  echo "cannot handle $EVT_POSITION" >&2
+  exit 3
+fi
+echo "$EVT_CONSUMER $EVT_POSITION $type" >> handled.log
+echo "handled $EVT_POSITION"
+"""
+
+
+@pytest.fixture
+def store(evt_proc, tmp_path):
+    r = evt_proc("append", "--ndjson", "-", "-q", input="".join(json.dumps(e) + "\n" for e in EVENTS))
+    assert r.exit_code == 0, r.stderr
+    (tmp_path / "handle.sh").write_text(SCRIPT)
+    (tmp_path / "handle.sh").chmod(0o755)
+    return evt_proc
+
+
+def handled(tmp_path) -> list[str]:
+    path = tmp_path / "handled.log"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def status(evt_proc, name: str) -> dict:
+    return next(p for p in evt_proc("projections").json() if p["name"] == name)
+
+
+def test_consume_runs_the_command_per_event_and_dead_letters_failures(store, tmp_path):
+    r = store("consume", "mailer", "--exec", "./handle.sh", "--backoff", "0")
+    assert r.exit_code == 0
+    assert r.stdout.splitlines() == ["handled 1", "handled 3", "handled 4"]
+    assert r.stderr.splitlines() == [
+        line
+        for n in (1, 2, 3)
+        for line in ("cannot handle 2", f"evt: mailer: position 2 (order.broken) failed, attempt {n} of 3: command failed with exit status 3: cannot handle 2")
+    ]
+    assert handled(tmp_path) == ["mailer 1 order.placed", "mailer 3 account.opened", "mailer 4 order.placed"]
+    (dead,) = store("dlq", "list").json()
+    assert (dead["consumer"], dead["position"], dead["type"], dead["attempts"]) == ("mailer", 2, "order.broken", 3)
+    assert dead["error"] == "command failed with exit status 3: cannot handle 2"
+    line = status(store, "mailer")
+    assert (line["kind"], line["checkpoint"], line["lag"], line["deadLetters"]) == ("exec", 4, 0, 1)
+
+
+def test_the_envelope_arrives_as_one_json_line(store, tmp_path):
+    r = store("consume", "copier", "order-2", "--exec", "cat >> got.ndjson")
+    assert r.exit_code == 0
+    expected = store("read", "order-2").stdout
+    assert (tmp_path / "got.ndjson").read_text() == expected
+
+
+def test_a_restart_resumes_after_the_last_acknowledged_event(store, tmp_path):
+    store("consume", "mailer", "--exec", "./handle.sh", "--type", "order.placed")
+    assert store("consume", "mailer").stdout == ""  # the last command is reused; nothing new
+    store("append", "order-3", "order.placed", "-q")
+    r = store("consume", "mailer")
+    assert r.stdout == "handled 5\n"
+    assert handled(tmp_path) == ["mailer 1 order.placed", "mailer 4 order.placed", "mailer 5 order.placed"]
+
+
+def test_filters_like_read(store, tmp_path):
+    store("consume", "accounts", "--exec", "./handle.sh", "--category", "account")
+    store("consume", "one", "order-1", "--exec", "./handle.sh", "--type", "order.p*")
+    assert handled(tmp_path) == ["accounts 3 account.opened", "one 1 order.placed"]
+
+
+def test_on_error_stop_exits_7_and_keeps_the_position_before_the_event(store, tmp_path):
+    r = store("consume", "mailer", "--exec", "./handle.sh", "--on-error", "stop", "--max-attempts", "1")
+    assert r.exit_code == 7
+    assert r.stdout == "handled 1\n"
+    assert r.stderr.splitlines()[-1] == "evt: mailer stopped at position 2 (order.broken) after 1 attempt: command failed with exit status 3: cannot handle 2"
+    assert status(store, "mailer")["checkpoint"] == 1
+    assert store("dlq", "list").stdout == ""
+    (tmp_path / "ok.flag").touch()
+    r = store("consume", "mailer")
+    assert (r.exit_code, r.stdout) == (0, "handled 2\nhandled 3\nhandled 4\n")
+
+
+def test_retry_after_fixing_the_script_clears_the_dead_letter(store, tmp_path):
+    store("consume", "mailer", "--exec", "./handle.sh", "--backoff", "0")
+    r = store("dlq", "retry", "--all")
+    assert r.exit_code == 7
+    assert r.stderr.splitlines() == [
+        "retrying 1 dead letter",
+        "cannot handle 2",
+        "evt: dead letter 1 (mailer, position 2) failed again: command failed with exit status 3: cannot handle 2",
+        "evt: 1 of 1 dead letter failed again; they stay in the table",
+    ]
+    assert store("dlq", "show", "1").json()[0]["attempts"] == 4
+    (tmp_path / "ok.flag").touch()
+    r = store("dlq", "retry", "1")
+    assert r.exit_code == 0
+    assert r.stdout == "handled 2\n"
+    assert r.stderr.splitlines() == ["retrying 1 dead letter", "retried 1 dead letter: all succeeded"]
+    assert handled(tmp_path)[-1] == "mailer 2 order.broken"
+    assert store("dlq", "list").stdout == ""
+
+
+def test_consume_refuses_a_projections_name_and_a_missing_command(store, tmp_path):
+    r = store("consume", "mailer")
+    assert (r.exit_code, r.stderr) == (2, "evt: consumer mailer has never run: give the command with --exec 'CMD'\n")
+    (tmp_path / "evt.toml").write_text('[projections.mailer]\non = {"x" = "SELECT 1"}\n')
+    r = store("consume", "mailer", "--exec", "true")
+    assert (r.exit_code, r.stderr) == (2, "evt: mailer is a projection; name the consumer differently\n")
+    r = store("consume", "x", "--exec", "true", "--on-error", "ignore")
+    assert (r.exit_code, r.stderr) == (2, "evt: on error must be one of dlq, stop, park-stream, not 'ignore'\n")
+
+
+def test_follow_consumes_new_events_and_ctrl_c_exits_130_with_the_position_saved(store, tmp_path):
+    (tmp_path / "ok.flag").touch()
+    proc = subprocess.Popen(evt_command() + ["consume", "mailer", "--exec", "./handle.sh", "--follow"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: len(handled(tmp_path)) == 4)
+        store("append", "order-9", "order.placed", "-q")
+        wait_for(lambda: len(handled(tmp_path)) == 5)
+        wait_for(lambda: status(store, "mailer")["checkpoint"] == 5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert err == b""
+    assert out.decode().splitlines()[-1] == "handled 5"
+    assert store("consume", "mailer").stdout == ""  # nothing handled twice after the restart
+
+
+def wait_for(condition, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_a_running_command_does_not_block_appenders(store, tmp_path):
+    proc = subprocess.Popen(evt_command() + ["consume", "slow", "--exec", "sleep 3"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(0.5)
+        started = time.monotonic()
+        r = store("append", "order-7", "order.placed", "-q", env={"EVT_BUSY_TIMEOUT": "1"})
+        assert r.exit_code == 0, r.stderr
+        assert time.monotonic() - started < 2
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_kill_9_mid_command_runs_that_event_again_and_no_earlier_one(store, tmp_path):
+    "At-least-once: the event whose command was running when evt died is delivered again."
+    (tmp_path / "ok.flag").touch()
+    command = './handle.sh; [ "$EVT_POSITION" = 3 ] && [ ! -e killed.flag ] && touch started.flag && sleep 30; true'
+    proc = subprocess.Popen(evt_command() + ["consume", "mailer", "--exec", command], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for(lambda: (tmp_path / "started.flag").exists())
+        proc.kill()  # kill -9 evt; its command is orphaned mid-run
+        proc.wait()
+    finally:
+        import os
+
+        os.killpg(proc.pid, signal.SIGKILL)
+    (tmp_path / "killed.flag").touch()
+    assert status(store, "mailer")["checkpoint"] == 2
+    r = store("consume", "mailer")
+    assert r.exit_code == 0
+    assert handled(tmp_path) == [
+        "mailer 1 order.placed", "mailer 2 order.broken", "mailer 3 account.opened",
+        "mailer 3 account.opened", "mailer 4 order.placed",
+    ]
+
+
+def test_a_long_stderr_is_kept_truncated():
+    from evt.deadletters import truncate
+
+    assert truncate("short\n") == "short"
+    assert truncate("x" * 10 + "y" * 2000) == "…" + "y" * 2000
