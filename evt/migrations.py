@@ -50,6 +50,31 @@ def create_event_log(conn: sqlite3.Connection) -> None:
     create_append_only_triggers(conn)
 
 
+def create_relay_state(conn: sqlite3.Connection) -> None:
+    "Positions of relays, and messages that ingest could not store (see evt.relay.state)."
+    execute_all(
+        conn,
+        """
+        CREATE TABLE evt_relay_positions (
+            name TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+        """
+        CREATE TABLE evt_relay_dead_letters (
+            id INTEGER PRIMARY KEY,
+            consumer TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            error TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 1,
+            first_failed_at TEXT NOT NULL,
+            last_failed_at TEXT NOT NULL,
+            UNIQUE (consumer, payload)
+        )""",
+    )
+
+
 def create_append_only_triggers(conn: sqlite3.Connection) -> None:
     "The store itself refuses UPDATE and DELETE of stored events."
     for action in ("UPDATE", "DELETE"):
@@ -71,6 +96,7 @@ def execute_all(conn: sqlite3.Connection, *statements: str) -> None:
 
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0001_create_event_log", create_event_log),
+    ("0002_relay_state", create_relay_state),
 ]
 
 FORMAT_VERSION = len(MIGRATIONS)

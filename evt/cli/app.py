@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import log
+from . import log, relay
 from .boundary import fail, guarded
 
 app = typer.Typer(
@@ -16,6 +16,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 log.register(app)
+relay.register(app)
 
 
 def run(args: list[str]) -> int:
