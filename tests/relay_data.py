@@ -1,0 +1,62 @@
+"""Data and process helpers shared by the relay tests."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import time
+
+from conftest import evt_command
+
+# Envelopes that exercise every field a round trip must keep.
+ENVELOPES = [
+    {"stream": "order-ord_1", "type": "order.placed", "version": 2, "id": "e-1", "timestamp": "2026-11-20T10:00:00.000001Z",
+     "source": "checkout", "correlationId": "req-1", "data": {"orderId": "ord_1", "total": 12.5, "items": [{"productId": "p", "quantity": 1}]},
+     "metadata": {"user": "ann", "ünï": "cödé"}},
+    {"stream": "account-7", "type": "account.opened", "id": "e-2", "timestamp": "2026-11-20T10:00:01Z",
+     "source": "bank", "correlationId": "req-1", "causationId": "e-1", "data": {"accountId": "7", "owner": "Alice Martin"}},
+    {"stream": "order-ord_1", "type": "order.shipped", "id": "e-3", "timestamp": "2026-11-21T08:30:00.5Z",
+     "data": {"orderId": "ord_1", "carrier": "dhl", "trackingNumber": "T1"}},
+    {"stream": "order-ord_2", "type": "order.placed", "id": "e-4", "timestamp": "2026-11-22T00:00:00Z", "data": {"orderId": "ord_2", "total": 3}},
+]
+
+
+def ndjson(envelopes) -> str:
+    return "".join(json.dumps(e) + "\n" for e in envelopes)
+
+
+def many(n: int, start: int = 0) -> str:
+    "n small events over a few streams and types, with unique ids."
+    types = ("order.placed", "order.shipped", "account.credited")
+    return "".join(
+        json.dumps({"stream": f"{types[i % 3].split('.')[0]}-{i % 50}", "type": types[i % 3], "id": f"id-{i:07d}", "data": {"n": i}}) + "\n"
+        for i in range(start, start + n)
+    )
+
+
+def query(db: str, sql: str, *params):
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def count_events(db: str) -> int:
+    try:
+        return query(db, "SELECT count(*) FROM events")[0][0]
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+
+
+def spawn(cwd, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(evt_command() + [str(a) for a in args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def wait_until(condition, timeout: float = 30.0, interval: float = 0.01) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(interval)
