@@ -239,7 +239,7 @@ def store_messages(store: Store, consumer: str, messages: Sequence[Message], res
         positions = store.write([event for _, event in good], validate=False)
     except (Conflict, InvalidInput):
         positions = _write_one_by_one(store, good, bad)
-    appended = sum(1 for p in positions if p > head)
+    appended = len({p for p in positions if p > head})  # a message delivered twice in one batch counts once
     result.appended += appended
     result.duplicates += len(positions) - appended
     for message, error in bad:
