@@ -60,28 +60,53 @@ def connect(url: str):
 
 
 class AmqpTarget:
-    "Publishes rows to a durable topic exchange, one confirmed message each."
+    """Publishes rows to a durable topic exchange and waits for the broker's confirms.
+
+    pika's blocking channel waits for each message's confirm before sending the next,
+    one round trip (and one broker fsync) per event. Publishing a whole batch on the
+    underlying asynchronous channel and then waiting for all its confirms is an order of
+    magnitude faster, and no less safe: the position moves only when every message of
+    the batch is confirmed.
+    """
 
     kind = "amqp"
 
-    def __init__(self, url: str, *, exchange: str = "events"):
+    def __init__(self, url: str, *, exchange: str = "events", confirm_timeout: float = 60.0):
         self.url = url
         self.exchange = exchange
+        self.confirm_timeout = confirm_timeout
         self.name = f"{redact(url)}#{exchange}"
         self.connection = self.channel = None
+        self.published = 0  # delivery tags are numbered 1, 2, … per channel
+        self.unconfirmed: set[int] = set()
+        self.nacked = False
 
     def connect(self) -> None:
         self.connection = connect(self.url)
         with translate_errors(self.url):
             self.channel = self.connection.channel()
             self.channel.exchange_declare(self.exchange, exchange_type="topic", durable=True)
-            self.channel.confirm_delivery()
+            selected: list[bool] = []
+            self.channel._impl.confirm_delivery(ack_nack_callback=self._on_confirm, callback=lambda _frame: selected.append(True))
+            self._wait_until(lambda: bool(selected))
+        self.published, self.unconfirmed, self.nacked = 0, set(), False
+
+    def _on_confirm(self, frame) -> None:
+        from pika.spec import Basic
+
+        method = frame.method
+        if isinstance(method, Basic.Nack):
+            self.nacked = True
+        if method.multiple:
+            self.unconfirmed = {tag for tag in self.unconfirmed if tag > method.delivery_tag}
+        else:
+            self.unconfirmed.discard(method.delivery_tag)
 
     def publish(self, rows: Sequence[Row]) -> tuple[int, int]:
-        "Publish each row and wait for the broker's confirm; (published, 0)."
+        "Publish the rows, then wait until the broker confirmed them all; (published, 0)."
         from pika import BasicProperties
 
-        publish, exchange = self.channel.basic_publish, self.exchange
+        publish, exchange = self.channel._impl.basic_publish, self.exchange
         with translate_errors(self.url):
             for position, stream, id, type, timestamp, data, envelope in rows:
                 properties = BasicProperties(
@@ -93,7 +118,24 @@ class AmqpTarget:
                     headers={"stream": stream, "position": position, "timestamp": timestamp},
                 )
                 publish(exchange, type, envelope.encode(), properties)
+                self.published += 1
+                self.unconfirmed.add(self.published)
+            self._wait_until(lambda: not self.unconfirmed or self.nacked)
+        if self.nacked:
+            raise BrokerUnavailable(f"RabbitMQ at {redact(self.url)} did not accept a message (nack); publishing the batch again")
         return len(rows), 0
+
+    def _wait_until(self, done) -> None:
+        "Serve the connection until ``done()``; BrokerUnavailable if the channel closes or nothing comes."
+        import time
+
+        deadline = time.monotonic() + self.confirm_timeout
+        while not done():
+            if self.channel.is_closed:
+                raise BrokerUnavailable(f"RabbitMQ at {redact(self.url)} closed the channel")
+            if time.monotonic() > deadline:
+                raise BrokerUnavailable(f"RabbitMQ at {redact(self.url)} confirmed nothing for {self.confirm_timeout:g}s")
+            self.connection.process_data_events(time_limit=0.1)
 
     def idle(self) -> None:
         "Answer the broker's heartbeats while waiting for events."
