@@ -60,3 +60,79 @@ def wait_until(condition, timeout: float = 30.0, interval: float = 0.01) -> None
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting")
         time.sleep(interval)
+
+
+class Proxy:
+    """A TCP proxy on loopback in front of a broker, that can go down and come back.
+
+    ``down()`` closes every connection and stops listening (connections are refused);
+    ``up()`` listens again on the same port.
+    """
+
+    def __init__(self, upstream_port: int):
+        import socket
+
+        self.upstream = ("127.0.0.1", upstream_port)
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()
+        self.sockets: list = []
+        self.listener = None
+        self.up()
+
+    def up(self) -> None:
+        import socket
+        import threading
+
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(16)
+        self.listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def down(self) -> None:
+        import socket
+
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread; close alone would not
+        except OSError:
+            pass
+        self.listener.close()
+        for s in self.sockets:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+        self.sockets = []
+
+    def _accept(self, listener) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.upstream)
+            for s in (client, server):
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.sockets += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source, sink) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for s in (source, sink):
+            try:
+                s.close()
+            except OSError:
+                pass

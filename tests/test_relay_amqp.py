@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 
 import pytest
 
@@ -140,3 +141,36 @@ def test_a_missing_broker_skips_unless_brokers_are_required(monkeypatch):
     monkeypatch.setenv("EVT_REQUIRE_BROKERS", "1")
     with pytest.raises(pytest.fail.Exception, match="EVT_REQUIRE_BROKERS=1 requires it$"):
         require_broker("Nowhere", refused)
+
+
+def test_relay_and_ingest_survive_the_broker_going_away(evt, amqp_broker, tmp_path):
+    from relay_data import Proxy
+
+    queue = amqp_broker.queue()
+    ingest(evt, amqp_broker, queue)
+    proxy = Proxy(5672)
+    url = f"amqp://guest:guest@127.0.0.1:{proxy.port}/%2F"
+    n = 3000
+    load(evt, many(n), "a.db")
+    common = ("--exchange", amqp_broker.exchange, "--retries", "20", "--backoff", "0.05")
+    relay = spawn(tmp_path, "relay", url, *common, "--db", "a.db", "--batch", "200")
+    wait_until(lambda: query("a.db", "SELECT coalesce(max(position), 0) FROM evt_relay_positions")[0][0] > 200)
+    proxy.down()
+    time.sleep(0.3)
+    proxy.up()
+    assert relay.wait(30) == 0
+    assert "retrying in 0.05s" in relay.stderr.read().decode()
+    assert amqp_broker.channel.queue_declare(queue, passive=True).method.message_count >= n
+    consumer = spawn(tmp_path, "ingest", url, *common, "--queue", queue, "--db", "b.db", "--wait", "0.3", "--batch", "20")
+    wait_until(lambda: count_events("b.db") > 200)
+    proxy.down()
+    time.sleep(0.3)
+    proxy.up()
+    assert consumer.wait(30) == 0
+    assert "retrying in 0.05s" in consumer.stderr.read().decode()
+    # The batch in flight when the connection dropped is requeued once RabbitMQ notices;
+    # an ingest that drained before that picks it up on its next run.
+    ingest(evt, amqp_broker, queue, "--wait", "1")
+    assert query("b.db", "SELECT count(*), count(DISTINCT id) FROM events") == [(n, n)]
+    assert amqp_broker.channel.queue_declare(queue, passive=True).method.message_count == 0
+    proxy.down()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import time
 
 from conftest import REDIS_URL
 from relay_data import ENVELOPES, count_events, many, ndjson, query, spawn, wait_until
@@ -214,3 +215,65 @@ def test_ingest_killed_mid_way_and_restarted_appends_each_event_exactly_once(evt
     assert query("b.db", "SELECT count(*), count(DISTINCT id) FROM events") == [(n, n)]
     assert query("b.db", "SELECT id FROM events ORDER BY position LIMIT 3") == [("id-0000000",), ("id-0000001",), ("id-0000002",)]
     assert client.xpending(key, "g")["pending"] == 0
+
+
+def test_a_broker_that_goes_away_and_comes_back_is_retried_and_nothing_is_lost(evt, redis_broker, tmp_path):
+    from relay_data import Proxy
+
+    client, key = redis_broker
+    proxy = Proxy(6379)
+    url = f"redis://127.0.0.1:{proxy.port}/0"
+    load(evt, many(3000))
+    proc = spawn(tmp_path, "relay", url, "--key", key, "--follow", "--batch", "10", "--retries", "20", "--backoff", "0.05")
+    try:
+        wait_until(lambda: client.exists(key) and client.xlen(key) > 100)
+        proxy.down()
+        load(evt, many(100, start=3000))  # the relay tries to publish them while the broker is away
+        time.sleep(0.3)
+        proxy.up()
+        wait_until(lambda: client.xlen(key) == 3100)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(10)
+    assert "retrying in 0.05s (retry 1 of 20)" in proc.stderr.read().decode()
+    assert [e[0] for e in client.xrange(key)] == [f"{p}-0".encode() for p in range(1, 3101)]
+    proxy.down()
+
+
+def test_a_relay_that_gives_up_keeps_the_position_the_broker_confirmed(evt, redis_broker, tmp_path):
+    from relay_data import Proxy
+
+    client, key = redis_broker
+    proxy = Proxy(6379)
+    load(evt, many(20000))
+    proc = spawn(tmp_path, "relay", f"redis://127.0.0.1:{proxy.port}/0", "--key", key, "--batch", "10", "--retries", "1", "--backoff", "0.01")
+    wait_until(lambda: client.exists(key) and client.xlen(key) > 100)
+    proxy.down()
+    assert proc.wait(10) == 6
+    assert proc.stderr.read().decode().endswith("(gave up after 2 attempts; is the broker running?)\n")
+    saved = query("events.db", "SELECT position FROM evt_relay_positions")[0][0]
+    assert 0 < saved <= client.xlen(key) < 20000
+    r = evt("relay", REDIS_URL, "--key", key, "--name", f"redis://127.0.0.1:{proxy.port}/0#{key}")
+    assert json.loads(r.stdout)["position"] == 20000
+    assert [e[0] for e in client.xrange(key)] == [f"{p}-0".encode() for p in range(1, 20001)]
+    proxy.down()
+
+
+def test_ingest_survives_the_broker_going_away(evt, redis_broker, tmp_path):
+    from relay_data import Proxy
+
+    client, key = redis_broker
+    proxy = Proxy(6379)
+    load(evt, many(5000), "a.db")
+    evt("relay", REDIS_URL, "--key", key, "--db", "a.db")
+    url = f"redis://127.0.0.1:{proxy.port}/0"
+    proc = spawn(tmp_path, "ingest", url, "--key", key, "--group", "g", "--db", "b.db", "--batch", "20", "--retries", "20", "--backoff", "0.05")
+    wait_until(lambda: count_events("b.db") > 200)
+    proxy.down()
+    time.sleep(0.3)
+    proxy.up()
+    assert proc.wait(30) == 0
+    assert "retrying in 0.05s" in proc.stderr.read().decode()
+    assert query("b.db", "SELECT count(*), count(DISTINCT id) FROM events") == [(5000, 5000)]
+    assert client.xpending(key, "g")["pending"] == 0
+    proxy.down()

@@ -23,6 +23,18 @@ def register(app: typer.Typer) -> None:
     app.command(no_args_is_help=True)(ingest)
 
 
+def keep_sockets_alive() -> None:
+    """Let a write to a broker that closed its socket raise an error, not kill evt.
+
+    The CLI boundary restores SIGPIPE's default so that ``evt read | head -1`` ends
+    quietly; with it, a broker going away mid-write would end relay/ingest silently
+    (signal 13) instead of reconnecting.
+    """
+    import signal
+
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+
 def warn(message: str) -> None:
     sys.stderr.write(f"evt: {message}\n")
     sys.stderr.flush()
@@ -56,6 +68,7 @@ def relay(
         raise _usage("--key, --key-per-category and --maxlen apply to redis:// targets")
     if scheme_of(url) == "redis" and exchange != "events":
         raise _usage("--exchange applies to amqp:// targets")
+    keep_sockets_alive()
     target = target_for(url, key=key, key_per_category=key_per_category, maxlen=maxlen, exchange=exchange)
     store = Context(db, config).open(with_model=False)
     result = run_relay(store, target, name=name, batch=batch, follow=follow, retry=Retry(retries, backoff, warn))
@@ -88,6 +101,7 @@ def ingest(
     """
     from ..relay import Retry, ingest as run_ingest, source_for
 
+    keep_sockets_alive()
     source = source_for(url, group=group, key=key, consumer=consumer, queue=queue, bindings=bind, exchange=exchange, prefetch=batch, wait=wait)
     store = Context(db, config).open(create=True, with_model=False)
     result = run_ingest(store, source, batch=batch, follow=follow, retry=Retry(retries, backoff, warn))
@@ -97,8 +111,11 @@ def ingest(
 def print_summary(summary: dict) -> None:
     from ..envelope import dumps
 
-    sys.stdout.write(dumps(summary) + "\n")
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(dumps(summary) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # nobody reads the summary: the work is done all the same
+        pass
 
 
 def _usage(message: str):
