@@ -56,10 +56,9 @@ def relay(
 ) -> None:
     """Publish the log to Redis Streams or a RabbitMQ exchange, from where this relay left off.
 
-    Redis: XADD with the entry id <position>-0, so Redis refuses an event published twice
-    (exactly once in the stream). RabbitMQ: persistent messages routed by event type,
-    message_id = event id, confirmed before the position moves (at least once).
-    Prints a summary: published, alreadyPublished, position.
+    Redis: XADD with the entry id <position>-0, so Redis refuses an event published twice (exactly once in the stream). RabbitMQ: persistent messages routed by event type, message_id = event id, confirmed before the position moves (at least once).
+
+    Catches up, prints a summary (published, alreadyPublished, position) and exits; --follow keeps going.
     """
     from ..relay import Retry, relay as run_relay, target_for
     from ..relay.urls import scheme_of
@@ -93,11 +92,9 @@ def ingest(
 ) -> None:
     """Append events from a Redis stream or a RabbitMQ queue into the store, idempotently by id.
 
-    Each batch is acknowledged (XACK / basic.ack) only after it is committed; after a
-    crash the unacknowledged messages are delivered again and appending them is a no-op.
-    A message that is not an evt envelope, or reuses an id with other content, is kept as
-    a dead letter and acknowledged. Catches up and exits when nothing arrives for --wait
-    seconds; --follow keeps going. Prints a summary.
+    Each batch is acknowledged (XACK / basic.ack) only after it is committed; after a crash the unacknowledged messages are delivered again and appending them is a no-op. A message that is not an evt envelope, or reuses an id with other content, is kept as a dead letter and acknowledged.
+
+    Catches up and exits when nothing arrives for --wait seconds, printing a summary; --follow keeps going.
     """
     from ..relay import Retry, ingest as run_ingest, source_for
 
