@@ -174,3 +174,14 @@ def test_relay_and_ingest_survive_the_broker_going_away(evt, amqp_broker, tmp_pa
     assert query("b.db", "SELECT count(*), count(DISTINCT id) FROM events") == [(n, n)]
     assert amqp_broker.channel.queue_declare(queue, passive=True).method.message_count == 0
     proxy.down()
+
+
+def test_an_existing_queue_keeps_its_bindings_when_no_bind_is_given(evt, amqp_broker):
+    orders, everything = amqp_broker.queue("orders"), amqp_broker.queue("all")
+    ingest(evt, amqp_broker, orders, "--bind", "order.*")
+    ingest(evt, amqp_broker, orders)  # no --bind: must not add '#'
+    ingest(evt, amqp_broker, everything, db="c.db")  # a new queue without --bind gets '#'
+    load(evt, ENVELOPES, "a.db")
+    evt("relay", AMQP_URL, "--exchange", amqp_broker.exchange, "--db", "a.db")
+    assert json.loads(ingest(evt, amqp_broker, orders).stdout)["appended"] == 3
+    assert json.loads(ingest(evt, amqp_broker, everything, db="c.db").stdout)["appended"] == 4

@@ -80,7 +80,7 @@ def ingest(
     key: Key = "events",
     consumer: Annotated[str, typer.Option("--consumer", help="Redis: this consumer's name in the group.")] = "evt",
     queue: Annotated[Optional[str], typer.Option("--queue", help="RabbitMQ: the durable queue to consume (declared if missing).", show_default=False)] = None,
-    bind: Annotated[Optional[list[str]], typer.Option("--bind", help="RabbitMQ: bind the queue to the exchange with this key, e.g. 'order.*'; repeatable [default: #, everything].", show_default=False)] = None,
+    bind: Annotated[Optional[list[str]], typer.Option("--bind", help="RabbitMQ: bind the queue to the exchange with this key, e.g. 'order.*'; repeatable [default: # for a new queue, everything; an existing queue keeps its bindings].", show_default=False)] = None,
     exchange: Exchange = "events",
     batch: Annotated[int, typer.Option("--batch", min=1, help="Messages per local transaction (acknowledged after it commits).")] = 500,
     wait: Annotated[float, typer.Option("--wait", min=0.01, help="Seconds without a message after which the source counts as drained.")] = 1.0,

@@ -150,11 +150,14 @@ class AmqpTarget:
 class AmqpSource:
     """Messages from a durable queue, bound to the exchange by the given keys.
 
+    Without keys, a queue that does not exist yet is bound with ``#`` (every event); an
+    existing queue keeps the bindings it has.
+
     Unacknowledged messages go back to the queue when the connection ends, so a crash
     before the acknowledgement means they are delivered (and appended, idempotently) again.
     """
 
-    def __init__(self, url: str, *, queue: str, bindings: list[str], exchange: str = "events", prefetch: int = 500, wait: float = 1.0):
+    def __init__(self, url: str, *, queue: str, bindings: list[str] | None = None, exchange: str = "events", prefetch: int = 500, wait: float = 1.0):
         self.url = url
         self.queue = queue
         self.bindings = bindings
@@ -168,13 +171,28 @@ class AmqpSource:
     def connect(self) -> None:
         self.connection = connect(self.url)
         with translate_errors(self.url):
+            bindings = self.bindings if self.bindings is not None else self._default_bindings()
             channel = self.channel = self.connection.channel()
             channel.exchange_declare(self.exchange, exchange_type="topic", durable=True)
             channel.queue_declare(self.queue, durable=True)
-            for key in self.bindings:
+            for key in bindings:
                 channel.queue_bind(self.queue, self.exchange, routing_key=key)
             channel.basic_qos(prefetch_count=self.prefetch)
             self.deliveries = channel.consume(self.queue, inactivity_timeout=self.tick)
+
+    def _default_bindings(self) -> list[str]:
+        "``#`` for a new queue; none for an existing one (a passive declare closes its channel when the queue is missing)."
+        import pika.exceptions as px
+
+        probe = self.connection.channel()
+        try:
+            probe.queue_declare(self.queue, passive=True)
+        except px.ChannelClosedByBroker as e:
+            if e.reply_code == 404:
+                return ["#"]
+            raise
+        probe.close()
+        return []
 
     def fetch(self, count: int) -> list[Message]:
         "Up to ``count`` messages: what is there, or [] when nothing came for ``wait`` seconds."

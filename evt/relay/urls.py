@@ -65,4 +65,4 @@ def source_for(
         raise UsageError("ingest from RabbitMQ needs --queue NAME")
     from .amqp import AmqpSource
 
-    return AmqpSource(url, queue=queue, bindings=bindings or ["#"], exchange=exchange, prefetch=prefetch, wait=wait)
+    return AmqpSource(url, queue=queue, bindings=bindings or None, exchange=exchange, prefetch=prefetch, wait=wait)
