@@ -43,6 +43,27 @@ def query(db: str, sql: str, *params):
         conn.close()
 
 
+# The relay's own tables (evt.relay.state); when they move to the store's shared consumer
+# positions and dead-letter table, these two functions are all the tests need changed.
+def positions(db: str) -> list[tuple]:
+    "(name, kind, position) of every relay, by name."
+    try:
+        return query(db, "SELECT name, kind, position FROM evt_relay_positions ORDER BY name")
+    except sqlite3.OperationalError:  # not created yet
+        return []
+
+
+def saved_position(db: str) -> int:
+    "The position of the one relay that ran on this store (0 before it saved one)."
+    rows = positions(db)
+    return rows[0][2] if rows else 0
+
+
+def dead_letters(db: str) -> list[tuple]:
+    "(consumer, payload, error, attempts) of every dead letter, oldest first."
+    return query(db, "SELECT consumer, payload, error, attempts FROM evt_relay_dead_letters ORDER BY id")
+
+
 def count_events(db: str) -> int:
     try:
         return query(db, "SELECT count(*) FROM events")[0][0]

@@ -7,9 +7,8 @@ import signal
 import time
 
 import pytest
-
 from conftest import AMQP_URL, require_broker
-from relay_data import ENVELOPES, count_events, many, ndjson, query, spawn, wait_until
+from relay_data import ENVELOPES, count_events, dead_letters, many, positions, query, saved_position, spawn, wait_until
 from test_relay_redis import closed_port, ingested, load, summary
 
 SHOWN = AMQP_URL.replace("guest:guest@", "guest:***@")
@@ -62,13 +61,13 @@ def test_bad_messages_become_dead_letters_and_are_acknowledged(evt, amqp_broker)
         channel.basic_publish(amqp_broker.exchange, "x", body)
     r = ingest(evt, amqp_broker, queue)
     assert r.stdout == ingested(f"{SHOWN}#{queue}", received=3, appended=1, dead=2)
-    rows = query("b.db", "SELECT payload, error FROM evt_relay_dead_letters ORDER BY id")
+    rows = [(payload, error) for _, payload, error, _ in dead_letters("b.db")]
     assert rows[0][0] == "\ufffd not utf-8" and rows[0][1].startswith("not JSON: ")
     assert rows[1][1] == "event id 'e-1' is already stored (position 1, stream 'order-ord_1', type 'order.placed') with other content"
     assert channel.queue_declare(queue, passive=True).method.message_count == 0
     channel.basic_publish(amqp_broker.exchange, "x", b"\xff not utf-8")
     ingest(evt, amqp_broker, queue)
-    assert query("b.db", "SELECT attempts FROM evt_relay_dead_letters ORDER BY id") == [(2,), (1,)]
+    assert [attempts for *_, attempts in dead_letters("b.db")] == [2, 1]
 
 
 def test_a_broker_that_is_down_is_exit_6_after_the_retries(evt):
@@ -81,7 +80,7 @@ def test_a_broker_that_is_down_is_exit_6_after_the_retries(evt):
         f"evt: {error}; retrying in 0.01s (retry 1 of 1)\n"
         f"evt: {error} (gave up after 2 attempts; is the broker running?)\n"
     )
-    assert query("events.db", "SELECT count(*) FROM evt_relay_positions") == [(0,)]
+    assert positions("events.db") == []
     r = evt("ingest", url, "--queue", "q", "--retries", "0")
     assert (r.exit_code, r.stderr) == (6, f"evt: {error} (gave up after 1 attempt; is the broker running?)\n")
 
@@ -100,10 +99,10 @@ def test_relay_killed_mid_way_then_ingest_stores_each_event_exactly_once(evt, am
     n = 5000
     load(evt, many(n), "a.db")
     proc = spawn(tmp_path, "relay", AMQP_URL, "--exchange", amqp_broker.exchange, "--db", "a.db", "--batch", "100")
-    wait_until(lambda: query("a.db", "SELECT coalesce(max(position), 0) FROM evt_relay_positions")[0][0] > 300)
+    wait_until(lambda: saved_position("a.db") > 300)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    saved = query("a.db", "SELECT position FROM evt_relay_positions")[0][0]
+    saved = saved_position("a.db")
     assert saved < n, "the relay finished before it was killed; make the test bigger"
     r = evt("relay", AMQP_URL, "--exchange", amqp_broker.exchange, "--db", "a.db")
     assert json.loads(r.stdout)["published"] == n - saved
@@ -154,7 +153,7 @@ def test_relay_and_ingest_survive_the_broker_going_away(evt, amqp_broker, tmp_pa
     load(evt, many(n), "a.db")
     common = ("--exchange", amqp_broker.exchange, "--retries", "20", "--backoff", "0.05")
     relay = spawn(tmp_path, "relay", url, *common, "--db", "a.db", "--batch", "200")
-    wait_until(lambda: query("a.db", "SELECT coalesce(max(position), 0) FROM evt_relay_positions")[0][0] > 200)
+    wait_until(lambda: saved_position("a.db") > 200)
     proxy.down()
     time.sleep(0.3)
     proxy.up()

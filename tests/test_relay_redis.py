@@ -9,7 +9,7 @@ import time
 from datetime import datetime, timezone
 
 from conftest import REDIS_URL
-from relay_data import ENVELOPES, count_events, many, ndjson, query, spawn, wait_until
+from relay_data import ENVELOPES, count_events, dead_letters, many, ndjson, positions, query, saved_position, spawn, wait_until
 
 
 def load(evt, envelopes, db="events.db"):
@@ -64,8 +64,7 @@ def test_a_relay_that_lost_its_position_is_refused_by_redis_not_duplicated(evt, 
     r = evt("relay", REDIS_URL, "--key", key, "--name", "fresh", "--batch", "4")
     assert r.stdout == summary("fresh", published=2, already=4, position=6)
     assert [e[0] for e in client.xrange(key)] == [f"{p}-0".encode() for p in range(1, 7)]
-    positions = query("events.db", "SELECT name, kind, position FROM evt_relay_positions ORDER BY name")
-    assert positions == [("fresh", "redis", 6), (f"{REDIS_URL}#{key}", "redis", 4)]
+    assert positions("events.db") == [("fresh", "redis", 6), (f"{REDIS_URL}#{key}", "redis", 4)]
 
 
 def test_key_per_category_keeps_ids_increasing_in_each_key(evt, redis_broker):
@@ -123,7 +122,7 @@ def test_bad_messages_become_dead_letters_and_are_acknowledged(evt, redis_broker
     client.xadd(key, {"envelope": json.dumps(ENVELOPES[1])})
     r = evt("ingest", REDIS_URL, "--key", key, "--group", "g", "--db", "b.db", "--wait", "0.1")
     assert (r.exit_code, r.stdout) == (0, ingested(f"{REDIS_URL}#{key}/g", received=5, appended=1, dead=4))
-    rows = query("b.db", "SELECT consumer, payload, error, attempts FROM evt_relay_dead_letters ORDER BY id")
+    rows = dead_letters("b.db")
     name = f"{REDIS_URL}#{key}/g"
     assert [(c, p, a) for c, p, _, a in rows] == [
         (name, "not json", 1),
@@ -152,7 +151,7 @@ def test_a_broker_that_is_down_is_exit_6_after_the_retries(evt):
         f"evt: {error} (gave up after 2 attempts; is the broker running?)\n"
     )
     assert r.stdout == ""
-    assert query("events.db", "SELECT count(*) FROM evt_relay_positions") == [(0,)]
+    assert positions("events.db") == []
     r = evt("ingest", url, "--group", "g", "--retries", "0")
     assert (r.exit_code, r.stderr) == (6, f"evt: {error} (gave up after 1 attempt; is the broker running?)\n")
 
@@ -192,7 +191,7 @@ def test_relay_killed_mid_way_and_restarted_publishes_each_event_exactly_once(ev
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert client.xlen(key) < n, "the relay finished before it was killed; make the test bigger"
-    saved = query("events.db", "SELECT position FROM evt_relay_positions")[0][0]
+    saved = saved_position("events.db")
     r = evt("relay", REDIS_URL, "--key", key, "--batch", "1000")
     result = json.loads(r.stdout)
     assert result["position"] == n and result["published"] + result["alreadyPublished"] == n - saved
@@ -252,7 +251,7 @@ def test_a_relay_that_gives_up_keeps_the_position_the_broker_confirmed(evt, redi
     proxy.down()
     assert proc.wait(10) == 6
     assert proc.stderr.read().decode().endswith("(gave up after 2 attempts; is the broker running?)\n")
-    saved = query("events.db", "SELECT position FROM evt_relay_positions")[0][0]
+    saved = saved_position("events.db")
     assert 0 < saved <= client.xlen(key) < 20000
     r = evt("relay", REDIS_URL, "--key", key, "--name", f"redis://127.0.0.1:{proxy.port}/0#{key}")
     assert json.loads(r.stdout)["position"] == 20000

@@ -60,7 +60,8 @@ def relay(
 
     Catches up, prints a summary (published, alreadyPublished, position) and exits; --follow keeps going.
     """
-    from ..relay import Retry, relay as run_relay, target_for
+    from ..relay import Retry, target_for
+    from ..relay import relay as run_relay
     from ..relay.urls import scheme_of
 
     if scheme_of(url) == "amqp" and (key != "events" or key_per_category or maxlen):
@@ -96,7 +97,8 @@ def ingest(
 
     Catches up and exits when nothing arrives for --wait seconds, printing a summary; --follow keeps going.
     """
-    from ..relay import Retry, ingest as run_ingest, source_for
+    from ..relay import Retry, source_for
+    from ..relay import ingest as run_ingest
 
     keep_sockets_alive()
     source = source_for(url, group=group, key=key, consumer=consumer, queue=queue, bindings=bind, exchange=exchange, prefetch=batch, wait=wait)

@@ -11,7 +11,7 @@ messages (appending them again is idempotent by event id).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
 from ..envelope import NewEvent, loads
