@@ -2,7 +2,9 @@
 
 These three functions are the only place the relay code touches its own tables, so they
 can be pointed at the store's shared consumer positions and dead-letter table without
-changing anything else.
+changing anything else. Their tables, ``evt_relay_positions`` and
+``evt_relay_dead_letters``, are created by the migration ``0002_relay_state``
+(``evt.migrations.create_relay_state``).
 """
 
 from __future__ import annotations
