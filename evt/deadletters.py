@@ -22,13 +22,16 @@ BOOKKEEPING = (
         command TEXT,
         last_run_at TEXT
     )""",
+    # position, event_id, stream and type are null for a message that never became an
+    # event (evt ingest could not store it); payload keeps such a message as received.
     """CREATE TABLE IF NOT EXISTS evt_dead_letters (
         id INTEGER PRIMARY KEY,
         consumer TEXT NOT NULL,
-        position INTEGER NOT NULL,
-        event_id TEXT NOT NULL,
-        stream TEXT NOT NULL,
-        type TEXT NOT NULL,
+        position INTEGER,
+        event_id TEXT,
+        stream TEXT,
+        type TEXT,
+        payload TEXT,
         error TEXT NOT NULL,
         attempts INTEGER NOT NULL,
         first_failed_at TEXT NOT NULL,
@@ -45,7 +48,7 @@ ID_COUNTER = (
 
 FIELDS = ("id", "consumer", "position", "eventId", "type", "error", "attempts", "firstFailedAt", "lastFailedAt")
 SELECT = (
-    "SELECT id, consumer, position, event_id, type, error, attempts, first_failed_at, last_failed_at, stream "
+    "SELECT id, consumer, position, event_id, type, error, attempts, first_failed_at, last_failed_at, stream, payload "
     "FROM evt_dead_letters"
 )
 
@@ -60,11 +63,11 @@ class DeadLetterNotFound(NotFound):
 class DeadLetter:
     "One parked event: which consumer failed on which event, how, how often, when."
 
-    __slots__ = ("id", "consumer", "position", "event_id", "type", "error", "attempts", "first_failed_at", "last_failed_at", "stream", "path")
+    __slots__ = ("id", "consumer", "position", "event_id", "type", "error", "attempts", "first_failed_at", "last_failed_at", "stream", "payload", "path")
 
     def __init__(self, row: tuple, path: str):
         (self.id, self.consumer, self.position, self.event_id, self.type, self.error,
-         self.attempts, self.first_failed_at, self.last_failed_at, self.stream) = row
+         self.attempts, self.first_failed_at, self.last_failed_at, self.stream, self.payload) = row
         self.path = path
 
     def to_dict(self) -> dict:
@@ -109,6 +112,41 @@ def record(conn: sqlite3.Connection, id: int, consumer: str, event, error: str, 
     )
 
 
+def record_message(store_conn: sqlite3.Connection, consumer: str, payload: str, error: str, at: str) -> int:
+    """Park a message that never became an event (in the caller's transaction on the store).
+
+    The same message parked again by the same consumer (a redelivery) counts one more
+    attempt on its entry instead of making a second one. Returns the entry's id.
+    """
+    found = store_conn.execute(
+        "SELECT id FROM evt_dead_letters WHERE consumer = ? AND position IS NULL AND payload = ?", (consumer, payload)
+    ).fetchone()
+    if found:
+        failed_again(store_conn, found[0], error, at)
+        return found[0]
+    id = next_id(store_conn)
+    event_id, stream, type_ = _envelope_fields(payload)
+    store_conn.execute(
+        "INSERT INTO evt_dead_letters (id, consumer, position, event_id, stream, type, payload, error, attempts, "
+        "first_failed_at, last_failed_at) VALUES (?, ?, NULL, ?, ?, ?, ?, ?, 1, ?, ?)",
+        (id, consumer, event_id, stream, type_, payload, error, at, at),
+    )
+    return id
+
+
+def _envelope_fields(payload: str) -> tuple:
+    "The id, stream and type of a payload, where it is an envelope that names them."
+    import json
+
+    try:
+        envelope = json.loads(payload)
+    except ValueError:
+        return None, None, None
+    if not isinstance(envelope, dict):
+        return None, None, None
+    return tuple(v if isinstance(v, str) else None for v in (envelope.get("id"), envelope.get("stream"), envelope.get("type")))
+
+
 def has_table(conn: sqlite3.Connection) -> bool:
     return conn.execute("SELECT 1 FROM sqlite_schema WHERE name = 'evt_dead_letters'").fetchone() is not None
 
@@ -118,7 +156,7 @@ def entries(conn: sqlite3.Connection, path: str, consumer: str | None = None) ->
     if not has_table(conn):
         return []
     where, params = (" WHERE consumer = ?", (consumer,)) if consumer else ("", ())
-    rows = conn.execute(SELECT + where + " ORDER BY position, id", params).fetchall()
+    rows = conn.execute(SELECT + where + " ORDER BY position IS NULL, position, id", params).fetchall()
     return [DeadLetter(row, path) for row in rows]
 
 
@@ -177,4 +215,5 @@ def truncate(text: str, limit: int = STDERR_LIMIT) -> str:
 
 
 def by_position(items: Iterable[DeadLetter]) -> Iterator[DeadLetter]:
-    return iter(sorted(items, key=lambda e: (e.position, e.id)))
+    # Messages that never became events (no position) come after events, oldest first.
+    return iter(sorted(items, key=lambda e: (e.position is None, e.position or 0, e.id)))

@@ -59,6 +59,9 @@ class DeadLetterQueue:
         runners: dict[str, Runner | None] = {}
         try:
             for entry in deadletters.by_position(entries):
+                if entry.position is None:
+                    results.append((entry, self._retry_message(entry)))
+                    continue
                 if entry.consumer not in runners:
                     runners[entry.consumer] = self._runner(entry.consumer)
                 runner = runners[entry.consumer]
@@ -73,6 +76,26 @@ class DeadLetterQueue:
                 if runner is not None:
                     runner.target.close()
         return results
+
+    def _retry_message(self, entry: DeadLetter) -> str | None:
+        """Store a message ingest could not (fixed by now: a model, a conflicting event).
+
+        Appended idempotently by its event id, and the entry cleared, in one transaction.
+        """
+        from .envelope import NewEvent
+        from .errors import EvtError
+        from .ndjson import parse_line
+
+        store = self.store
+        try:
+            with store.transaction():
+                event = NewEvent.from_envelope(parse_line(entry.payload.encode()))
+                store.write_in_transaction([event], validate=False)  # as evt ingest stores them
+                deadletters.delete(store.conn, [entry.id])
+        except EvtError as e:
+            self._note_failure(entry, str(e))
+            return str(e)
+        return None
 
     def _runner(self, name: str) -> Runner | None:
         from .projections import runner

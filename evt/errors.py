@@ -79,6 +79,20 @@ class StoreReadOnly(StoreUnavailable):
     "The store cannot be written"
 
 
+class BrokerError(EvtError):
+    "A message broker (Redis, RabbitMQ) cannot be used; the closest code is the store's"
+
+    exit_code = 6
+
+
+class BrokerUnavailable(BrokerError):
+    "A broker cannot be reached, or went away, past the retries"
+
+
+class BrokerRefused(BrokerError):
+    "A broker answered with an error that retrying will not fix"
+
+
 class HandlerFailed(EvtError):
     "A handler failed and processing stopped"
 

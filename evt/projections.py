@@ -375,15 +375,15 @@ def status(store, projections: dict[str, Projection]) -> list[dict]:
     deadLetters, lastRunAt. Reads only: a target file that does not exist yet counts as
     never run."""
     from . import deadletters
-    from .consumers import consumers
+    from .consumers import positions
 
     head = store.head()
     rows = []
     for projection in projections.values():
         rows.append(_status_of(store, projection.name, projection.kind, projection.target, head))
-    for name in consumers(store):
+    for name, kind in positions(store):
         if name not in projections:
-            rows.append(_status_of(store, name, "exec", None, head))
+            rows.append(_status_of(store, name, kind, None, head))
     return rows
 
 

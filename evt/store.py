@@ -192,6 +192,10 @@ class Store:
         with translate_errors(self.path), self.transaction():
             return _Batch(self, validate and self.model is not None).write(events)
 
+    def write_in_transaction(self, events: Iterable[NewEvent], *, validate: bool = True) -> list[int]:
+        "Like ``write``, inside a transaction the caller holds (``with store.transaction():``)."
+        return _Batch(self, validate and self.model is not None).write(events)
+
     def head(self) -> int:
         "The position of the last event (0 for an empty log)."
         with translate_errors(self.path):

@@ -76,3 +76,78 @@ def evt_proc(tmp_path):
         return Result(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
 
     return run
+
+
+# -- message brokers -------------------------------------------------------------------
+# Tests of evt relay / evt ingest talk to real servers on loopback. Where one is not
+# reachable they skip, unless EVT_REQUIRE_BROKERS=1 (set by .ci/run) makes that a failure.
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+_reachable: dict[str, str | None] = {}
+
+
+def require_broker(name: str, probe) -> None:
+    if name not in _reachable:
+        try:
+            probe()
+            _reachable[name] = None
+        except Exception as e:  # any failure to reach it is the reason to skip
+            _reachable[name] = f"{name} is not reachable on 127.0.0.1 ({type(e).__name__}: {e})"
+    reason = _reachable[name]
+    if reason is None:
+        return
+    if os.environ.get("EVT_REQUIRE_BROKERS") == "1":
+        pytest.fail(f"{reason}; EVT_REQUIRE_BROKERS=1 requires it")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def redis_broker():
+    """A Redis client and a unique key prefix; every key under it is deleted afterwards."""
+    import uuid
+
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    require_broker("Redis", client.ping)
+    prefix = f"evt-test-{uuid.uuid4().hex[:12]}"
+    yield client, prefix
+    for key in client.scan_iter(f"{prefix}*"):
+        client.delete(key)
+    client.close()
+
+
+class AmqpNames:
+    "Unique exchange and queue names for one test, remembered for cleaning up."
+
+    def __init__(self, channel, prefix: str):
+        self.channel = channel
+        self.exchange = f"{prefix}-x"
+        self.prefix = prefix
+        self.queues: list[str] = []
+
+    def queue(self, name: str = "q") -> str:
+        full = f"{self.prefix}-{name}"
+        self.queues.append(full)
+        return full
+
+
+@pytest.fixture
+def amqp_broker():
+    """A pika channel with unique names (``.exchange``, ``.queue(name)``), deleted afterwards."""
+    import uuid
+
+    import pika
+
+    def probe():
+        return pika.BlockingConnection(pika.URLParameters(AMQP_URL + "?connection_attempts=1&socket_timeout=2"))
+
+    require_broker("RabbitMQ", lambda: probe().close())
+    connection = probe()
+    names = AmqpNames(connection.channel(), f"evt-test-{uuid.uuid4().hex[:12]}")
+    yield names
+    for queue in names.queues:
+        names.channel.queue_delete(queue)
+    names.channel.exchange_delete(names.exchange)
+    connection.close()

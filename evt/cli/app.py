@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import dlq, log, model, projections, upcast
+from . import dlq, log, model, projections, relay, upcast
 from .boundary import fail, guarded
 
 app = typer.Typer(
@@ -20,6 +20,7 @@ model.register(app)
 upcast.register(app)
 projections.register(app)
 dlq.register(app)
+relay.register(app)
 
 
 def run(args: list[str]) -> int:

@@ -58,13 +58,19 @@ def show(
     config: ConfigFile = None,
     model: ModelSpec = None,
 ) -> None:
-    """Show one dead letter (exit 4 if there is none with that id)."""
+    """Show one dead letter (exit 4 if there is none with that id).
+
+    A message evt ingest could not store has no position; its payload is shown too.
+    """
     fmt = choose_format(format)
     (entry,) = queue(db, config, model).get([id])
+    shown = entry.to_dict()
+    if entry.payload is not None:
+        shown["payload"] = entry.payload
     if fmt == "table":
-        emit([{"field": k, "value": v} for k, v in entry.to_dict().items()], fmt, ("field", "value"))
+        emit([{"field": k, "value": v} for k, v in shown.items()], fmt, ("field", "value"))
     else:
-        emit([entry.to_dict()], fmt)
+        emit([shown], fmt)
 
 
 def chosen(q, ids, all, consumer):

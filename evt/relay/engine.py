@@ -1,0 +1,281 @@
+"""The relay and ingest loops, whatever the broker.
+
+A target publishes a batch of rows and returns only once the broker confirmed it; a
+source fetches messages and acknowledges them. Both raise ``BrokerUnavailable`` when the
+connection is lost; the loops then reconnect with backoff and carry on from what is
+known to be safe: the relay from its saved position (a re-published event is refused by
+Redis or deduplicated by ``message_id``), the ingest from the broker's unacknowledged
+messages (appending them again is idempotent by event id).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Protocol, Sequence
+
+from ..envelope import NewEvent, loads
+from ..errors import BrokerUnavailable, Conflict, EvtError, InvalidInput
+from ..store import JSON_LINE, Store, translate_errors
+from .state import load_position, record_bad_message, save_position
+
+# One row per event: everything a target puts on the wire, built by SQLite.
+Row = tuple  # (position, stream, id, type, timestamp, data, envelope JSON)
+
+SELECT_ROWS = f"SELECT position, stream, id, type, timestamp, data, {JSON_LINE} FROM events WHERE position > ? ORDER BY position LIMIT ?"
+
+
+class Target(Protocol):
+    kind: str
+    name: str
+
+    def connect(self) -> None: ...
+    def publish(self, rows: Sequence[Row]) -> tuple[int, int]: ...  # (published, already there)
+    def idle(self) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclass
+class Message:
+    "One message from a broker: its handle for acknowledging, and its body (None if gone)."
+
+    ref: object
+    body: bytes | None
+    error: str | None = None  # why it cannot be stored, when the source already knows
+
+
+class Source(Protocol):
+    name: str
+
+    def connect(self) -> None: ...
+    def fetch(self, count: int) -> list[Message]: ...  # [] when nothing arrived for a while
+    def ack(self, messages: Sequence[Message]) -> None: ...
+    def close(self) -> None: ...
+
+
+class Retry:
+    """Backoff between reconnects: ``retries`` attempts, the first delay ``backoff`` seconds, doubling.
+
+    ``on_retry(message)`` is told before each wait; ``reset()`` after progress starts over.
+    """
+
+    def __init__(self, retries: int = 5, backoff: float = 0.5, on_retry: Callable[[str], None] | None = None, cap: float = 30.0):
+        self.retries = retries
+        self.backoff = backoff
+        self.on_retry = on_retry
+        self.cap = cap
+        self.failures = 0
+
+    def reset(self) -> None:
+        self.failures = 0
+
+    def wait(self, error: BrokerUnavailable) -> None:
+        "Sleep before the next attempt, or raise when the retries are spent."
+        self.failures += 1
+        if self.failures > self.retries:
+            raise BrokerUnavailable(f"{error} (gave up after {_attempts(self.failures)}; is the broker running?)") from error
+        delay = min(self.backoff * 2 ** (self.failures - 1), self.cap)
+        if self.on_retry:
+            self.on_retry(f"{error}; retrying in {delay:g}s (retry {self.failures} of {self.retries})")
+        time.sleep(delay)
+
+
+def _attempts(n: int) -> str:
+    return "1 attempt" if n == 1 else f"{n} attempts"
+
+
+@dataclass
+class RelayResult:
+    name: str
+    position: int
+    published: int = 0
+    skipped: int = 0
+
+    def to_dict(self) -> dict:
+        return {"relay": self.name, "published": self.published, "alreadyPublished": self.skipped, "position": self.position}
+
+
+@dataclass
+class IngestResult:
+    name: str
+    received: int = 0
+    appended: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+
+    def to_dict(self) -> dict:
+        return {
+            "ingest": self.name,
+            "received": self.received,
+            "appended": self.appended,
+            "duplicates": self.duplicates,
+            "deadLettered": self.dead_lettered,
+        }
+
+
+def read_rows(store: Store, after: int, limit: int) -> list[Row]:
+    "The next ``limit`` events after a position, as wire rows."
+    with translate_errors(store.path):
+        return store.conn.execute(SELECT_ROWS, (after, limit)).fetchall()
+
+
+def data_version(store: Store) -> int:
+    "Changes whenever another connection commits (the cheap way to wait for appends)."
+    with translate_errors(store.path):
+        return store.conn.execute("PRAGMA data_version").fetchone()[0]
+
+
+def relay(
+    store: Store,
+    target: Target,
+    *,
+    name: str | None = None,
+    batch: int = 1000,
+    follow: bool = False,
+    retry: Retry | None = None,
+    poll_interval: float = 0.05,
+) -> RelayResult:
+    """Publish the events after the relay's position; save the position after each confirmed batch.
+
+    Catches up and returns, or with ``follow`` waits for new events forever.
+    """
+    name = name or target.name
+    retry = retry or Retry()
+    result = RelayResult(name, load_position(store, name))
+    connected = _connect(target, retry)
+    while True:
+        version = data_version(store)
+        rows = read_rows(store, result.position, batch)
+        if not rows and not follow:
+            break
+        if not rows:
+            _wait_for_appends(store, version, target if connected else None, poll_interval)
+            continue
+        try:
+            if not connected:
+                target.connect()
+                connected = True
+            published, skipped = target.publish(rows)
+        except BrokerUnavailable as e:
+            target.close()
+            connected = False
+            retry.wait(e)
+            continue
+        retry.reset()
+        with store.transaction():
+            save_position(store, name, rows[-1][0])
+        result.position = rows[-1][0]
+        result.published += published
+        result.skipped += skipped
+    if connected:
+        target.close()
+    return result
+
+
+def _connect(target: Target, retry: Retry) -> bool:
+    "Connect up front, so a broker that is down is reported even with nothing to publish."
+    while True:
+        try:
+            target.connect()
+            return True
+        except BrokerUnavailable as e:
+            target.close()
+            retry.wait(e)
+
+
+def _wait_for_appends(store: Store, version: int, target: Target | None, poll_interval: float) -> None:
+    while data_version(store) == version:
+        if target is not None:
+            try:
+                target.idle()
+            except BrokerUnavailable:
+                return  # the next publish reconnects
+        time.sleep(poll_interval)
+
+
+def ingest(
+    store: Store,
+    source: Source,
+    *,
+    batch: int = 500,
+    follow: bool = False,
+    retry: Retry | None = None,
+) -> IngestResult:
+    """Append what the source delivers, acknowledging each batch after it is committed.
+
+    Returns when the source has nothing more (after its wait), or with ``follow`` never.
+    """
+    retry = retry or Retry()
+    result = IngestResult(source.name)
+    while True:
+        try:
+            source.connect()
+            while True:
+                messages = source.fetch(batch)
+                if not messages:
+                    if follow:
+                        continue
+                    source.close()
+                    return result
+                store_messages(store, source.name, messages, result)
+                source.ack(messages)
+                retry.reset()
+        except BrokerUnavailable as e:
+            source.close()
+            retry.wait(e)
+
+
+def store_messages(store: Store, consumer: str, messages: Sequence[Message], result: IngestResult) -> None:
+    "Append the good messages in one transaction; keep the bad ones as dead letters."
+    good, bad = [], []
+    for message in messages:
+        try:
+            good.append((message, decode(message)))
+        except InvalidInput as e:
+            bad.append((message, str(e)))
+    result.received += len(messages)
+    head = store.head()
+    try:
+        positions = store.write([event for _, event in good], validate=False)
+    except (Conflict, InvalidInput):
+        positions = _write_one_by_one(store, good, bad)
+    appended = len({p for p in positions if p > head})  # a message delivered twice in one batch counts once
+    result.appended += appended
+    result.duplicates += len(positions) - appended
+    for message, error in bad:
+        record_bad_message(store, consumer, _payload_text(message), error)
+    result.dead_lettered += len(bad)
+
+
+def _write_one_by_one(store: Store, good: list[tuple[Message, NewEvent]], bad: list) -> list[int]:
+    "The slow path, when a batch holds a conflicting event: store the others."
+    positions = []
+    for message, event in good:
+        try:
+            positions += store.write([event], validate=False)
+        except (Conflict, InvalidInput) as e:
+            bad.append((message, str(e)))
+    return positions
+
+
+def decode(message: Message) -> NewEvent:
+    "The event a message carries; InvalidInput when it carries none."
+    if message.error is not None:
+        raise InvalidInput(message.error)
+    try:
+        envelope = loads(message.body)
+    except ValueError as e:
+        raise InvalidInput(f"not JSON: {e}") from None
+    try:
+        event = NewEvent.from_envelope(envelope)
+    except EvtError as e:
+        raise InvalidInput(f"not an evt envelope: {e}") from None
+    return event
+
+
+def _payload_text(message: Message) -> str:
+    if message.body is None:
+        return ""
+    if isinstance(message.body, bytes):
+        return message.body.decode("utf-8", "replace")
+    return message.body

@@ -1,0 +1,159 @@
+"""Data and process helpers shared by the relay tests."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import time
+
+from conftest import evt_command
+
+# Envelopes that exercise every field a round trip must keep.
+ENVELOPES = [
+    {"stream": "order-ord_1", "type": "order.placed", "version": 2, "id": "e-1", "timestamp": "2026-11-20T10:00:00.000001Z",
+     "source": "checkout", "correlationId": "req-1", "data": {"orderId": "ord_1", "total": 12.5, "items": [{"productId": "p", "quantity": 1}]},
+     "metadata": {"user": "ann", "ünï": "cödé"}},
+    {"stream": "account-7", "type": "account.opened", "id": "e-2", "timestamp": "2026-11-20T10:00:01Z",
+     "source": "bank", "correlationId": "req-1", "causationId": "e-1", "data": {"accountId": "7", "owner": "Alice Martin"}},
+    {"stream": "order-ord_1", "type": "order.shipped", "id": "e-3", "timestamp": "2026-11-21T08:30:00.5Z",
+     "data": {"orderId": "ord_1", "carrier": "dhl", "trackingNumber": "T1"}},
+    {"stream": "order-ord_2", "type": "order.placed", "id": "e-4", "timestamp": "2026-11-22T00:00:00Z", "data": {"orderId": "ord_2", "total": 3}},
+]
+
+
+def ndjson(envelopes) -> str:
+    return "".join(json.dumps(e) + "\n" for e in envelopes)
+
+
+def many(n: int, start: int = 0) -> str:
+    "n small events over a few streams and types, with unique ids."
+    types = ("order.placed", "order.shipped", "account.credited")
+    return "".join(
+        json.dumps({"stream": f"{types[i % 3].split('.')[0]}-{i % 50}", "type": types[i % 3], "id": f"id-{i:07d}", "data": {"n": i}}) + "\n"
+        for i in range(start, start + n)
+    )
+
+
+def query(db: str, sql: str, *params):
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+# Relays keep their positions among the store's checkpoints (kind 'relay') and ingest its
+# bad messages in the dead-letter table (no position; the message as payload).
+def positions(db: str) -> list[tuple]:
+    "(name, kind, position) of every relay, by name."
+    try:
+        return query(db, "SELECT name, kind, position FROM evt_checkpoints WHERE kind = 'relay' ORDER BY name")
+    except sqlite3.OperationalError:  # not created yet
+        return []
+
+
+def saved_position(db: str) -> int:
+    "The position of the one relay that ran on this store (0 before it saved one)."
+    rows = positions(db)
+    return rows[0][2] if rows else 0
+
+
+def dead_letters(db: str) -> list[tuple]:
+    "(consumer, payload, error, attempts) of every dead letter, oldest first."
+    return query(db, "SELECT consumer, payload, error, attempts FROM evt_dead_letters WHERE position IS NULL ORDER BY id")
+
+
+def count_events(db: str) -> int:
+    try:
+        return query(db, "SELECT count(*) FROM events")[0][0]
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+
+
+def spawn(cwd, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(evt_command() + [str(a) for a in args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def wait_until(condition, timeout: float = 30.0, interval: float = 0.01) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(interval)
+
+
+class Proxy:
+    """A TCP proxy on loopback in front of a broker, that can go down and come back.
+
+    ``down()`` closes every connection and stops listening (connections are refused);
+    ``up()`` listens again on the same port.
+    """
+
+    def __init__(self, upstream_port: int):
+        import socket
+
+        self.upstream = ("127.0.0.1", upstream_port)
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()
+        self.sockets: list = []
+        self.listener = None
+        self.up()
+
+    def up(self) -> None:
+        import socket
+        import threading
+
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(16)
+        self.listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def down(self) -> None:
+        import socket
+
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread; close alone would not
+        except OSError:
+            pass
+        self.listener.close()
+        for s in self.sockets:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+        self.sockets = []
+
+    def _accept(self, listener) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.upstream)
+            for s in (client, server):
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.sockets += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source, sink) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for s in (source, sink):
+            try:
+                s.close()
+            except OSError:
+                pass
