@@ -35,6 +35,15 @@ def test_every_command_has_help_and_is_in_the_readme(evt):
         assert result.exit_code == 0 and "Usage" in result.stdout
 
 
+def test_help_shows_every_option_as_written(evt):
+    "No help text is lost (e.g. to markup): each parameter's help appears in --help."
+    for path, command in commands():
+        shown = " ".join(evt(*path, "--help").stdout.split())
+        for param in command.params:
+            text = " ".join((getattr(param, "help", None) or "").split())
+            assert text[:60] in shown, f"evt {' '.join(path)} --help lost: {text!r}"
+
+
 def test_unknown_command_is_a_one_line_usage_error(evt):
     result = evt("frobnicate")
     assert (result.exit_code, result.stdout) == (2, "")

@@ -8,6 +8,7 @@ from . import dlq, log, model, projections, relay, upcast
 from .boundary import fail, guarded
 
 app = typer.Typer(
+    rich_markup_mode=None,  # help text as written: [brackets] are not markup
     name="evt",
     help="An event store in one SQLite file: append, read, follow, replay, fold, upcast.",
     no_args_is_help=True,

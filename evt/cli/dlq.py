@@ -19,7 +19,11 @@ DryRun = Annotated[bool, typer.Option("--dry-run", help="Show what would be touc
 All = Annotated[bool, typer.Option("--all", help="Every dead letter (of --consumer, if given).")]
 Ids = Annotated[Optional[list[int]], typer.Argument(help="Dead-letter ids (evt dlq list shows them).", show_default=False)]
 
-dlq_app = typer.Typer(help="The dead letters of projections and consumers: list, show, retry, discard, purge.", no_args_is_help=True)
+dlq_app = typer.Typer(
+    rich_markup_mode=None,  # help text as written: [brackets] are not markup
+    help="The dead letters of projections and consumers: list, show, retry, discard, purge.",
+    no_args_is_help=True,
+)
 
 
 def register(app: typer.Typer) -> None:

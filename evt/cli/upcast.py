@@ -13,6 +13,7 @@ from .context import Context
 from .options import ConfigFile, Db, Format, ModelSpec
 
 upcast_app = typer.Typer(
+    rich_markup_mode=None,  # help text as written: [brackets] are not markup
     help="Migrate stored events to their latest version: status, dry run, copy or in place.",
     no_args_is_help=True,
 )
