@@ -10,7 +10,6 @@ The public Python API; the ``evt`` command is a thin layer over it::
             print(event.revision, event.type, event.data)
 """
 
-from .aggregates import on
 from .envelope import Event, NewEvent
 from .errors import (
     Conflict,
@@ -45,3 +44,13 @@ __all__ = [
     "load_model",
     "on",
 ]
+
+
+def __getattr__(name: str):
+    # `on` is imported on first use: `evt append`, which imports this package, needs no aggregates.
+    if name == "on":
+        from .aggregates import on
+
+        return on
+    raise AttributeError(f"module 'evt' has no attribute {name!r}")
+
