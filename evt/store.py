@@ -192,6 +192,29 @@ class Store:
         with translate_errors(self.path), self.transaction():
             return _Batch(self, validate and self.model is not None).write(events)
 
+    @classmethod
+    def write_creating(
+        cls, path: str | os.PathLike, events: Iterable[NewEvent], *, validate: bool = True, **options: Any
+    ) -> tuple["Store", list[int]]:
+        """Append events to the store at ``path``, creating it only if the append succeeds.
+
+        Returns the open store and the position of each event. A store that does not
+        exist yet is built in a staging file next to it and published (a hard link, which
+        never replaces a file) once the batch has committed: a failed first append leaves
+        nothing behind, and a writer that created the store a moment earlier loses nothing.
+        If another process published the store first, the staged events are appended to
+        it, their expected revisions checked again.
+        """
+        path = os.fspath(path)
+        if os.path.exists(path):
+            store = cls(path, **options)
+            try:
+                return store, store.write(events, validate=validate)
+            except BaseException:
+                store.close()
+                raise
+        return _create_with(cls, path, events, validate, options)
+
     def write_in_transaction(self, events: Iterable[NewEvent], *, validate: bool = True) -> list[int]:
         "Like ``write``, inside a transaction the caller holds (``with store.transaction():``)."
         return _Batch(self, validate and self.model is not None).write(events)
@@ -368,6 +391,95 @@ def _runs(positions: Iterable[int]) -> Iterator[tuple[int, int]]:
         start = end = p
     if start is not None:
         yield start, end
+
+
+def _create_with(cls, path: str, events: Iterable[NewEvent], validate: bool, options: dict) -> tuple[Store, list[int]]:
+    "``Store.write_creating`` for a store that does not exist yet."
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise StoreUnavailable(f"cannot create {path}: folder {folder} does not exist")
+    staging_path = f"{path}.creating-{os.getpid()}"
+    expectations: dict[int, tuple] = {}
+    try:
+        with _naming(staging_path, path), cls(staging_path, **options) as staging:
+            positions = staging.write(_remembering(events, expectations), validate=validate)
+            staging.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        try:
+            os.link(staging_path, path)
+            _sync_folder(folder)
+        except OSError:  # published by another writer meanwhile (or no hard links here)
+            with _naming(staging_path, path), cls(staging_path, create=False, **options) as staging:
+                store = cls(path, **options)
+                try:
+                    staged = _staged_events(staging, positions, expectations)
+                    return store, store.write(staged, validate=False)
+                except BaseException:
+                    store.close()
+                    raise
+    finally:
+        _remove_store_files(staging_path)
+    return cls(path, **options), positions
+
+
+@contextmanager
+def _naming(staging_path: str, path: str) -> Iterator[None]:
+    "Errors about the staging file name the store the user asked for."
+    try:
+        yield
+    except StoreUnavailable as e:
+        raise type(e)(str(e).replace(staging_path, path)) from e
+
+
+def _remembering(events: Iterable[NewEvent], expectations: dict[int, tuple]) -> Iterator[NewEvent]:
+    "The events, noting each one's expected revision and line (needed if they must be appended again)."
+    for index, event in enumerate(events):
+        if event.expected != ANY or event.line is not None:
+            expectations[index] = (event.expected, event.line)
+        yield event
+
+
+def _staged_events(staging: Store, positions: list[int], expectations: dict[int, tuple]) -> Iterator[NewEvent]:
+    "The events of a staged batch as they were given (an id given twice, twice), to append elsewhere."
+    stored = staging.read(raw=True)
+    seen = 0
+    for index, position in enumerate(positions):
+        if position > seen:
+            event, seen = next(stored), position
+        else:
+            event = next(staging.events_at([position], raw=True))
+        expected, line = expectations.get(index, (ANY, None))
+        again = NewEvent(
+            event.stream,
+            event.type,
+            event.data,
+            id=event.id,
+            version=event.version,
+            source=event.source,
+            correlation_id=event.correlation_id,
+            causation_id=event.causation_id,
+            metadata=event.metadata,
+            timestamp=event.timestamp,
+            expected=expected,
+        )
+        again.line = line
+        yield again
+
+
+def _sync_folder(folder: str) -> None:
+    "Make a new directory entry durable (the store's name must survive a power cut too)."
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_store_files(path: str) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        try:
+            os.remove(path + suffix)
+        except FileNotFoundError:
+            pass
 
 
 class _Batch:

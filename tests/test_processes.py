@@ -114,6 +114,27 @@ def test_concurrent_writers_lose_nothing_and_duplicate_nothing(evt_proc, tmp_pat
         assert by_stream[f"own-{w}"] == list(range(1, 26))
 
 
+def test_a_failing_writer_on_a_new_store_loses_no_one_elses_events(tmp_path):
+    # The failing batch starts first (creating the store), the others start while it waits
+    # for its input, then its input turns out bad.
+    failing = spawn("append", "--ndjson", "-", "-q", cwd=tmp_path, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    failing.stdin.write(b'{"stream": "b-1", "type": "t.x", "data": {}}\n')
+    failing.stdin.flush()
+    deadline = time.monotonic() + 10
+    while not any(name.startswith("events.db") for name in os.listdir(tmp_path)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    good = [spawn("append", f"g-{i}", "t.x", "-q", cwd=tmp_path, stderr=subprocess.PIPE) for i in range(6)]
+    time.sleep(1.0)
+    failing.communicate(b'{"stream": "b-1", "type": "t.x", "data": {')
+    assert failing.returncode == 5
+    for proc in good:
+        assert proc.wait(60) == 0, proc.stderr.read()
+    conn = sqlite3.connect(tmp_path / "events.db")
+    assert conn.execute("SELECT count(*), max(position) FROM events").fetchone() == (6, 6)
+    conn.close()
+    assert sorted(os.listdir(tmp_path)) == ["events.db"]
+
+
 def test_kill_9_in_the_middle_of_a_batch_writes_all_or_nothing(evt_proc, tmp_path):
     evt_proc("append", "s-0", "t.x", "-q")
     writer = spawn("append", "--ndjson", "-", "-q", cwd=tmp_path, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
