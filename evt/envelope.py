@@ -59,6 +59,24 @@ def loads(text: str | bytes) -> Any:
     return json.loads(text, parse_constant=_reject_constant)
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (_INFINITY, -_INFINITY):
+        raise ValueError(f"number {text} is out of range")
+    return value
+
+
+_INFINITY = float("inf")
+
+
+def parse_json(text: str | bytes) -> Any:
+    """JSON given by a user: strict, and every number must fit (no silent infinity).
+
+    ValueError (or RecursionError, for absurd nesting) on anything else.
+    """
+    return json.loads(text, parse_constant=_reject_constant, parse_float=_finite)
+
+
 def category_of(stream: str) -> str:
     "The category of a stream: the part before the first ``-``."
     return stream.split("-", 1)[0]
@@ -250,7 +268,7 @@ def check_version(value: Any) -> int:
 
 def parse_expected(value: Any) -> int | str:
     "An expected revision: an int >= 0, ``any`` or ``exists`` (strings of digits too)."
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isascii() and value.isdigit():
         value = int(value)
     if value in (ANY, EXISTS) or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
         return value

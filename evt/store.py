@@ -17,6 +17,7 @@ from .envelope import ANY, EXISTS, Event, IdFactory, NewEvent, dumps, fast_dumps
 from .errors import (
     DuplicateEventId,
     EvtError,
+    InvalidInput,
     LineError,
     NotAStore,
     StoreLocked,
@@ -510,14 +511,18 @@ class _Batch:
 
     def _write_chunk(self, chunk: list[NewEvent]) -> list[int]:
         stored = self._stored_ids([e.id for e in chunk if e.id is not None])
-        rows, positions = [], []
+        rows, positions, placed = [], [], []
         for event in chunk:
             try:
                 positions.append(self._place(event, stored, rows))
             except EvtError as e:
-                line = getattr(event, "line", None)
-                raise LineError(line, e) if line is not None else e
-        self.conn.executemany(INSERT, rows)
+                raise _on_line(event, e)
+            if len(placed) < len(rows):
+                placed.append(event)
+        try:
+            self.conn.executemany(INSERT, rows)
+        except UnicodeEncodeError:  # a lone surrogate ("\ud800") is JSON, but not text SQLite can store
+            raise _unencodable(rows, placed) from None
         return positions
 
     def _place(self, event: NewEvent, stored: dict, rows: list) -> int:
@@ -577,11 +582,43 @@ class _Batch:
         return {row[0]: row[1:] for row in rows}
 
 
+def _on_line(event: NewEvent, error: EvtError) -> EvtError:
+    "The error, naming the NDJSON line of the event when it came from one."
+    return LineError(event.line, error) if event.line is not None else error
+
+
+def _unencodable(rows: list[tuple], events: list[NewEvent]) -> EvtError:
+    "InvalidInput for the first row holding text that is not valid Unicode."
+    for row, event in zip(rows, events):
+        for value in row:
+            try:
+                if isinstance(value, str):
+                    value.encode()
+            except UnicodeEncodeError as e:
+                bad = value[e.start : e.end].encode("unicode_escape").decode()
+                return _on_line(event, InvalidInput(f"{bad} is not valid Unicode text (a lone surrogate)"))
+    return InvalidInput("the events hold text that is not valid Unicode")
+
+
 def _same_event(event: NewEvent, data: str, existing: tuple) -> int:
     "The stored position of an idempotent re-append; DuplicateEventId if it differs."
     stream, type_, stored_data, position = existing
-    if stream == event.stream and type_ == event.type and (stored_data == data or loads(stored_data) == event.data):
+    if stream == event.stream and type_ == event.type and (stored_data == data or same_json(loads(stored_data), event.data)):
         return position
     raise DuplicateEventId(
         f"event id {event.id!r} is already stored (position {position}, stream {stream!r}, type {type_!r}) with other content"
     )
+
+
+def same_json(a: Any, b: Any) -> bool:
+    """Whether two JSON values are the same: key order aside, and 1 == 1.0.
+
+    Python's ``==`` also holds ``true == 1`` and ``false == 0``, which JSON does not.
+    """
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same_json(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b))
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    return a == b

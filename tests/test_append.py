@@ -77,6 +77,9 @@ def test_quiet_prints_nothing(evt):
         (["s-1", "a.b", "{bad"], "evt: DATA is not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)", 5),
         (["s-1", "a.b", "[1, 2]"], "evt: DATA must be a JSON object, not list", 5),
         (["s-1", "a.b", '{"x": NaN}'], "evt: DATA is not valid JSON: NaN is not valid JSON", 5),
+        (["s-1", "a.b", '{"x": 1e400}'], "evt: DATA is not valid JSON: number 1e400 is out of range", 5),
+        (["s-1", "a.b", '{"x": "\\ud800"}'], "evt: \\ud800 is not valid Unicode text (a lone surrogate)", 5),
+        (["s-1", "a.b", "--source", "\udcff"], "evt: \\udcff is not valid Unicode text (a lone surrogate)", 5),
         (["s-1", "a.b", "--schema-version", "0"], "evt: version must be an integer >= 1, not 0", 5),
         (["s-1", "a.b", "--metadata", "[]"], "evt: --metadata must be a JSON object, not list", 5),
         (["s-1", "a.b", "--meta", "novalue"], "evt: --meta takes KEY=VALUE, not 'novalue'", 2),
@@ -137,6 +140,17 @@ class TestIdempotency:
         other_stream = evt("append", "s-2", "a.b", '{"x": 1}', "--id", "k1")
         assert other_stream.exit_code == 3
         assert count() == 1
+
+    @pytest.mark.parametrize("other", ['{"x": true}', '{"x": [1]}', '{"x": 1, "y": null}', '{"x": "1"}'])
+    def test_true_is_not_1(self, evt, other):
+        evt("append", "s-1", "a.b", '{"x": 1}', "--id", "k1", "-q")
+        assert evt("append", "s-1", "a.b", other, "--id", "k1").exit_code == 3
+        assert evt("append", "s-1", "a.b", '{"x": 1.0}', "--id", "k1").exit_code == 0
+        assert count() == 1
+
+    def test_expect_takes_ascii_digits_only(self, evt):
+        result = evt("append", "s-1", "a.b", "--expect", "\uff10")
+        assert (result.exit_code, result.stderr) == (2, "evt: --expect: expected revision must be a number >= 0, 'any' or 'exists', not '\uff10'\n")
 
 
 def envelope(stream, type="a.b", **fields):
@@ -229,3 +243,17 @@ class TestNdjson:
         again = evt("append", "--ndjson", "-", input=batch)
         assert len(again.lines) == 2500 and count() == 2500
         assert [e["data"]["i"] for e in again.json()] == list(range(2500))
+
+
+def test_big_integers_and_out_of_range_numbers_in_a_batch(evt):
+    big = '{"stream": "s-1", "type": "a.b", "data": {"n": 123456789012345678901234567890, "m": -18446744073709551617}}\n'
+    assert evt("append", "--ndjson", "-", input=big).json()[0]["data"] == {
+        "n": 123456789012345678901234567890,
+        "m": -18446744073709551617,
+    }
+    lines = "".join(f'{{"stream": "s-2", "type": "a.b", "data": {{"i": {i}}}}}\n' for i in range(600))
+    result = evt("append", "--ndjson", "-", input=lines + '{"stream": "s-2", "type": "a.b", "data": {"f": 1e999}}\n')
+    assert (result.exit_code, result.stdout, result.stderr) == (5, "", "evt: line 601: invalid JSON: number 1e999 is out of range\n")
+    result = evt("append", "--ndjson", "-", input='{"stream": "s-2", "type": "a.b", "data": {}}\n{"stream": "s-2", "type": "a.b", "data": {"s": "\\udc00"}}\n')
+    assert (result.exit_code, result.stderr) == (5, "evt: line 2: \\udc00 is not valid Unicode text (a lone surrogate)\n")
+    assert count() == 1

@@ -134,10 +134,10 @@ def read_argument(text: str) -> bytes:
 
 
 def parse_object(text: str | bytes, what: str) -> dict:
-    from ..envelope import loads
+    from ..envelope import parse_json
 
     try:
-        value = loads(text)
+        value = parse_json(text)
     except (ValueError, RecursionError) as e:
         raise InvalidInput(f"{what} is not valid JSON: {e}") from None
     if not isinstance(value, dict):
