@@ -14,6 +14,7 @@ from .errors import UsageError
 
 FORMATS = ("table", "json", "ndjson")
 TABLE_CHUNK = 500
+UNBOUNDED = 1_000_000  # columns: to measure a table's natural width
 
 
 def choose_format(requested: str | None) -> str:
@@ -75,6 +76,7 @@ def print_table(
     header: bool = True,
 ) -> int:
     "Rows as rich tables of TABLE_CHUNK rows each, so a long listing streams too."
+    from rich.measure import Measurement
     from rich.table import Table
 
     term = console()
@@ -92,6 +94,9 @@ def print_table(
                 table.add_column(name, no_wrap=True, min_width=max([len(name)] + [len(r[i]) for r in rows]))
         for r in rows:
             table.add_row(*r)
+        # Too wide for the terminal: the last column gives up the room (cut with an
+        # ellipsis); left to itself, rich shrinks every column and drops the narrow ones.
+        table.expand = Measurement.get(term, term.options.update_width(UNBOUNDED), table).maximum > term.width
         term.print(table)
         chunk.clear()
 

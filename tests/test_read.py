@@ -115,6 +115,16 @@ def test_table_format(evt):
     assert "order-1" in out and "order.placed" in out
 
 
+def test_a_table_too_wide_for_the_terminal_cuts_the_data_column_and_keeps_the_others(evt, monkeypatch):
+    evt("append", "s-1", "t.x", json.dumps({"pad": "x" * 200}), "-q")
+    monkeypatch.setenv("COLUMNS", "80")
+    lines = evt("read", "--format", "table").stdout.splitlines()
+    assert lines[0].split() == ["pos", "stream", "rev", "type", "v", "timestamp", "data"]
+    assert lines[1].split()[:5] == ["1", "s-1", "1", "t.x", "1"]
+    assert lines[1].endswith('{"pad":"' + 'x' * 15 + '…')
+    assert [len(line) for line in lines] == [80, 80]
+
+
 def test_unknown_format(evt):
     seed(evt)
     result = evt("read", "--format", "xml")
