@@ -185,6 +185,10 @@ def test_debug_shows_a_traceback(evt_proc):
     loud = evt_proc("read", "--db", "missing.db", env={"EVT_DEBUG": "1"})
     assert quiet.stderr.count("\n") == 1 and "Traceback" not in quiet.stderr
     assert loud.exit_code != 0 and "Traceback" in loud.stderr and "StoreMissing" in loud.stderr
+    # the same exit code and message as without it, so a script behaves alike; 0 is off
+    assert (loud.exit_code, loud.stderr.splitlines()[-1] + "\n") == (quiet.exit_code, quiet.stderr) == (6, quiet.stderr)
+    off = evt_proc("read", "--db", "missing.db", env={"EVT_DEBUG": "0"})
+    assert (off.exit_code, off.stderr) == (6, quiet.stderr)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write read-only files")
