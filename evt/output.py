@@ -32,11 +32,16 @@ def write_json_lines(lines: Iterable[str], fmt: str) -> int:
     count = 0
     if fmt == "json":
         out.write("[")
-        for line in lines:
-            out.write(",\n" if count else "\n")
-            out.write(line)
+        try:
+            for line in lines:
+                out.write(",\n" if count else "\n")
+                out.write(line)
+                out.flush()
+                count += 1
+        except KeyboardInterrupt:  # Ctrl-C ends `evt tail -f`: what was written stays one array
+            out.write("\n]\n" if count else "]\n")
             out.flush()
-            count += 1
+            raise
         out.write("\n]\n" if count else "]\n")
     else:
         for line in lines:

@@ -169,6 +169,18 @@ def test_ctrl_c_ends_a_reader_quietly_with_130(evt_proc, tmp_path):
     assert follower.stderr.read() == b""
 
 
+def test_tail_follow_as_json_is_one_array_closed_by_ctrl_c(evt_proc, tmp_path):
+    evt_proc("append", "s-1", "t.x", "-q")
+    follower = spawn("tail", "-f", "--format", "json", cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(0.5)
+    evt_proc("append", "s-1", "t.y", "-q")
+    time.sleep(0.5)
+    follower.send_signal(signal.SIGINT)
+    out, err = follower.communicate(timeout=10)
+    assert (follower.returncode, err) == (130, b"")
+    assert [e["type"] for e in json.loads(out)] == ["t.x", "t.y"]
+
+
 def test_a_store_locked_past_the_busy_timeout_is_exit_6(evt_proc, tmp_path):
     evt_proc("append", "s-1", "t.x", "-q")
     holder = sqlite3.connect(tmp_path / "events.db", isolation_level=None)

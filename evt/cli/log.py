@@ -162,7 +162,7 @@ def tail(
         import itertools
 
         lines = itertools.chain(lines, store.follow(filter, after=after, raw=raw, as_json=True))
-    write_json_lines(lines, "ndjson" if follow else fmt)
+    write_json_lines(lines, fmt)
 
 
 def streams(
