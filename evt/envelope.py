@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from .errors import InvalidInput
+from .query import MAX_INTEGER
 from .timeutil import normalize_timestamp
 
 FIELDS = (
@@ -263,6 +264,8 @@ def check_object(field: str, value: Any) -> dict:
 def check_version(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidInput(f"version must be an integer >= 1, not {value!r}")
+    if value > MAX_INTEGER:
+        raise InvalidInput(f"version {value} is too large (at most {MAX_INTEGER})")
     return value
 
 

@@ -81,6 +81,7 @@ def test_quiet_prints_nothing(evt):
         (["s-1", "a.b", '{"x": "\\ud800"}'], "evt: \\ud800 is not valid Unicode text (a lone surrogate)", 5),
         (["s-1", "a.b", "--source", "\udcff"], "evt: \\udcff is not valid Unicode text (a lone surrogate)", 5),
         (["s-1", "a.b", "--schema-version", "0"], "evt: version must be an integer >= 1, not 0", 5),
+        (["s-1", "a.b", "--schema-version", str(2**64)], f"evt: version {2**64} is too large (at most {2**63 - 1})", 5),
         (["s-1", "a.b", "--metadata", "[]"], "evt: --metadata must be a JSON object, not list", 5),
         (["s-1", "a.b", "--meta", "novalue"], "evt: --meta takes KEY=VALUE, not 'novalue'", 2),
         (["s-1", "a.b", "--expect", "sometimes"], "evt: --expect: expected revision must be a number >= 0, 'any' or 'exists', not 'sometimes'", 2),

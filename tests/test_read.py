@@ -125,6 +125,15 @@ def test_a_table_too_wide_for_the_terminal_cuts_the_data_column_and_keeps_the_ot
     assert [len(line) for line in lines] == [80, 80]
 
 
+def test_bounds_and_limits_beyond_64_bits_mean_no_bound(evt):
+    seed(evt)
+    huge = str(2**64)
+    assert len(evt("read", "--limit", huge).lines) == 6
+    assert len(evt("tail", "-n", huge).lines) == 6
+    assert len(evt("read", "order-1", "--to", huge).lines) == 3
+    assert (evt("read", "--from", huge).exit_code, evt("read", "--from", huge).stdout) == (0, "")
+
+
 def test_unknown_format(evt):
     seed(evt)
     result = evt("read", "--format", "xml")
