@@ -106,6 +106,7 @@ class Store:
     ):
         self.path = os.fspath(path)
         self.model = model
+        self.create = create
         if synchronous not in ("full", "normal"):
             raise ValueError("synchronous must be 'full' or 'normal'")
         if not create and not os.path.exists(self.path):
@@ -140,6 +141,8 @@ class Store:
         if app_id == 0:
             if self.conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]:
                 raise NotAStore(f"{self.path} is a SQLite file but not an evt store")
+            if not self.create:  # an empty file: reading never turns it into a store
+                raise StoreMissing(f"{self.path} is empty, not an evt store yet (evt append creates one)")
             return
         if app_id != migrations.APPLICATION_ID:
             raise NotAStore(f"{self.path} is not an evt store (application id {app_id:#x})")

@@ -87,6 +87,15 @@ def test_reading_never_creates_a_store(evt, tmp_path):
     assert not (tmp_path / "events.db").exists()
 
 
+def test_reading_an_empty_file_leaves_it_empty(evt, tmp_path):
+    (tmp_path / "events.db").touch()
+    for command in (["read"], ["tail"], ["streams"], ["stats"]):
+        result = evt(*command)
+        assert (result.exit_code, result.stderr) == (6, "evt: events.db is empty, not an evt store yet (evt append creates one)\n")
+    assert (tmp_path / "events.db").stat().st_size == 0
+    assert evt("append", "s-1", "t.x", "-q").exit_code == 0
+
+
 def test_bad_time_bound_is_a_usage_error(evt):
     seed(evt)
     result = evt("read", "--since", "last tuesday")
