@@ -113,12 +113,26 @@ class Store:
             raise StoreMissing(
                 f"no store at {self.path} (evt append creates one; pass --db PATH or set EVT_DB to use another)"
             )
-        with translate_errors(self.path):
-            self.conn = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
-            self.conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
-            self._ensure_format()
+        try:
+            self._open(self.path, busy_timeout, synchronous)
+        except StoreUnavailable:
+            if not (os.path.exists(self.path) and _on_read_only_filesystem(self.path)):
+                raise
+            # SQLite cannot make the -shm file a WAL store needs for reading there; nothing
+            # can change the file either, so it may be read as immutable.
+            from urllib.parse import quote
+
+            self._open("file:" + quote(os.path.abspath(self.path)) + "?immutable=1", busy_timeout, synchronous)
 
     # -- opening -------------------------------------------------------------------
+
+    def _open(self, target: str, busy_timeout: float, synchronous: str) -> None:
+        with translate_errors(self.path):
+            self.conn = sqlite3.connect(
+                target, timeout=busy_timeout, isolation_level=None, check_same_thread=False, uri=target.startswith("file:")
+            )
+            self.conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+            self._ensure_format()
 
     def _ensure_format(self) -> None:
         app_id, version = self._format()
@@ -371,6 +385,13 @@ class Store:
             "formatVersion": fmt,
             "types": types,
         }
+
+
+def _on_read_only_filesystem(path: str) -> bool:
+    try:
+        return bool(os.statvfs(os.path.dirname(os.path.abspath(path))).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def _file_size(path: str) -> int:
