@@ -515,7 +515,7 @@ class _Batch:
         self.model = store.model if validate else None
         self.position = store.conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0]
         self.heads: dict[str, int] = {}
-        self.seen: dict[str, tuple] = {}  # id -> (stream, type, data json, position), this batch
+        self.seen: dict[str, tuple] = {}  # id -> (stream, type, data json, position, line), this batch
         self.new_id = IdFactory()
         self.timestamp = now()
         self.dumps = dumps  # orjson after the first chunk: small appends skip importing it
@@ -561,7 +561,7 @@ class _Batch:
         self.position += 1
         self.heads[event.stream] = revision
         event_id = event.id or self.new_id()
-        self.seen[event_id] = (event.stream, event.type, data, self.position)
+        self.seen[event_id] = (event.stream, event.type, data, self.position, event.line)
         rows.append(
             (
                 self.position,
@@ -626,9 +626,12 @@ def _unencodable(rows: list[tuple], events: list[NewEvent]) -> EvtError:
 
 def _same_event(event: NewEvent, data: str, existing: tuple) -> int:
     "The stored position of an idempotent re-append; DuplicateEventId if it differs."
-    stream, type_, stored_data, position = existing
+    stream, type_, stored_data, position = existing[:4]
     if stream == event.stream and type_ == event.type and (stored_data == data or same_json(loads(stored_data), event.data)):
         return position
+    if len(existing) > 4:  # an earlier event of this batch, not stored yet
+        first = f" (first on line {existing[4]})" if existing[4] is not None else ""
+        raise DuplicateEventId(f"event id {event.id!r} is given twice in this batch with other content{first}")
     raise DuplicateEventId(
         f"event id {event.id!r} is already stored (position {position}, stream {stream!r}, type {type_!r}) with other content"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 
@@ -222,7 +223,8 @@ class TestNdjson:
         clash = "\n".join([envelope("s-2", id="y"), envelope("s-2", id="y", data={"other": 1})])
         result = evt("append", "--ndjson", "-", input=clash)
         assert result.exit_code == 3
-        assert result.stderr.startswith("evt: line 2: event id 'y' is already stored")
+        # y is not stored: the message says where it was given first
+        assert result.stderr == "evt: line 2: event id 'y' is given twice in this batch with other content (first on line 1)\n"
         assert count() == 1
 
     def test_read_output_is_valid_input_and_copies_a_log(self, evt):
