@@ -10,7 +10,7 @@ import os
 import re
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, UsageError
 
 CONFIG_NAME = "evt.toml"
 
@@ -84,6 +84,8 @@ class Config:
         return os.path.join(self.folder, os.path.expanduser(value))
 
     def db(self, option: str | None = None) -> str:
+        if option == "":  # --db "$UNSET": not a reason to write to ./events.db instead
+            raise UsageError("--db needs a file path, not an empty string")
         if option:
             return option
         if os.environ.get("EVT_DB"):

@@ -67,3 +67,11 @@ def test_weaker_durability_is_opt_in(evt, tmp_path, monkeypatch):
     monkeypatch.setenv("EVT_SYNCHRONOUS", "normal")
     assert evt("append", "s-1", "t.x", "-q").exit_code == 0
     assert os.path.exists(tmp_path / "events.db")
+
+
+def test_an_empty_db_option_is_a_usage_error(evt, tmp_path):
+    evt("append", "s-1", "t.x", "-q")
+    for command in (["append", "s-1", "t.x"], ["read"]):
+        result = evt(*command, "--db", "")
+        assert (result.exit_code, result.stdout, result.stderr) == (2, "", "evt: --db needs a file path, not an empty string\n")
+    assert evt("read").stdout.count("\n") == 1
