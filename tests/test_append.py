@@ -260,3 +260,25 @@ def test_big_integers_and_out_of_range_numbers_in_a_batch(evt):
     result = evt("append", "--ndjson", "-", input='{"stream": "s-2", "type": "a.b", "data": {}}\n{"stream": "s-2", "type": "a.b", "data": {"s": "\\udc00"}}\n')
     assert (result.exit_code, result.stderr) == (5, "evt: line 2: \\udc00 is not valid Unicode text (a lone surrogate)\n")
     assert count() == 1
+
+
+@pytest.mark.parametrize(
+    "timestamp, stored",
+    [
+        ("2026-01-01 10:00:00+01:00", "2026-01-01T09:00:00.000000Z"),  # RFC 3339 allows a space
+        ("0001-01-01T00:00:00+01:00", "evt: line 1: timestamp '0001-01-01T00:00:00+01:00' is out of range in UTC"),
+        ("9999-12-31T23:00:00-05:00", "evt: line 1: timestamp '9999-12-31T23:00:00-05:00' is out of range in UTC"),
+    ],
+)
+def test_imported_timestamps_at_the_edges(evt, timestamp, stored):
+    result = evt("append", "--ndjson", "-", input=json.dumps({"stream": "s-1", "type": "a.b", "data": {}, "timestamp": timestamp}))
+    if stored.startswith("evt:"):
+        assert (result.exit_code, result.stdout, result.stderr) == (5, "", stored + "\n")
+    else:
+        assert (result.exit_code, result.json()[0]["timestamp"]) == (0, stored)
+
+
+def test_a_time_bound_out_of_range_is_a_usage_error(evt):
+    evt("append", "s-1", "a.b", "-q")
+    result = evt("read", "--since", "0001-01-01T00:00:00+01:00")
+    assert (result.exit_code, result.stderr) == (2, "evt: --since '0001-01-01T00:00:00+01:00' is out of range in UTC\n")
