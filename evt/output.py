@@ -83,6 +83,7 @@ def print_table(
     "Rows as rich tables of TABLE_CHUNK rows each, so a long listing streams too."
     from rich.measure import Measurement
     from rich.table import Table
+    from rich.text import Text
 
     term = console()
     count = 0
@@ -98,7 +99,7 @@ def print_table(
             else:
                 table.add_column(name, no_wrap=True, min_width=max([len(name)] + [len(r[i]) for r in rows]))
         for r in rows:
-            table.add_row(*r)
+            table.add_row(*(Text(c) for c in r))  # as text: brackets in data are not rich markup
         # Too wide for the terminal: the last column gives up the room (cut with an
         # ellipsis); left to itself, rich shrinks every column and drops the narrow ones.
         table.expand = Measurement.get(term, term.options.update_width(UNBOUNDED), table).maximum > term.width

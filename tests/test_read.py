@@ -143,6 +143,14 @@ def test_bounds_and_limits_beyond_64_bits_mean_no_bound(evt):
     assert (evt("read", "--from", huge).exit_code, evt("read", "--from", huge).stdout) == (0, "")
 
 
+def test_brackets_in_a_table_are_text_not_markup(evt):
+    evt("append", "x-[/bold]", "t.[x]", '{"a": "[red]hi[/red]"}', "-q")
+    result = evt("read", "--format", "table")
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout.splitlines()[1].split()[1:4] == ["x-[/bold]", "1", "t.[x]"]
+    assert '{"a":"[red]hi[/red]"}' in result.stdout
+
+
 def test_unknown_format(evt):
     seed(evt)
     result = evt("read", "--format", "xml")
