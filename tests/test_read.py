@@ -143,7 +143,8 @@ def test_bounds_and_limits_beyond_64_bits_mean_no_bound(evt):
     assert (evt("read", "--from", huge).exit_code, evt("read", "--from", huge).stdout) == (0, "")
 
 
-def test_brackets_in_a_table_are_text_not_markup(evt):
+def test_brackets_in_a_table_are_text_not_markup(evt, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "120")
     evt("append", "x-[/bold]", "t.[x]", '{"a": "[red]hi[/red]"}', "-q")
     result = evt("read", "--format", "table")
     assert (result.exit_code, result.stderr) == (0, "")
