@@ -183,8 +183,11 @@ class Store:
         try:
             yield self.conn
         except BaseException:
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
+            try:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+            except sqlite3.ProgrammingError:  # closed already: Ctrl-C came between two steps
+                pass
             raise
         with translate_errors(self.path):
             self.conn.execute("COMMIT")

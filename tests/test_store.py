@@ -168,3 +168,12 @@ def test_expected_revisions_are_checked_again_against_a_store_created_meanwhile(
     with Store(path) as store:
         assert [e.type for e in store.read()] == ["t.other"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["events.db"]
+
+
+def test_an_interrupt_after_the_store_closed_is_still_the_interrupt(tmp_path):
+    # Ctrl-C may land between the steps that end a transaction and close the store.
+    store = Store(tmp_path / "events.db")
+    with pytest.raises(KeyboardInterrupt):
+        with store.transaction():
+            store.close()
+            raise KeyboardInterrupt
