@@ -231,14 +231,19 @@ class NewEvent:
             envelope["type"],
             envelope["data"],
             id=envelope.get("id"),
-            version=envelope.get("version", 1),
+            version=_or(envelope.get("version"), 1),
             source=envelope.get("source"),
             correlation_id=envelope.get("correlationId"),
             causation_id=envelope.get("causationId"),
             metadata=envelope.get("metadata"),
             timestamp=envelope.get("timestamp"),
-            expected=envelope.get("expectedRevision", ANY),
+            expected=_or(envelope.get("expectedRevision"), ANY),
         )
+
+
+def _or(value: Any, default: Any) -> Any:
+    "An optional envelope field: null is the same as leaving it out."
+    return default if value is None else value
 
 
 def check_name(field: str, value: Any) -> str:

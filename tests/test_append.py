@@ -160,6 +160,13 @@ def envelope(stream, type="a.b", **fields):
 
 
 class TestNdjson:
+    def test_null_optional_fields_are_as_if_left_out(self, evt):
+        nulls = {f: None for f in ("id", "version", "source", "correlationId", "causationId", "metadata", "timestamp", "expectedRevision")}
+        result = evt("append", "--ndjson", "-", input=envelope("s-1", **nulls))
+        assert result.exit_code == 0, result.stderr
+        stored = result.json()[0]
+        assert (stored["version"], stored["metadata"], stored["source"]) == (1, {}, None)
+
     def test_a_batch_is_stored_in_order_and_printed(self, evt, tmp_path):
         lines = [envelope("s-1", data={"n": 1}), "", envelope("s-2", data={"n": 2}), envelope("s-1", data={"n": 3})]
         (tmp_path / "batch.ndjson").write_text("\n".join(lines) + "\n")
