@@ -6,6 +6,7 @@ flat however long the log, and ``evt read | head -1`` sees its line at once.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any, Iterable, Sequence
 
@@ -24,6 +25,24 @@ def choose_format(requested: str | None) -> str:
     if requested not in FORMATS:
         raise UsageError(f"unknown format {requested!r} (choose from {', '.join(FORMATS)})")
     return requested
+
+
+def end_if_nobody_reads() -> None:
+    """End quietly, as a write would, once stdout is a pipe whose reader has gone.
+
+    ``evt tail -f | head -1`` then ends with ``head`` instead of at the next event.
+    """
+    import select
+    import signal
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLERR)
+        gone = poller.poll(0)
+    except (OSError, ValueError, AttributeError):
+        return
+    if gone:
+        os.kill(os.getpid(), signal.SIGPIPE)
 
 
 def write_json_lines(lines: Iterable[str], fmt: str) -> int:

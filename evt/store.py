@@ -10,7 +10,7 @@ import os
 import sqlite3
 import time
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from . import migrations
 from .envelope import ANY, EXISTS, Event, IdFactory, NewEvent, dumps, fast_dumps, loads
@@ -322,11 +322,13 @@ class Store:
         raw: bool = False,
         poll_interval: float = 0.05,
         as_json: bool = False,
+        idle: Callable[[], None] | None = None,
     ) -> Iterator[Any]:
         """Events after position ``after`` matching a filter, waiting for new ones forever.
 
         Waiting costs one ``PRAGMA data_version`` per poll interval: it changes only
         when another connection commits, so an idle follower does next to nothing.
+        ``idle`` is called once per poll interval while waiting (it may raise to stop).
         """
         filter = (filter or Filter()).following(after)
         select = self._select_json if as_json else self._select_events
@@ -336,6 +338,8 @@ class Store:
                 yield item
                 filter = filter.following(_position_of(item))
             while self._data_version() == version:
+                if idle is not None:
+                    idle()
                 time.sleep(poll_interval)
 
     def _data_version(self) -> int:

@@ -35,6 +35,16 @@ def test_read_into_head_ends_quietly(evt_proc):
     assert json.loads(proc.stdout)["position"] == 1
 
 
+def test_tail_follow_into_head_ends_with_head(evt_proc):
+    evt_proc("append", "s-1", "t.x", "-q")
+    proc = subprocess.run(
+        " ".join(evt_command()) + " tail -f | head -1",
+        shell=True, capture_output=True, executable="/bin/bash", timeout=20,
+    )
+    assert (proc.returncode, proc.stderr) == (0, b"")
+    assert json.loads(proc.stdout)["position"] == 1
+
+
 def wait_for_line(proc: subprocess.Popen, timeout: float = 10) -> dict:
     import selectors
 
