@@ -431,6 +431,7 @@ def _create_with(cls, path: str, events: Iterable[NewEvent], validate: bool, opt
     if not os.path.isdir(folder):
         raise StoreUnavailable(f"cannot create {path}: folder {folder} does not exist")
     staging_path = f"{path}.creating-{os.getpid()}"
+    _remove_store_files(staging_path)  # left by a killed process that had our pid
     expectations: dict[int, tuple] = {}
     try:
         with _naming(staging_path, path), cls(staging_path, **options) as staging:
@@ -438,7 +439,6 @@ def _create_with(cls, path: str, events: Iterable[NewEvent], validate: bool, opt
             staging.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         try:
             os.link(staging_path, path)
-            _sync_folder(folder)
         except OSError:  # published by another writer meanwhile (or no hard links here)
             with _naming(staging_path, path), cls(staging_path, create=False, **options) as staging:
                 store = cls(path, **options)
@@ -450,6 +450,7 @@ def _create_with(cls, path: str, events: Iterable[NewEvent], validate: bool, opt
                     raise
     finally:
         _remove_store_files(staging_path)
+    _sync_folder(folder)
     return cls(path, **options), positions
 
 
@@ -498,10 +499,15 @@ def _staged_events(staging: Store, positions: list[int], expectations: dict[int,
 
 
 def _sync_folder(folder: str) -> None:
-    "Make a new directory entry durable (the store's name must survive a power cut too)."
-    fd = os.open(folder, os.O_RDONLY)
+    "Make a new directory entry durable (the store's name must survive a power cut too), where allowed."
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
     try:
         os.fsync(fd)
+    except OSError:
+        pass
     finally:
         os.close(fd)
 

@@ -177,3 +177,14 @@ def test_an_interrupt_after_the_store_closed_is_still_the_interrupt(tmp_path):
         with store.transaction():
             store.close()
             raise KeyboardInterrupt
+
+
+def test_a_staging_file_left_by_a_killed_process_is_not_published(tmp_path):
+    import os
+
+    with Store(tmp_path / f"events.db.creating-{os.getpid()}") as stale:
+        stale.append(NewEvent("stale-1", "t.x"))
+    store, positions = Store.write_creating(tmp_path / "events.db", [NewEvent("s-1", "t.x")])
+    assert positions == [1] and [e.stream for e in store.read()] == ["s-1"]
+    store.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["events.db"]
