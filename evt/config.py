@@ -7,9 +7,10 @@ paths inside it are relative to the folder that holds it.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, UsageError
 
 CONFIG_NAME = "evt.toml"
 
@@ -62,14 +63,29 @@ class Config:
         value = self.data.get(key)
         if value is not None and not isinstance(value, kind):
             expected = getattr(kind, "__name__", "number")
-            raise ConfigError(f"{self.path}: {key} must be a {expected}, not {value!r}")
+            raise ConfigError(f"{self.where(key)}: {key} must be a {expected}, not {value!r}")
         return value
+
+    def where(self, key: str) -> str:
+        "The file, and the line that sets a top-level key, for messages."
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                for number, line in enumerate(f, 1):
+                    if line.startswith("["):
+                        break
+                    if re.match(rf"\s*{re.escape(key)}\s*=", line):
+                        return f"{self.path}, line {number}"
+        except (OSError, ValueError):
+            pass
+        return f"{self.path}"
 
     def resolve_path(self, value: str) -> str:
         "A path from evt.toml, relative to its folder."
         return os.path.join(self.folder, os.path.expanduser(value))
 
     def db(self, option: str | None = None) -> str:
+        if option == "":  # --db "$UNSET": not a reason to write to ./events.db instead
+            raise UsageError("--db needs a file path, not an empty string")
         if option:
             return option
         if os.environ.get("EVT_DB"):
@@ -99,7 +115,9 @@ class Config:
             raise ConfigError(f"EVT_BUSY_TIMEOUT must be a number of seconds, not {text!r}") from None
 
     def synchronous(self) -> str:
-        value = os.environ.get("EVT_SYNCHRONOUS") or self.get("synchronous") or "full"
+        from_env = os.environ.get("EVT_SYNCHRONOUS")
+        value = from_env or self.get("synchronous") or "full"
         if value.lower() not in ("full", "normal"):
-            raise ConfigError(f"synchronous must be 'full' or 'normal', not {value!r}")
+            source = "EVT_SYNCHRONOUS" if from_env else f"{self.where('synchronous')}: synchronous"
+            raise ConfigError(f"{source} must be 'full' or 'normal', not {value!r}")
         return value.lower()

@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from .errors import InvalidInput
+from .query import MAX_INTEGER
 from .timeutil import normalize_timestamp
 
 FIELDS = (
@@ -57,6 +58,24 @@ def _reject_constant(name: str) -> None:
 def loads(text: str | bytes) -> Any:
     "Strict JSON (no NaN or Infinity); ValueError on anything else."
     return json.loads(text, parse_constant=_reject_constant)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (_INFINITY, -_INFINITY):
+        raise ValueError(f"number {text} is out of range")
+    return value
+
+
+_INFINITY = float("inf")
+
+
+def parse_json(text: str | bytes) -> Any:
+    """JSON given by a user: strict, and every number must fit (no silent infinity).
+
+    ValueError (or RecursionError, for absurd nesting) on anything else.
+    """
+    return json.loads(text, parse_constant=_reject_constant, parse_float=_finite)
 
 
 def category_of(stream: str) -> str:
@@ -212,14 +231,19 @@ class NewEvent:
             envelope["type"],
             envelope["data"],
             id=envelope.get("id"),
-            version=envelope.get("version", 1),
+            version=_or(envelope.get("version"), 1),
             source=envelope.get("source"),
             correlation_id=envelope.get("correlationId"),
             causation_id=envelope.get("causationId"),
             metadata=envelope.get("metadata"),
             timestamp=envelope.get("timestamp"),
-            expected=envelope.get("expectedRevision", ANY),
+            expected=_or(envelope.get("expectedRevision"), ANY),
         )
+
+
+def _or(value: Any, default: Any) -> Any:
+    "An optional envelope field: null is the same as leaving it out."
+    return default if value is None else value
 
 
 def check_name(field: str, value: Any) -> str:
@@ -245,12 +269,14 @@ def check_object(field: str, value: Any) -> dict:
 def check_version(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidInput(f"version must be an integer >= 1, not {value!r}")
+    if value > MAX_INTEGER:
+        raise InvalidInput(f"version {value} is too large (at most {MAX_INTEGER})")
     return value
 
 
 def parse_expected(value: Any) -> int | str:
     "An expected revision: an int >= 0, ``any`` or ``exists`` (strings of digits too)."
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isascii() and value.isdigit():
         value = int(value)
     if value in (ANY, EXISTS) or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
         return value

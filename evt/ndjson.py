@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import re
 from typing import IO, Any, Iterator
 
-from .envelope import NewEvent, loads
+from .envelope import NewEvent, parse_json
 from .errors import EvtError, InvalidInput, LineError
 
 
+# orjson reads integers beyond 64 bits as floats, silently: a line with a run of 19 or
+# more digits goes to the standard library, which keeps them exact.
+_LONG_NUMBER = re.compile(rb"\d{19}")
+
+
 def parse_line(line: bytes) -> Any:
-    "One line of JSON: orjson for speed, the standard library for what orjson refuses (big integers)."
+    "One line of JSON: orjson for speed, the standard library where orjson is not exact or refuses."
     import orjson
 
+    if not _LONG_NUMBER.search(line):
+        try:
+            return orjson.loads(line)
+        except orjson.JSONDecodeError:
+            pass
     try:
-        return orjson.loads(line)
-    except orjson.JSONDecodeError:
-        pass
-    try:
-        return loads(line)
+        return parse_json(line)
     except (ValueError, RecursionError) as e:
         raise InvalidInput(f"invalid JSON: {e}") from None
 

@@ -6,6 +6,7 @@ flat however long the log, and ``evt read | head -1`` sees its line at once.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any, Iterable, Sequence
 
@@ -14,6 +15,7 @@ from .errors import UsageError
 
 FORMATS = ("table", "json", "ndjson")
 TABLE_CHUNK = 500
+UNBOUNDED = 1_000_000  # columns: to measure a table's natural width
 
 
 def choose_format(requested: str | None) -> str:
@@ -25,17 +27,40 @@ def choose_format(requested: str | None) -> str:
     return requested
 
 
+def end_if_nobody_reads() -> None:
+    """End quietly, as a write would, once stdout is a pipe whose reader has gone.
+
+    ``evt tail -f | head -1`` then ends with ``head`` instead of at the next event.
+    """
+    import select
+    import signal
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLERR)
+        gone = poller.poll(0)
+    except (OSError, ValueError, AttributeError):
+        return
+    if gone:
+        os.kill(os.getpid(), signal.SIGPIPE)
+
+
 def write_json_lines(lines: Iterable[str], fmt: str) -> int:
     "JSON texts as NDJSON or as one JSON array; returns how many were written."
     out = sys.stdout
     count = 0
     if fmt == "json":
         out.write("[")
-        for line in lines:
-            out.write(",\n" if count else "\n")
-            out.write(line)
+        try:
+            for line in lines:
+                out.write(",\n" if count else "\n")
+                out.write(line)
+                out.flush()
+                count += 1
+        except KeyboardInterrupt:  # Ctrl-C ends `evt tail -f`: what was written stays one array
+            out.write("\n]\n" if count else "]\n")
             out.flush()
-            count += 1
+            raise
         out.write("\n]\n" if count else "]\n")
     else:
         for line in lines:
@@ -75,7 +100,9 @@ def print_table(
     header: bool = True,
 ) -> int:
     "Rows as rich tables of TABLE_CHUNK rows each, so a long listing streams too."
+    from rich.measure import Measurement
     from rich.table import Table
+    from rich.text import Text
 
     term = console()
     count = 0
@@ -91,7 +118,10 @@ def print_table(
             else:
                 table.add_column(name, no_wrap=True, min_width=max([len(name)] + [len(r[i]) for r in rows]))
         for r in rows:
-            table.add_row(*r)
+            table.add_row(*(Text(c) for c in r))  # as text: brackets in data are not rich markup
+        # Too wide for the terminal: the last column gives up the room (cut with an
+        # ellipsis); left to itself, rich shrinks every column and drops the narrow ones.
+        table.expand = Measurement.get(term, term.options.update_width(UNBOUNDED), table).maximum > term.width
         term.print(table)
         chunk.clear()
 

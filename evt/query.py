@@ -12,6 +12,9 @@ from typing import Callable, Sequence
 # it gets the globs and returns (condition, params).
 TypeCondition = Callable[[Sequence[str]], tuple[str, list]]
 
+# SQLite's largest integer: a bound or limit beyond it means "no bound" (and would not bind).
+MAX_INTEGER = 2**63 - 1
+
 
 class Filter:
     """What to read. Bounds are inclusive.
@@ -99,11 +102,11 @@ class Filter:
         if self.until is not None:
             add("timestamp <= ? AND position <= (SELECT max(position) FROM events INDEXED BY events_timestamp WHERE timestamp <= ?)", self.until, self.until)
         if self.start is not None:
-            add(f"{bound} >= ?", self.start)
+            add(f"{bound} >= ?", min(self.start, MAX_INTEGER))
         if self.end is not None:
-            add(f"{bound} <= ?", self.end)
+            add(f"{bound} <= ?", min(self.end, MAX_INTEGER))
         if self.after is not None:
-            add("position > ?", self.after)
+            add("position > ?", min(self.after, MAX_INTEGER))
         sql = f"SELECT {columns} FROM events"
         if conditions:
             sql += " WHERE " + " AND ".join(conditions)
@@ -111,5 +114,5 @@ class Filter:
         sql += f" ORDER BY {order} DESC" if self.backwards else f" ORDER BY {order}"
         if self.limit is not None:
             sql += " LIMIT ?"
-            params.append(self.limit)
+            params.append(min(self.limit, MAX_INTEGER))
         return sql, params

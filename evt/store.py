@@ -10,13 +10,14 @@ import os
 import sqlite3
 import time
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from . import migrations
 from .envelope import ANY, EXISTS, Event, IdFactory, NewEvent, dumps, fast_dumps, loads
 from .errors import (
     DuplicateEventId,
     EvtError,
+    InvalidInput,
     LineError,
     NotAStore,
     StoreLocked,
@@ -105,18 +106,33 @@ class Store:
     ):
         self.path = os.fspath(path)
         self.model = model
+        self.create = create
         if synchronous not in ("full", "normal"):
             raise ValueError("synchronous must be 'full' or 'normal'")
         if not create and not os.path.exists(self.path):
             raise StoreMissing(
                 f"no store at {self.path} (evt append creates one; pass --db PATH or set EVT_DB to use another)"
             )
-        with translate_errors(self.path):
-            self.conn = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
-            self.conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
-            self._ensure_format()
+        try:
+            self._open(self.path, busy_timeout, synchronous)
+        except StoreUnavailable:
+            if not (os.path.exists(self.path) and _on_read_only_filesystem(self.path)):
+                raise
+            # SQLite cannot make the -shm file a WAL store needs for reading there; nothing
+            # can change the file either, so it may be read as immutable.
+            from urllib.parse import quote
+
+            self._open("file:" + quote(os.path.abspath(self.path)) + "?immutable=1", busy_timeout, synchronous)
 
     # -- opening -------------------------------------------------------------------
+
+    def _open(self, target: str, busy_timeout: float, synchronous: str) -> None:
+        with translate_errors(self.path):
+            self.conn = sqlite3.connect(
+                target, timeout=busy_timeout, isolation_level=None, check_same_thread=False, uri=target.startswith("file:")
+            )
+            self.conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+            self._ensure_format()
 
     def _ensure_format(self) -> None:
         app_id, version = self._format()
@@ -139,6 +155,8 @@ class Store:
         if app_id == 0:
             if self.conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]:
                 raise NotAStore(f"{self.path} is a SQLite file but not an evt store")
+            if not self.create:  # an empty file: reading never turns it into a store
+                raise StoreMissing(f"{self.path} is empty, not an evt store yet (evt append creates one)")
             return
         if app_id != migrations.APPLICATION_ID:
             raise NotAStore(f"{self.path} is not an evt store (application id {app_id:#x})")
@@ -165,8 +183,11 @@ class Store:
         try:
             yield self.conn
         except BaseException:
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
+            try:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+            except sqlite3.ProgrammingError:  # closed already: Ctrl-C came between two steps
+                pass
             raise
         with translate_errors(self.path):
             self.conn.execute("COMMIT")
@@ -191,6 +212,29 @@ class Store:
         """
         with translate_errors(self.path), self.transaction():
             return _Batch(self, validate and self.model is not None).write(events)
+
+    @classmethod
+    def write_creating(
+        cls, path: str | os.PathLike, events: Iterable[NewEvent], *, validate: bool = True, **options: Any
+    ) -> tuple["Store", list[int]]:
+        """Append events to the store at ``path``, creating it only if the append succeeds.
+
+        Returns the open store and the position of each event. A store that does not
+        exist yet is built in a staging file next to it and published (a hard link, which
+        never replaces a file) once the batch has committed: a failed first append leaves
+        nothing behind, and a writer that created the store a moment earlier loses nothing.
+        If another process published the store first, the staged events are appended to
+        it, their expected revisions checked again.
+        """
+        path = os.fspath(path)
+        if os.path.exists(path):
+            store = cls(path, **options)
+            try:
+                return store, store.write(events, validate=validate)
+            except BaseException:
+                store.close()
+                raise
+        return _create_with(cls, path, events, validate, options)
 
     def write_in_transaction(self, events: Iterable[NewEvent], *, validate: bool = True) -> list[int]:
         "Like ``write``, inside a transaction the caller holds (``with store.transaction():``)."
@@ -278,11 +322,13 @@ class Store:
         raw: bool = False,
         poll_interval: float = 0.05,
         as_json: bool = False,
+        idle: Callable[[], None] | None = None,
     ) -> Iterator[Any]:
         """Events after position ``after`` matching a filter, waiting for new ones forever.
 
         Waiting costs one ``PRAGMA data_version`` per poll interval: it changes only
         when another connection commits, so an idle follower does next to nothing.
+        ``idle`` is called once per poll interval while waiting (it may raise to stop).
         """
         filter = (filter or Filter()).following(after)
         select = self._select_json if as_json else self._select_events
@@ -292,6 +338,8 @@ class Store:
                 yield item
                 filter = filter.following(_position_of(item))
             while self._data_version() == version:
+                if idle is not None:
+                    idle()
                 time.sleep(poll_interval)
 
     def _data_version(self) -> int:
@@ -346,6 +394,13 @@ class Store:
         }
 
 
+def _on_read_only_filesystem(path: str) -> bool:
+    try:
+        return bool(os.statvfs(os.path.dirname(os.path.abspath(path))).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 def _file_size(path: str) -> int:
     return sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
 
@@ -370,6 +425,101 @@ def _runs(positions: Iterable[int]) -> Iterator[tuple[int, int]]:
         yield start, end
 
 
+def _create_with(cls, path: str, events: Iterable[NewEvent], validate: bool, options: dict) -> tuple[Store, list[int]]:
+    "``Store.write_creating`` for a store that does not exist yet."
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise StoreUnavailable(f"cannot create {path}: folder {folder} does not exist")
+    staging_path = f"{path}.creating-{os.getpid()}"
+    _remove_store_files(staging_path)  # left by a killed process that had our pid
+    expectations: dict[int, tuple] = {}
+    try:
+        with _naming(staging_path, path), cls(staging_path, **options) as staging:
+            positions = staging.write(_remembering(events, expectations), validate=validate)
+            staging.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        try:
+            os.link(staging_path, path)
+        except OSError:  # published by another writer meanwhile (or no hard links here)
+            with _naming(staging_path, path), cls(staging_path, create=False, **options) as staging:
+                store = cls(path, **options)
+                try:
+                    staged = _staged_events(staging, positions, expectations)
+                    return store, store.write(staged, validate=False)
+                except BaseException:
+                    store.close()
+                    raise
+    finally:
+        _remove_store_files(staging_path)
+    _sync_folder(folder)
+    return cls(path, **options), positions
+
+
+@contextmanager
+def _naming(staging_path: str, path: str) -> Iterator[None]:
+    "Errors about the staging file name the store the user asked for."
+    try:
+        yield
+    except StoreUnavailable as e:
+        raise type(e)(str(e).replace(staging_path, path)) from e
+
+
+def _remembering(events: Iterable[NewEvent], expectations: dict[int, tuple]) -> Iterator[NewEvent]:
+    "The events, noting each one's expected revision and line (needed if they must be appended again)."
+    for index, event in enumerate(events):
+        if event.expected != ANY or event.line is not None:
+            expectations[index] = (event.expected, event.line)
+        yield event
+
+
+def _staged_events(staging: Store, positions: list[int], expectations: dict[int, tuple]) -> Iterator[NewEvent]:
+    "The events of a staged batch as they were given (an id given twice, twice), to append elsewhere."
+    stored = staging.read(raw=True)
+    seen = 0
+    for index, position in enumerate(positions):
+        if position > seen:
+            event, seen = next(stored), position
+        else:
+            event = next(staging.events_at([position], raw=True))
+        expected, line = expectations.get(index, (ANY, None))
+        again = NewEvent(
+            event.stream,
+            event.type,
+            event.data,
+            id=event.id,
+            version=event.version,
+            source=event.source,
+            correlation_id=event.correlation_id,
+            causation_id=event.causation_id,
+            metadata=event.metadata,
+            timestamp=event.timestamp,
+            expected=expected,
+        )
+        again.line = line
+        yield again
+
+
+def _sync_folder(folder: str) -> None:
+    "Make a new directory entry durable (the store's name must survive a power cut too), where allowed."
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _remove_store_files(path: str) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        try:
+            os.remove(path + suffix)
+        except FileNotFoundError:
+            pass
+
+
 class _Batch:
     "The work of one append transaction: ids, expected revisions, positions."
 
@@ -378,7 +528,7 @@ class _Batch:
         self.model = store.model if validate else None
         self.position = store.conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0]
         self.heads: dict[str, int] = {}
-        self.seen: dict[str, tuple] = {}  # id -> (stream, type, data json, position), this batch
+        self.seen: dict[str, tuple] = {}  # id -> (stream, type, data json, position, line), this batch
         self.new_id = IdFactory()
         self.timestamp = now()
         self.dumps = dumps  # orjson after the first chunk: small appends skip importing it
@@ -398,14 +548,18 @@ class _Batch:
 
     def _write_chunk(self, chunk: list[NewEvent]) -> list[int]:
         stored = self._stored_ids([e.id for e in chunk if e.id is not None])
-        rows, positions = [], []
+        rows, positions, placed = [], [], []
         for event in chunk:
             try:
                 positions.append(self._place(event, stored, rows))
             except EvtError as e:
-                line = getattr(event, "line", None)
-                raise LineError(line, e) if line is not None else e
-        self.conn.executemany(INSERT, rows)
+                raise _on_line(event, e)
+            if len(placed) < len(rows):
+                placed.append(event)
+        try:
+            self.conn.executemany(INSERT, rows)
+        except UnicodeEncodeError:  # a lone surrogate ("\ud800") is JSON, but not text SQLite can store
+            raise _unencodable(rows, placed) from None
         return positions
 
     def _place(self, event: NewEvent, stored: dict, rows: list) -> int:
@@ -420,7 +574,7 @@ class _Batch:
         self.position += 1
         self.heads[event.stream] = revision
         event_id = event.id or self.new_id()
-        self.seen[event_id] = (event.stream, event.type, data, self.position)
+        self.seen[event_id] = (event.stream, event.type, data, self.position, event.line)
         rows.append(
             (
                 self.position,
@@ -465,11 +619,46 @@ class _Batch:
         return {row[0]: row[1:] for row in rows}
 
 
+def _on_line(event: NewEvent, error: EvtError) -> EvtError:
+    "The error, naming the NDJSON line of the event when it came from one."
+    return LineError(event.line, error) if event.line is not None else error
+
+
+def _unencodable(rows: list[tuple], events: list[NewEvent]) -> EvtError:
+    "InvalidInput for the first row holding text that is not valid Unicode."
+    for row, event in zip(rows, events):
+        for value in row:
+            try:
+                if isinstance(value, str):
+                    value.encode()
+            except UnicodeEncodeError as e:
+                bad = value[e.start : e.end].encode("unicode_escape").decode()
+                return _on_line(event, InvalidInput(f"{bad} is not valid Unicode text (a lone surrogate)"))
+    return InvalidInput("the events hold text that is not valid Unicode")
+
+
 def _same_event(event: NewEvent, data: str, existing: tuple) -> int:
     "The stored position of an idempotent re-append; DuplicateEventId if it differs."
-    stream, type_, stored_data, position = existing
-    if stream == event.stream and type_ == event.type and (stored_data == data or loads(stored_data) == event.data):
+    stream, type_, stored_data, position = existing[:4]
+    if stream == event.stream and type_ == event.type and (stored_data == data or same_json(loads(stored_data), event.data)):
         return position
+    if len(existing) > 4:  # an earlier event of this batch, not stored yet
+        first = f" (first on line {existing[4]})" if existing[4] is not None else ""
+        raise DuplicateEventId(f"event id {event.id!r} is given twice in this batch with other content{first}")
     raise DuplicateEventId(
         f"event id {event.id!r} is already stored (position {position}, stream {stream!r}, type {type_!r}) with other content"
     )
+
+
+def same_json(a: Any, b: Any) -> bool:
+    """Whether two JSON values are the same: key order aside, and 1 == 1.0.
+
+    Python's ``==`` also holds ``true == 1`` and ``false == 0``, which JSON does not.
+    """
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same_json(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b))
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    return a == b

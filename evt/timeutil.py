@@ -40,9 +40,12 @@ def normalize_timestamp(text: object) -> str:
         raise InvalidInput(f"timestamp {text!r} is not RFC 3339") from None
     if _CANONICAL.fullmatch(text):  # already canonical (an imported log): skip strftime, 7x faster
         return text
-    if parsed.tzinfo is None or "T" not in text.upper():
+    if parsed.tzinfo is None or text[10:11] not in ("T", "t", " "):
         raise InvalidInput(f"timestamp {text!r} needs a date, a time and a UTC offset (e.g. Z)")
-    return canonical(parsed)
+    try:
+        return canonical(parsed)
+    except OverflowError:
+        raise InvalidInput(f"timestamp {text!r} is out of range in UTC") from None
 
 
 def canonical(moment: datetime) -> str:
@@ -69,7 +72,10 @@ def parse_time_bound(text: str, option: str) -> str:
         ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
-    return canonical(parsed)
+    try:
+        return canonical(parsed)
+    except OverflowError:
+        raise UsageError(f"{option} {text!r} is out of range in UTC") from None
 
 
 def seconds_since(a: str, b: str) -> float:

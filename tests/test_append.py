@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 
@@ -77,7 +78,11 @@ def test_quiet_prints_nothing(evt):
         (["s-1", "a.b", "{bad"], "evt: DATA is not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)", 5),
         (["s-1", "a.b", "[1, 2]"], "evt: DATA must be a JSON object, not list", 5),
         (["s-1", "a.b", '{"x": NaN}'], "evt: DATA is not valid JSON: NaN is not valid JSON", 5),
+        (["s-1", "a.b", '{"x": 1e400}'], "evt: DATA is not valid JSON: number 1e400 is out of range", 5),
+        (["s-1", "a.b", '{"x": "\\ud800"}'], "evt: \\ud800 is not valid Unicode text (a lone surrogate)", 5),
+        (["s-1", "a.b", "--source", "\udcff"], "evt: \\udcff is not valid Unicode text (a lone surrogate)", 5),
         (["s-1", "a.b", "--schema-version", "0"], "evt: version must be an integer >= 1, not 0", 5),
+        (["s-1", "a.b", "--schema-version", str(2**64)], f"evt: version {2**64} is too large (at most {2**63 - 1})", 5),
         (["s-1", "a.b", "--metadata", "[]"], "evt: --metadata must be a JSON object, not list", 5),
         (["s-1", "a.b", "--meta", "novalue"], "evt: --meta takes KEY=VALUE, not 'novalue'", 2),
         (["s-1", "a.b", "--expect", "sometimes"], "evt: --expect: expected revision must be a number >= 0, 'any' or 'exists', not 'sometimes'", 2),
@@ -138,12 +143,30 @@ class TestIdempotency:
         assert other_stream.exit_code == 3
         assert count() == 1
 
+    @pytest.mark.parametrize("other", ['{"x": true}', '{"x": [1]}', '{"x": 1, "y": null}', '{"x": "1"}'])
+    def test_true_is_not_1(self, evt, other):
+        evt("append", "s-1", "a.b", '{"x": 1}', "--id", "k1", "-q")
+        assert evt("append", "s-1", "a.b", other, "--id", "k1").exit_code == 3
+        assert evt("append", "s-1", "a.b", '{"x": 1.0}', "--id", "k1").exit_code == 0
+        assert count() == 1
+
+    def test_expect_takes_ascii_digits_only(self, evt):
+        result = evt("append", "s-1", "a.b", "--expect", "\uff10")
+        assert (result.exit_code, result.stderr) == (2, "evt: --expect: expected revision must be a number >= 0, 'any' or 'exists', not '\uff10'\n")
+
 
 def envelope(stream, type="a.b", **fields):
     return json.dumps({"stream": stream, "type": type, "data": fields.pop("data", {}), **fields})
 
 
 class TestNdjson:
+    def test_null_optional_fields_are_as_if_left_out(self, evt):
+        nulls = {f: None for f in ("id", "version", "source", "correlationId", "causationId", "metadata", "timestamp", "expectedRevision")}
+        result = evt("append", "--ndjson", "-", input=envelope("s-1", **nulls))
+        assert result.exit_code == 0, result.stderr
+        stored = result.json()[0]
+        assert (stored["version"], stored["metadata"], stored["source"]) == (1, {}, None)
+
     def test_a_batch_is_stored_in_order_and_printed(self, evt, tmp_path):
         lines = [envelope("s-1", data={"n": 1}), "", envelope("s-2", data={"n": 2}), envelope("s-1", data={"n": 3})]
         (tmp_path / "batch.ndjson").write_text("\n".join(lines) + "\n")
@@ -207,7 +230,8 @@ class TestNdjson:
         clash = "\n".join([envelope("s-2", id="y"), envelope("s-2", id="y", data={"other": 1})])
         result = evt("append", "--ndjson", "-", input=clash)
         assert result.exit_code == 3
-        assert result.stderr.startswith("evt: line 2: event id 'y' is already stored")
+        # y is not stored: the message says where it was given first
+        assert result.stderr == "evt: line 2: event id 'y' is given twice in this batch with other content (first on line 1)\n"
         assert count() == 1
 
     def test_read_output_is_valid_input_and_copies_a_log(self, evt):
@@ -229,3 +253,39 @@ class TestNdjson:
         again = evt("append", "--ndjson", "-", input=batch)
         assert len(again.lines) == 2500 and count() == 2500
         assert [e["data"]["i"] for e in again.json()] == list(range(2500))
+
+
+def test_big_integers_and_out_of_range_numbers_in_a_batch(evt):
+    big = '{"stream": "s-1", "type": "a.b", "data": {"n": 123456789012345678901234567890, "m": -18446744073709551617}}\n'
+    assert evt("append", "--ndjson", "-", input=big).json()[0]["data"] == {
+        "n": 123456789012345678901234567890,
+        "m": -18446744073709551617,
+    }
+    lines = "".join(f'{{"stream": "s-2", "type": "a.b", "data": {{"i": {i}}}}}\n' for i in range(600))
+    result = evt("append", "--ndjson", "-", input=lines + '{"stream": "s-2", "type": "a.b", "data": {"f": 1e999}}\n')
+    assert (result.exit_code, result.stdout, result.stderr) == (5, "", "evt: line 601: invalid JSON: number 1e999 is out of range\n")
+    result = evt("append", "--ndjson", "-", input='{"stream": "s-2", "type": "a.b", "data": {}}\n{"stream": "s-2", "type": "a.b", "data": {"s": "\\udc00"}}\n')
+    assert (result.exit_code, result.stderr) == (5, "evt: line 2: \\udc00 is not valid Unicode text (a lone surrogate)\n")
+    assert count() == 1
+
+
+@pytest.mark.parametrize(
+    "timestamp, stored",
+    [
+        ("2026-01-01 10:00:00+01:00", "2026-01-01T09:00:00.000000Z"),  # RFC 3339 allows a space
+        ("0001-01-01T00:00:00+01:00", "evt: line 1: timestamp '0001-01-01T00:00:00+01:00' is out of range in UTC"),
+        ("9999-12-31T23:00:00-05:00", "evt: line 1: timestamp '9999-12-31T23:00:00-05:00' is out of range in UTC"),
+    ],
+)
+def test_imported_timestamps_at_the_edges(evt, timestamp, stored):
+    result = evt("append", "--ndjson", "-", input=json.dumps({"stream": "s-1", "type": "a.b", "data": {}, "timestamp": timestamp}))
+    if stored.startswith("evt:"):
+        assert (result.exit_code, result.stdout, result.stderr) == (5, "", stored + "\n")
+    else:
+        assert (result.exit_code, result.json()[0]["timestamp"]) == (0, stored)
+
+
+def test_a_time_bound_out_of_range_is_a_usage_error(evt):
+    evt("append", "s-1", "a.b", "-q")
+    result = evt("read", "--since", "0001-01-01T00:00:00+01:00")
+    assert (result.exit_code, result.stderr) == (2, "evt: --since '0001-01-01T00:00:00+01:00' is out of range in UTC\n")

@@ -54,13 +54,24 @@ def test_a_broken_evt_toml_is_exit_2_naming_file_and_line(evt, tmp_path):
 def test_a_wrong_type_in_evt_toml(evt, tmp_path):
     (tmp_path / "evt.toml").write_text("db = 5\n")
     result = evt("read")
-    assert (result.exit_code, result.stderr) == (2, f"evt: {tmp_path / 'evt.toml'}: db must be a str, not 5\n")
+    assert (result.exit_code, result.stderr) == (2, f"evt: {tmp_path / 'evt.toml'}, line 1: db must be a str, not 5\n")
+    (tmp_path / "evt.toml").write_text('# the store\n\ndb = "x.db"\nsynchronous = "off"\n')
+    result = evt("append", "s-1", "t.x")
+    assert (result.exit_code, result.stderr) == (2, f"evt: {tmp_path / 'evt.toml'}, line 4: synchronous must be 'full' or 'normal', not 'off'\n")
 
 
 def test_weaker_durability_is_opt_in(evt, tmp_path, monkeypatch):
     monkeypatch.setenv("EVT_SYNCHRONOUS", "sometimes")
     result = evt("append", "s-1", "t.x")
-    assert (result.exit_code, result.stderr) == (2, "evt: synchronous must be 'full' or 'normal', not 'sometimes'\n")
+    assert (result.exit_code, result.stderr) == (2, "evt: EVT_SYNCHRONOUS must be 'full' or 'normal', not 'sometimes'\n")
     monkeypatch.setenv("EVT_SYNCHRONOUS", "normal")
     assert evt("append", "s-1", "t.x", "-q").exit_code == 0
     assert os.path.exists(tmp_path / "events.db")
+
+
+def test_an_empty_db_option_is_a_usage_error(evt, tmp_path):
+    evt("append", "s-1", "t.x", "-q")
+    for command in (["append", "s-1", "t.x"], ["read"]):
+        result = evt(*command, "--db", "")
+        assert (result.exit_code, result.stdout, result.stderr) == (2, "", "evt: --db needs a file path, not an empty string\n")
+    assert evt("read").stdout.count("\n") == 1

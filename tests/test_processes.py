@@ -13,6 +13,7 @@ import time
 import pytest
 
 from conftest import evt_command
+from evt import NewEvent, Store
 
 
 def spawn(*args, **kwargs) -> subprocess.Popen:
@@ -31,6 +32,16 @@ def test_read_into_head_ends_quietly(evt_proc):
     )
     assert proc.returncode == 0
     assert proc.stderr == b""
+    assert json.loads(proc.stdout)["position"] == 1
+
+
+def test_tail_follow_into_head_ends_with_head(evt_proc):
+    evt_proc("append", "s-1", "t.x", "-q")
+    proc = subprocess.run(
+        "timeout 20 " + " ".join(evt_command()) + " tail -f | head -1; echo ${PIPESTATUS[0]} >&2",
+        shell=True, capture_output=True, executable="/bin/bash", timeout=30,
+    )
+    assert (proc.returncode, proc.stderr) == (0, b"141\n")  # as a write to the closed pipe would, not 124 (timeout)
     assert json.loads(proc.stdout)["position"] == 1
 
 
@@ -114,6 +125,27 @@ def test_concurrent_writers_lose_nothing_and_duplicate_nothing(evt_proc, tmp_pat
         assert by_stream[f"own-{w}"] == list(range(1, 26))
 
 
+def test_a_failing_writer_on_a_new_store_loses_no_one_elses_events(tmp_path):
+    # The failing batch starts first (creating the store), the others start while it waits
+    # for its input, then its input turns out bad.
+    failing = spawn("append", "--ndjson", "-", "-q", cwd=tmp_path, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    failing.stdin.write(b'{"stream": "b-1", "type": "t.x", "data": {}}\n')
+    failing.stdin.flush()
+    deadline = time.monotonic() + 10
+    while not any(name.startswith("events.db") for name in os.listdir(tmp_path)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    good = [spawn("append", f"g-{i}", "t.x", "-q", cwd=tmp_path, stderr=subprocess.PIPE) for i in range(6)]
+    time.sleep(1.0)
+    failing.communicate(b'{"stream": "b-1", "type": "t.x", "data": {')
+    assert failing.returncode == 5
+    for proc in good:
+        assert proc.wait(60) == 0, proc.stderr.read()
+    conn = sqlite3.connect(tmp_path / "events.db")
+    assert conn.execute("SELECT count(*), max(position) FROM events").fetchone() == (6, 6)
+    conn.close()
+    assert sorted(os.listdir(tmp_path)) == ["events.db"]
+
+
 def test_kill_9_in_the_middle_of_a_batch_writes_all_or_nothing(evt_proc, tmp_path):
     evt_proc("append", "s-0", "t.x", "-q")
     writer = spawn("append", "--ndjson", "-", "-q", cwd=tmp_path, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -147,6 +179,18 @@ def test_ctrl_c_ends_a_reader_quietly_with_130(evt_proc, tmp_path):
     assert follower.stderr.read() == b""
 
 
+def test_tail_follow_as_json_is_one_array_closed_by_ctrl_c(evt_proc, tmp_path):
+    evt_proc("append", "s-1", "t.x", "-q")
+    follower = spawn("tail", "-f", "--format", "json", cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(0.5)
+    evt_proc("append", "s-1", "t.y", "-q")
+    time.sleep(0.5)
+    follower.send_signal(signal.SIGINT)
+    out, err = follower.communicate(timeout=10)
+    assert (follower.returncode, err) == (130, b"")
+    assert [e["type"] for e in json.loads(out)] == ["t.x", "t.y"]
+
+
 def test_a_store_locked_past_the_busy_timeout_is_exit_6(evt_proc, tmp_path):
     evt_proc("append", "s-1", "t.x", "-q")
     holder = sqlite3.connect(tmp_path / "events.db", isolation_level=None)
@@ -164,6 +208,10 @@ def test_debug_shows_a_traceback(evt_proc):
     loud = evt_proc("read", "--db", "missing.db", env={"EVT_DEBUG": "1"})
     assert quiet.stderr.count("\n") == 1 and "Traceback" not in quiet.stderr
     assert loud.exit_code != 0 and "Traceback" in loud.stderr and "StoreMissing" in loud.stderr
+    # the same exit code and message as without it, so a script behaves alike; 0 is off
+    assert (loud.exit_code, loud.stderr.splitlines()[-1] + "\n") == (quiet.exit_code, quiet.stderr) == (6, quiet.stderr)
+    off = evt_proc("read", "--db", "missing.db", env={"EVT_DEBUG": "0"})
+    assert (off.exit_code, off.stderr) == (6, quiet.stderr)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write read-only files")
@@ -180,3 +228,30 @@ def test_the_installed_script_runs(tmp_path):
     script = os.path.join(os.path.dirname(sys.executable), "evt")
     proc = subprocess.run([script, "append", "s-1", "t.x", "-q"], cwd=tmp_path, capture_output=True)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    "A folder holding a store, mounted read-only (root only, where mounts are allowed)."
+    source, mounted = tmp_path / "source", tmp_path / "mounted"
+    source.mkdir()
+    mounted.mkdir()
+    with Store(source / "events.db") as store:
+        store.append(NewEvent("s-1", "t.x", {"n": 1}))
+    if subprocess.run(["mount", "--bind", str(source), str(mounted)], capture_output=True).returncode:
+        pytest.skip("cannot mount a folder here")
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(mounted)], check=True)
+        assert os.statvfs(mounted).f_flag & os.ST_RDONLY
+        yield mounted
+    finally:
+        subprocess.run(["umount", str(mounted)], check=True)
+
+
+def test_a_store_on_a_read_only_filesystem_is_readable_and_appending_is_exit_6(evt_proc, read_only_folder):
+    db = read_only_folder / "events.db"
+    read = evt_proc("read", "--db", db)
+    assert (read.exit_code, [e["data"] for e in map(json.loads, read.stdout.splitlines())], read.stderr) == (0, [{"n": 1}], "")
+    append = evt_proc("append", "s-1", "t.x", "--db", db)
+    assert (append.exit_code, append.stdout) == (6, "")
+    assert append.stderr == f"evt: {db} is read-only: attempt to write a readonly database\n"

@@ -87,6 +87,15 @@ def test_reading_never_creates_a_store(evt, tmp_path):
     assert not (tmp_path / "events.db").exists()
 
 
+def test_reading_an_empty_file_leaves_it_empty(evt, tmp_path):
+    (tmp_path / "events.db").touch()
+    for command in (["read"], ["tail"], ["streams"], ["stats"]):
+        result = evt(*command)
+        assert (result.exit_code, result.stderr) == (6, "evt: events.db is empty, not an evt store yet (evt append creates one)\n")
+    assert (tmp_path / "events.db").stat().st_size == 0
+    assert evt("append", "s-1", "t.x", "-q").exit_code == 0
+
+
 def test_bad_time_bound_is_a_usage_error(evt):
     seed(evt)
     result = evt("read", "--since", "last tuesday")
@@ -113,6 +122,34 @@ def test_table_format(evt):
     out = evt("read", "--format", "table", "--limit", "1").stdout
     assert out.split()[:7] == ["pos", "stream", "rev", "type", "v", "timestamp", "data"]
     assert "order-1" in out and "order.placed" in out
+
+
+def test_a_table_too_wide_for_the_terminal_cuts_the_data_column_and_keeps_the_others(evt, monkeypatch):
+    evt("append", "s-1", "t.x", json.dumps({"pad": "x" * 200}), "-q")
+    monkeypatch.setenv("COLUMNS", "80")
+    lines = evt("read", "--format", "table").stdout.splitlines()
+    assert lines[0].split() == ["pos", "stream", "rev", "type", "v", "timestamp", "data"]
+    assert lines[1].split()[:5] == ["1", "s-1", "1", "t.x", "1"]
+    assert lines[1].endswith('{"pad":"' + 'x' * 15 + '…')
+    assert [len(line) for line in lines] == [80, 80]
+
+
+def test_bounds_and_limits_beyond_64_bits_mean_no_bound(evt):
+    seed(evt)
+    huge = str(2**64)
+    assert len(evt("read", "--limit", huge).lines) == 6
+    assert len(evt("tail", "-n", huge).lines) == 6
+    assert len(evt("read", "order-1", "--to", huge).lines) == 3
+    assert (evt("read", "--from", huge).exit_code, evt("read", "--from", huge).stdout) == (0, "")
+
+
+def test_brackets_in_a_table_are_text_not_markup(evt, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "120")
+    evt("append", "x-[/bold]", "t.[x]", '{"a": "[red]hi[/red]"}', "-q")
+    result = evt("read", "--format", "table")
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout.splitlines()[1].split()[1:4] == ["x-[/bold]", "1", "t.[x]"]
+    assert '{"a":"[red]hi[/red]"}' in result.stdout
 
 
 def test_unknown_format(evt):

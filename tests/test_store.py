@@ -115,3 +115,76 @@ def test_json_lines_built_in_sql_equal_python_encoding(store):
     from_python = [e.to_json() for e in store.read()]
     assert [json.loads(line) for line in from_sql] == [json.loads(line) for line in from_python]
     assert from_sql == from_python
+
+
+# -- creating a store on the first append ---------------------------------------------
+
+
+def test_a_failed_first_append_leaves_no_store(tmp_path):
+    bad = [NewEvent("s-1", "t.x"), NewEvent("s-1", "t.x", expected=5)]
+    with pytest.raises(WrongExpectedRevision):
+        Store.write_creating(tmp_path / "events.db", bad)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_first_append_publishes_a_complete_store(tmp_path):
+    store, positions = Store.write_creating(tmp_path / "events.db", [NewEvent("s-1", "t.x"), NewEvent("s-2", "t.y")])
+    store.close()
+    assert positions == [1, 2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["events.db"]
+    conn = sqlite3.connect(tmp_path / "events.db")
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert conn.execute("SELECT stream, revision FROM events ORDER BY position").fetchall() == [("s-1", 1), ("s-2", 1)]
+
+
+def creating_meanwhile(path, events, winner):
+    "The events, with another writer creating the store and appending ``winner`` half-way through."
+    for i, event in enumerate(events):
+        if i == 1:
+            with Store(path) as other:
+                other.append(winner)
+        yield event
+
+
+def test_a_store_created_by_another_writer_meanwhile_keeps_both_batches(tmp_path):
+    path = tmp_path / "events.db"
+    mine = [NewEvent("s-1", "t.x", {"n": 1}, id="a"), NewEvent("s-2", "t.x", {"n": 2}), NewEvent("s-1", "t.x", {"n": 1}, id="a")]
+    store, positions = Store.write_creating(path, creating_meanwhile(path, mine, [NewEvent("s-1", "t.other")]))
+    assert positions == [2, 3, 2]
+    assert [(e.stream, e.revision, e.type, e.id == "a") for e in store.read()] == [
+        ("s-1", 1, "t.other", False),
+        ("s-1", 2, "t.x", True),
+        ("s-2", 1, "t.x", False),
+    ]
+    store.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["events.db"]
+
+
+def test_expected_revisions_are_checked_again_against_a_store_created_meanwhile(tmp_path):
+    path = tmp_path / "events.db"
+    mine = [NewEvent("s-9", "t.x"), NewEvent("s-1", "t.x", expected=0)]
+    with pytest.raises(WrongExpectedRevision, match="'s-1' is at revision 1, expected 0"):
+        Store.write_creating(path, creating_meanwhile(path, mine, [NewEvent("s-1", "t.other")]))
+    with Store(path) as store:
+        assert [e.type for e in store.read()] == ["t.other"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["events.db"]
+
+
+def test_an_interrupt_after_the_store_closed_is_still_the_interrupt(tmp_path):
+    # Ctrl-C may land between the steps that end a transaction and close the store.
+    store = Store(tmp_path / "events.db")
+    with pytest.raises(KeyboardInterrupt):
+        with store.transaction():
+            store.close()
+            raise KeyboardInterrupt
+
+
+def test_a_staging_file_left_by_a_killed_process_is_not_published(tmp_path):
+    import os
+
+    with Store(tmp_path / f"events.db.creating-{os.getpid()}") as stale:
+        stale.append(NewEvent("stale-1", "t.x"))
+    store, positions = Store.write_creating(tmp_path / "events.db", [NewEvent("s-1", "t.x")])
+    assert positions == [1] and [e.stream for e in store.read()] == ["s-1"]
+    store.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["events.db"]

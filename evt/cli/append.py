@@ -9,7 +9,6 @@ then parses and reports it; both build the same ``AppendRequest``.
 
 from __future__ import annotations
 
-import os
 import sys
 
 from ..errors import InvalidInput, UsageError
@@ -135,10 +134,10 @@ def read_argument(text: str) -> bytes:
 
 
 def parse_object(text: str | bytes, what: str) -> dict:
-    from ..envelope import loads
+    from ..envelope import parse_json
 
     try:
-        value = loads(text)
+        value = parse_json(text)
     except (ValueError, RecursionError) as e:
         raise InvalidInput(f"{what} is not valid JSON: {e}") from None
     if not isinstance(value, dict):
@@ -202,14 +201,7 @@ def run_append(req: AppendRequest) -> int:
         raise UsageError(f"--expect: {e}") from None
     events = batch_events(req) if req.ndjson is not None else [single_event(req)]
     ctx = Context(req.db, req.config, req.model)
-    created = not os.path.exists(ctx.db_path)
-    try:
-        store = ctx.open(create=True)
-        positions = store.write(events, validate=not req.no_validate)
-    except BaseException:
-        if created:
-            remove_store_files(ctx.db_path)  # bad input leaves nothing behind, not even an empty store
-        raise
+    store, positions = ctx.write_creating(events, validate=not req.no_validate)
     if not req.quiet:
         print_events(store, positions, req.format)
     store.close()
@@ -224,11 +216,3 @@ def print_events(store, positions: list[int], requested: str | None) -> None:
         print_table((envelope_row(e) for e in store.events_at(positions, raw=True)), ENVELOPE_COLUMNS)
     else:
         write_json_lines(store.json_at(positions, raw=True), fmt)
-
-
-def remove_store_files(path: str) -> None:
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        try:
-            os.remove(path + suffix)
-        except OSError:
-            pass

@@ -16,10 +16,16 @@ def fail(message: str, code: int) -> int:
     return code
 
 
+def debugging() -> bool:
+    "``EVT_DEBUG`` set to anything but empty, 0, false, no or off."
+    return os.environ.get("EVT_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
 def guarded(fn: Callable[..., Any], *args: Any) -> int:
     """Run a command; map evt's errors, Ctrl-C and a closed pipe to exit codes.
 
-    ``EVT_DEBUG=1`` lets the traceback through instead.
+    ``EVT_DEBUG=1`` prints the traceback too; the message and exit code stay the same,
+    so a script behaves alike with and without it.
     """
     from ..errors import EvtError
 
@@ -29,14 +35,22 @@ def guarded(fn: Callable[..., Any], *args: Any) -> int:
         result = fn(*args)
         return result if isinstance(result, int) else 0
     except EvtError as e:
-        if os.environ.get("EVT_DEBUG"):
-            raise
+        show_traceback()
         return fail(str(e), e.exit_code)
     except KeyboardInterrupt:
-        if os.environ.get("EVT_DEBUG"):
-            raise
+        show_traceback()
         return INTERRUPTED
     except Exception as e:  # a bug: say so in one line, unless debugging
-        if os.environ.get("EVT_DEBUG"):
-            raise
-        return fail(f"internal error: {type(e).__name__}: {e} (EVT_DEBUG=1 shows the traceback)", 1)
+        hint = "" if show_traceback() else " (EVT_DEBUG=1 shows the traceback)"
+        return fail(f"internal error: {type(e).__name__}: {e}{hint}", 1)
+
+
+def show_traceback() -> bool:
+    "Print the traceback of the error being handled when debugging; whether it did."
+    if not debugging():
+        return False
+    import traceback
+
+    traceback.print_exc()
+    sys.stderr.flush()
+    return True

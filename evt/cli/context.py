@@ -35,12 +35,17 @@ class Context:
             )
         return model
 
+    def write_creating(self, events, *, validate: bool = True) -> tuple[Store, list[int]]:
+        "Append to the store, creating it only if the append succeeds (``Store.write_creating``)."
+        return Store.write_creating(self.db_path, events, validate=validate, **self._options())
+
     def open(self, *, create: bool = False, with_model: bool = True) -> Store:
         "The store; read commands never create one (``create=False``)."
-        return Store(
-            self.db_path,
-            create=create,
-            busy_timeout=self.config.busy_timeout(),
-            synchronous=self.config.synchronous(),
-            model=self.model() if with_model else None,
-        )
+        return Store(self.db_path, create=create, **self._options(with_model))
+
+    def _options(self, with_model: bool = True) -> dict:
+        return {
+            "busy_timeout": self.config.busy_timeout(),
+            "synchronous": self.config.synchronous(),
+            "model": self.model() if with_model else None,
+        }

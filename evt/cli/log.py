@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..output import ENVELOPE_COLUMNS, envelope_row, choose_format, emit, print_table, write_json_lines
+from ..output import ENVELOPE_COLUMNS, envelope_row, choose_format, emit, end_if_nobody_reads, print_table, write_json_lines
 from ..envelope import dumps
 from ..query import Filter
 from ..timeutil import parse_time_bound
@@ -154,15 +154,15 @@ def tail(
     if fmt == "table":
         print_table((envelope_row(e) for e in last), ENVELOPE_COLUMNS)
         if follow:
-            for event in store.follow(filter, after=after, raw=raw):
+            for event in store.follow(filter, after=after, raw=raw, idle=end_if_nobody_reads):
                 print_table([envelope_row(event)], ENVELOPE_COLUMNS, header=False)
         return
     lines = [e.to_json() for e in last]
     if follow:
         import itertools
 
-        lines = itertools.chain(lines, store.follow(filter, after=after, raw=raw, as_json=True))
-    write_json_lines(lines, "ndjson" if follow else fmt)
+        lines = itertools.chain(lines, store.follow(filter, after=after, raw=raw, as_json=True, idle=end_if_nobody_reads))
+    write_json_lines(lines, fmt)
 
 
 def streams(
