@@ -14,8 +14,11 @@ The command runs with ``sh -c``, its stdout passed through, and these variables 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
+from contextlib import contextmanager
 from fnmatch import fnmatchcase
 from typing import Iterable
 
@@ -74,12 +77,13 @@ def run_command(command: str, event, env: dict[str, str]) -> None:
     "Run ``sh -c command`` with the event on stdin; CommandFailed with its stderr unless it exits 0."
     full_env = {**os.environ, **env, "EVT_POSITION": str(event.position), "EVT_EVENT_ID": event.id}
     sys.stdout.flush()
-    proc = subprocess.run(
-        ["sh", "-c", command],
-        input=(event.to_json() + "\n").encode(),
-        stderr=subprocess.PIPE,
-        env=full_env,
-    )
+    with survive_unread_stdin():
+        proc = subprocess.run(
+            ["sh", "-c", command],
+            input=(event.to_json() + "\n").encode(),
+            stderr=subprocess.PIPE,
+            env=full_env,
+        )
     stderr = proc.stderr.decode(errors="replace")
     if stderr:
         sys.stderr.write(stderr if stderr.endswith("\n") else stderr + "\n")
@@ -88,6 +92,22 @@ def run_command(command: str, event, env: dict[str, str]) -> None:
         status = f"killed by signal {-proc.returncode}" if proc.returncode < 0 else f"exit status {proc.returncode}"
         detail = truncate(stderr)
         raise CommandFailed(f"command failed with {status}" + (f": {detail}" if detail else ""))
+
+
+@contextmanager
+def survive_unread_stdin():
+    """Ignore SIGPIPE while a command runs, so one that exits without reading its stdin
+    (``--exec 'echo "$EVT_EVENT_ID" >> seen'``) is judged by its exit status instead of
+    killing evt. The CLI restores SIGPIPE's default for ``evt read | head -1``; the command
+    itself still starts with the default (subprocess restores it in the child)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals can only be changed in the main thread, where the CLI runs
+        return
+    previous = signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGPIPE, previous)
 
 
 def consume(

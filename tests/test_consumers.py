@@ -85,6 +85,23 @@ def test_a_restart_resumes_after_the_last_acknowledged_event(store, tmp_path):
     assert handled(tmp_path) == ["mailer 1 order.placed", "mailer 4 order.placed", "mailer 5 order.placed"]
 
 
+def test_a_command_that_does_not_read_its_stdin_is_judged_by_its_exit_status(store, tmp_path):
+    "evt does not die of SIGPIPE when a command exits without reading the envelope (here 200 KB, past a pipe's buffer)."
+    store("append", "order-5", "order.placed", "-", "-q", input=json.dumps({"blob": "x" * 200_000}))
+    r = store("consume", "ids", "--exec", 'echo "$EVT_POSITION" >> ids.log')
+    assert (r.exit_code, r.stderr) == (0, "")
+    assert (tmp_path / "ids.log").read_text().split() == ["1", "2", "3", "4", "5"]
+    assert status(store, "ids")["checkpoint"] == 5
+    r = store("consume", "fails", "--exec", "exit 4", "--max-attempts", "1")
+    assert r.exit_code == 0
+    assert [d["error"] for d in store("dlq", "list").json()] == ["command failed with exit status 4"] * 5
+    r = store("dlq", "retry", "--all")
+    assert r.exit_code == 7, r.stderr
+    store("consume", "fails", "--exec", "true")  # the command dlq retry runs is the last one given
+    assert store("dlq", "retry", "--all").exit_code == 0
+    assert store("dlq", "list").stdout == ""
+
+
 def test_filters_like_read(store, tmp_path):
     store("consume", "accounts", "--exec", "./handle.sh", "--category", "account")
     store("consume", "one", "order-1", "--exec", "./handle.sh", "--type", "order.p*")
