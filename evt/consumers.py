@@ -23,7 +23,7 @@ from fnmatch import fnmatchcase
 from typing import Iterable
 
 from .deadletters import truncate
-from .errors import UsageError
+from .errors import OutputClosed, UsageError
 from .processing import Runner, Target, describe_exception
 from .query import Filter
 from .retry import RetryPolicy
@@ -89,9 +89,23 @@ def run_command(command: str, event, env: dict[str, str]) -> None:
         sys.stderr.write(stderr if stderr.endswith("\n") else stderr + "\n")
         sys.stderr.flush()
     if proc.returncode != 0:
+        if stdout_closed():
+            raise OutputClosed(f"stdout closed: stopped before position {event.position}")
         status = f"killed by signal {-proc.returncode}" if proc.returncode < 0 else f"exit status {proc.returncode}"
         detail = truncate(stderr)
         raise CommandFailed(f"command failed with {status}" + (f": {detail}" if detail else ""))
+
+
+def stdout_closed() -> bool:
+    "True when evt's stdout (which commands inherit) is a pipe whose reader has gone."
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(1, select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError):
+        return False
 
 
 @contextmanager

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 from . import deadletters
-from .errors import EvtError, HandlerFailed
+from .errors import EvtError, HandlerFailed, OutputClosed
 from .query import Filter
 from .store import COLUMNS, Store, row_to_event, translate_errors
 from .timeutil import now
@@ -129,6 +129,10 @@ class Summary:
 
 class TransactionLost(HandlerFailed):
     "A statement rolled back the whole transaction (ON CONFLICT ROLLBACK, RAISE(ROLLBACK))"
+
+
+# What a handler raises that ends the run instead of counting as the event's failure.
+STOPS = (TransactionLost, OutputClosed)
 
 
 class _Moved(Exception):
@@ -276,7 +280,7 @@ class Runner:
                 return
             self._apply(*resolved)
             return
-        except TransactionLost:
+        except STOPS:
             raise
         except Exception as e:
             error = self.proc.describe(e)
@@ -341,7 +345,7 @@ class Runner:
                 if resolved is not None:
                     self._apply(*resolved)
                 return  # the batch goes on in this transaction
-            except TransactionLost:
+            except STOPS:
                 raise
             except Exception as e:
                 error = self.proc.describe(e)
@@ -422,7 +426,7 @@ class Runner:
             resolved = self._resolve(row)
             if resolved is not None:
                 self._apply(*resolved)
-        except TransactionLost:
+        except STOPS:
             raise
         except Exception as e:
             if savepoint:

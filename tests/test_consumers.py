@@ -102,6 +102,24 @@ def test_a_command_that_does_not_read_its_stdin_is_judged_by_its_exit_status(sto
     assert store("dlq", "list").stdout == ""
 
 
+def test_a_closed_stdout_stops_the_consumer_quietly_before_the_event(store, tmp_path):
+    "evt consume … | head -1: the reader is gone, so the next command's failure is no dead letter."
+    command = "cat || exit; while [ ! -e closed.flag ]; do sleep 0.01; done"
+    proc = subprocess.Popen(evt_command() + ["consume", "printer", "--exec", command], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert json.loads(proc.stdout.readline())["position"] == 1
+        proc.stdout.close()  # as head -1 does
+        (tmp_path / "closed.flag").touch()
+        assert proc.wait(timeout=20) == 141
+        assert proc.stderr.read() == b""
+    finally:
+        proc.kill()
+    assert store("dlq", "list").stdout == ""
+    assert status(store, "printer")["checkpoint"] == 1
+    r = store("consume", "printer")
+    assert [e["position"] for e in r.json()] == [2, 3, 4]
+
+
 def test_filters_like_read(store, tmp_path):
     store("consume", "accounts", "--exec", "./handle.sh", "--category", "account")
     store("consume", "one", "order-1", "--exec", "./handle.sh", "--type", "order.p*")
