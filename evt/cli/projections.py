@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..errors import UsageError
+from ..errors import HandlerFailed, UsageError
 from ..output import choose_format, emit
 from .context import Context
 from .options import Category, ConfigFile, Db, Format, ModelSpec, Types
@@ -41,7 +41,8 @@ def replay(
 
     The summary (name, kind, events, seconds, rate, failures, checkpoint) is one JSON
     object per projection on stdout, or a table on a terminal. Failed events go to the
-    dead-letter table (evt dlq) unless a projection stops on errors (exit 7).
+    dead-letter table (evt dlq) unless a projection stops on errors: it stops at the
+    event, the others still run, and evt exits 7.
     """
     from ..processing import follow as follow_runners
     from ..projections import configured, runner, select
@@ -50,29 +51,33 @@ def replay(
     fmt = choose_format(format)
     store = ctx.open()
     chosen = select(configured(ctx.config, ctx.model()), names or [])
-    runners = []
+    runners, stopped = [], []
     try:
         for projection in chosen:
             run = runner(store, projection, ctx.config, batch_size=batch_size, warn=warn)
             runners.append(run)
             run.start(rebuild=rebuild)
-            with progress_bar(projection.name, store.head(), run.position) as progress:
-                run.progress = progress
-                run.catch_up()
+            try:
+                with progress_bar(projection.name, store.head(), run.position) as progress:
+                    run.progress = progress
+                    run.catch_up()
+            except HandlerFailed as e:  # this projection stops; the others still run
+                warn(str(e))
+                stopped.append(run)
             if not follow and fmt != "table":
                 emit([run.summary.to_dict()], fmt, SUMMARY_COLUMNS)  # scripts see each as it ends
         if not follow and fmt == "table":
             emit([run.summary.to_dict() for run in runners], fmt, SUMMARY_COLUMNS)
         if follow:
             try:
-                follow_runners(runners, store)
+                follow_runners([run for run in runners if run not in stopped], store)
             except KeyboardInterrupt:
                 emit([run.summary.to_dict() for run in runners], fmt, SUMMARY_COLUMNS)
                 return 130
     finally:
         for run in runners:
             run.target.close()
-    return 0
+    return HandlerFailed.exit_code if stopped else 0
 
 
 class progress_bar:
