@@ -126,6 +126,18 @@ def test_filters_like_read(store, tmp_path):
     assert handled(tmp_path) == ["accounts 3 account.opened", "one 1 order.placed"]
 
 
+def test_correlation_id_and_time_filters_like_read(store, tmp_path):
+    store("append", "order-5", "order.placed", "--correlation-id", "req-7", "-q")
+    store("append", "--ndjson", "-", "-q", input='{"stream": "order-6", "type": "order.placed", "data": {}, "correlationId": "req-7", "timestamp": "2020-01-01T00:00:00Z"}\n')
+    r = store("consume", "chain", "--exec", "./handle.sh", "--correlation-id", "req-7")
+    assert (r.exit_code, r.stdout) == (0, "handled 5\nhandled 6\n")
+    r = store("consume", "recent", "--exec", "./handle.sh", "--type", "order.placed", "--since", "1h")
+    assert (r.exit_code, r.stdout) == (0, "handled 1\nhandled 4\nhandled 5\n")
+    r = store("consume", "old", "--exec", "./handle.sh", "--until", "2021-01-01T00:00:00Z")
+    assert (r.exit_code, r.stdout) == (0, "handled 6\n")
+    assert status(store, "old")["checkpoint"] == 6
+
+
 def test_on_error_stop_exits_7_and_keeps_the_position_before_the_event(store, tmp_path):
     r = store("consume", "mailer", "--exec", "./handle.sh", "--on-error", "stop", "--max-attempts", "1")
     assert r.exit_code == 7

@@ -10,7 +10,7 @@ import typer
 from ..errors import HandlerFailed, UsageError
 from ..output import choose_format, emit
 from .context import Context
-from .options import Category, ConfigFile, Db, Format, ModelSpec, Types
+from .options import Category, ConfigFile, Correlation, Db, Format, ModelSpec, Since, Types, Until
 
 SUMMARY_COLUMNS = ("name", "kind", "events", "seconds", "rate", "failures", "checkpoint")
 STATUS_COLUMNS = ("name", "kind", "checkpoint", "head", "lag", "deadLetters", "lastRunAt")
@@ -124,6 +124,9 @@ def consume(
     exec_: Annotated[Optional[str], typer.Option("--exec", help="The shell command run per event (envelope on stdin) [default: the consumer's last one].", show_default=False)] = None,
     category: Category = None,
     type: Types = None,
+    correlation_id: Correlation = None,
+    since: Since = None,
+    until: Until = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep consuming new events as they are appended, until interrupted.")] = False,
     max_attempts: Annotated[int, typer.Option("--max-attempts", min=1, help="Tries per event before giving up on it.")] = 3,
     backoff: Annotated[float, typer.Option("--backoff", min=0, help="Seconds before the second try; doubling after.")] = 0.1,
@@ -140,8 +143,8 @@ def consume(
     """
     from ..consumers import ExecConsumer, command_of, consume as run_consumer
     from ..projections import configured
-    from ..query import Filter
     from ..retry import RetryPolicy
+    from .log import build_filter
 
     ctx = Context(db, config, model)
     store = ctx.open()
@@ -152,7 +155,8 @@ def consume(
         raise UsageError(f"consumer {name} has never run: give the command with --exec 'CMD'")
     policy = RetryPolicy(max_attempts, backoff, on_error)
     consumer = ExecConsumer(name, command, types=type or (), policy=policy)
-    summary = run_consumer(store, consumer, Filter(stream=stream, category=category), follow=follow, warn=warn)
+    filter = build_filter(stream, category, correlation_id=correlation_id, since=since, until=until)
+    summary = run_consumer(store, consumer, filter, follow=follow, warn=warn)
     if sys.stderr.isatty():
         line = summary.to_dict()
         warn(f"{name}: {line['events']} events in {line['seconds']} s, {line['failures']} dead-lettered")
