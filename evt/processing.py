@@ -226,7 +226,10 @@ class Runner:
                 except _Moved:
                     continue  # go on from where the other run left the checkpoint
             self.position = max(self.position, head)
-            self._commit()
+            if self.position == self._committed:
+                self._rollback()  # nothing new: write nothing, or two followers would wake each other forever
+            else:
+                self._commit()
         except BaseException:
             self._rollback()
             raise

@@ -410,3 +410,36 @@ def test_a_failing_python_setup_is_a_config_error(evt, tmp_path):
     assert (r.exit_code, r.stdout) == (2, "")
     assert r.stderr == "evt: projection p: setup failed: OperationalError: incomplete input (model.py, line 6)\n"
     assert evt("projections").json()[0]["checkpoint"] == 0
+
+
+def test_idle_followers_on_one_store_write_nothing(tmp_path, evt_proc):
+    "A replay --follow and a consume --follow must not wake each other with empty commits forever."
+    import subprocess
+    import time
+
+    from conftest import evt_command
+
+    (tmp_path / "evt.toml").write_text(ORDER_TOML)
+    evt_proc("append", "--ndjson", "-", "-q", input=ndjson(ORDERS))
+    followers = [
+        subprocess.Popen(evt_command() + args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for args in (["replay", "--follow"], ["consume", "idle", "--exec", "cat >/dev/null", "--follow"])
+    ]
+    try:
+        checkpoints = "SELECT name, position, last_run_at FROM evt_checkpoints ORDER BY name"
+        deadline = time.monotonic() + 20
+        while [r[1] for r in rows(checkpoints)] != [4, 4]:
+            assert time.monotonic() < deadline, "the followers did not catch up"
+            time.sleep(0.05)
+        time.sleep(0.3)
+        before = rows(checkpoints)
+        time.sleep(1)
+        assert rows(checkpoints) == before
+        evt_proc("append", "order-3", "order.placed", '{"orderId": "3", "customerId": "c3", "total": 3}', "-q")
+        while [r[1] for r in rows(checkpoints)] != [5, 5]:
+            assert time.monotonic() < deadline, "the followers did not handle the new event"
+            time.sleep(0.05)
+    finally:
+        for proc in followers:
+            proc.kill()
+            proc.wait()
