@@ -122,6 +122,24 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
 FORMAT_VERSION = len(MIGRATIONS)
 
 
+def own_tables() -> frozenset[str]:
+    "The names (lower case) of the tables and views evt itself keeps in a store."
+    global _OWN_TABLES
+    if _OWN_TABLES is None:
+        conn = sqlite3.connect(":memory:")
+        try:
+            for _, migrate in MIGRATIONS:
+                migrate(conn)
+            rows = conn.execute("SELECT name FROM sqlite_schema WHERE type IN ('table', 'view')").fetchall()
+        finally:
+            conn.close()
+        _OWN_TABLES = frozenset(name.lower() for (name,) in rows)
+    return _OWN_TABLES
+
+
+_OWN_TABLES: frozenset[str] | None = None
+
+
 def apply_migrations(conn: sqlite3.Connection, current: int, applied_at: str) -> None:
     "Apply the migrations after ``current``, inside the caller's transaction."
     for name, migrate in MIGRATIONS[current:]:

@@ -412,6 +412,32 @@ def test_a_failing_python_setup_is_a_config_error(evt, tmp_path):
     assert evt("projections").json()[0]["checkpoint"] == 0
 
 
+@pytest.mark.parametrize(
+    "setup, table",
+    [
+        ("CREATE TABLE IF NOT EXISTS events (id TEXT)", "events"),
+        ("CREATE TABLE IF NOT EXISTS Evt_Checkpoints (id TEXT)", "Evt_Checkpoints"),
+        ('CREATE TABLE IF NOT EXISTS \\"SNAPSHOTS\\" (id TEXT)', "SNAPSHOTS"),
+    ],
+)
+def test_a_projection_cannot_own_evts_tables_so_a_rebuild_never_drops_the_log(evt, tmp_path, setup, table):
+    evt("append", "a-1", "x", "-q")
+    (tmp_path / "evt.toml").write_text(f'[projections.p]\nsetup = "{setup}"\non = {{"*" = "SELECT 1"}}\n')
+    r = evt("replay", "--rebuild")
+    assert (r.exit_code, r.stdout) == (2, "")
+    assert r.stderr.endswith(f"evt.toml: projections.p.setup: the table {table!r} is evt's own (a rebuild would drop it); give the projection's table another name\n")
+    assert [e["position"] for e in evt("read").json()] == [1]
+
+
+def test_a_python_projection_cannot_own_evts_tables(evt, tmp_path):
+    (tmp_path / "evt.toml").write_text('model = "model.py"\n')
+    (tmp_path / "model.py").write_text("from evt import Model\nmodel = Model()\nmodel.projection('p', tables=['events'])\n")
+    evt("append", "a-1", "x", "-q")
+    r = evt("replay", "--rebuild")
+    assert (r.exit_code, r.stderr) == (2, "evt: projection p: tables: the table 'events' is evt's own (a rebuild would drop it); give the projection's table another name\n")
+    assert [e["position"] for e in evt("read").json()] == [1]
+
+
 def test_idle_followers_on_one_store_write_nothing(tmp_path, evt_proc):
     "A replay --follow and a consume --follow must not wake each other with empty commits forever."
     import subprocess
