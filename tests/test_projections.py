@@ -233,6 +233,14 @@ def test_a_broken_sql_projection_is_a_config_error(evt, tmp_path, table, message
     assert message in r.stderr
 
 
+def test_format_json_is_one_array_for_all_projections(orders, tmp_path):
+    text = ORDER_TOML + '[projections.ids]\nsetup = "CREATE TABLE ids (id TEXT)"\non = {"*" = "INSERT INTO ids VALUES (:id)"}\n'
+    (tmp_path / "evt.toml").write_text(text)
+    r = orders("replay", "--format", "json")
+    assert r.exit_code == 0, r.stderr
+    assert [(s["name"], s["events"]) for s in json.loads(r.stdout)] == [("order_summaries", 4), ("ids", 4)]
+
+
 def test_an_unknown_projection_is_exit_4(orders):
     r = orders("replay", "nope")
     assert (r.exit_code, r.stderr) == (4, "evt: no projection named 'nope' (projections: order_summaries)\n")

@@ -64,9 +64,9 @@ def replay(
             except HandlerFailed as e:  # this projection stops; the others still run
                 warn(str(e))
                 stopped.append(run)
-            if not follow and fmt != "table":
+            if not follow and fmt == "ndjson":
                 emit([run.summary.to_dict()], fmt, SUMMARY_COLUMNS)  # scripts see each as it ends
-        if not follow and fmt == "table":
+        if not follow and fmt != "ndjson":  # a table, or one JSON array
             emit([run.summary.to_dict() for run in runners], fmt, SUMMARY_COLUMNS)
         if follow:
             try:
