@@ -81,6 +81,7 @@ def test_a_key_another_store_relays_to_is_refused_not_skipped(evt, redis_broker)
         "another store or program writes to that key; relay each store to its own --key\n"
     )
     assert positions("two.db") == []
+    assert client.xlen(key) == 4  # nothing of the second store's went into the first's stream
     other = f"{key}-foreign"
     client.xadd(other, {"from": "another program"})  # an id from the clock, far above 1-0
     r = evt("relay", REDIS_URL, "--key", other, "--db", "two.db")

@@ -56,15 +56,23 @@ class RedisTarget:
         self.trim = ("MAXLEN", "~", maxlen) if maxlen else ()
         self.name = f"{redact(url)}#{key}{':*' if key_per_category else ''}"
         self.client = None
+        self.checked = False
 
     def key_for(self, stream: str) -> str:
         return f"{self.key}:{category_of(stream)}" if self.key_per_category else self.key
 
     def connect(self) -> None:
         self.client = connect(self.url)
+        self.checked = False
 
     def publish(self, rows: Sequence[Row]) -> tuple[int, int]:
         "XADD the rows in one pipeline; (published, already in the stream)."
+        if not self.checked:  # first batch since connecting: check what the stream already holds first
+            tops = {key: self._top(key) for key in {self.key_for(row[1]) for row in rows}}
+            behind = [row for row in rows if row[0] <= tops[self.key_for(row[1])]]
+            if behind:
+                self._check_already_there(behind)
+            self.checked = True
         with translate_errors(self.url):
             pipe = self.client.pipeline(transaction=False)
             command, trim, key_for, single = pipe.execute_command, self.trim, self.key_for, self.key
@@ -101,6 +109,12 @@ class RedisTarget:
                     f"Redis stream {key!r} is already past entry {row[0]}-0, which is not this store's event "
                     f"{row[2]}: another store or program writes to that key; relay each store to its own --key"
                 )
+
+    def _top(self, key: str) -> int:
+        "The position of the stream's last entry ever added (0 for a stream that does not exist)."
+        with translate_errors(self.url):
+            last = self.client.execute_command("XREVRANGE", key, "+", "-", "COUNT", 1)
+        return int(_text(last[0][0]).split("-")[0]) if last else 0
 
     def _gone(self, key: str, position: int, infos: dict[str, dict]) -> bool:
         """Whether entry ``<position>-0`` may have been removed from the stream: deleted
