@@ -14,13 +14,16 @@ The command runs with ``sh -c``, its stdout passed through, and these variables 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
+from contextlib import contextmanager
 from fnmatch import fnmatchcase
 from typing import Iterable
 
 from .deadletters import truncate
-from .errors import UsageError
+from .errors import OutputClosed, UsageError
 from .processing import Runner, Target, describe_exception
 from .query import Filter
 from .retry import RetryPolicy
@@ -74,20 +77,51 @@ def run_command(command: str, event, env: dict[str, str]) -> None:
     "Run ``sh -c command`` with the event on stdin; CommandFailed with its stderr unless it exits 0."
     full_env = {**os.environ, **env, "EVT_POSITION": str(event.position), "EVT_EVENT_ID": event.id}
     sys.stdout.flush()
-    proc = subprocess.run(
-        ["sh", "-c", command],
-        input=(event.to_json() + "\n").encode(),
-        stderr=subprocess.PIPE,
-        env=full_env,
-    )
+    with survive_unread_stdin():
+        proc = subprocess.run(
+            ["sh", "-c", command],
+            input=(event.to_json() + "\n").encode(),
+            stderr=subprocess.PIPE,
+            env=full_env,
+        )
     stderr = proc.stderr.decode(errors="replace")
     if stderr:
         sys.stderr.write(stderr if stderr.endswith("\n") else stderr + "\n")
         sys.stderr.flush()
     if proc.returncode != 0:
+        if stdout_closed():
+            raise OutputClosed(f"stdout closed: stopped before position {event.position}")
         status = f"killed by signal {-proc.returncode}" if proc.returncode < 0 else f"exit status {proc.returncode}"
         detail = truncate(stderr)
         raise CommandFailed(f"command failed with {status}" + (f": {detail}" if detail else ""))
+
+
+def stdout_closed() -> bool:
+    "True when evt's stdout (which commands inherit) is a pipe whose reader has gone."
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(1, select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError):
+        return False
+
+
+@contextmanager
+def survive_unread_stdin():
+    """Ignore SIGPIPE while a command runs, so one that exits without reading its stdin
+    (``--exec 'echo "$EVT_EVENT_ID" >> seen'``) is judged by its exit status instead of
+    killing evt. The CLI restores SIGPIPE's default for ``evt read | head -1``; the command
+    itself still starts with the default (subprocess restores it in the child)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals can only be changed in the main thread, where the CLI runs
+        return
+    previous = signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGPIPE, previous)
 
 
 def consume(

@@ -99,6 +99,11 @@ class HandlerFailed(EvtError):
     exit_code = 7
 
 
+class OutputClosed(BrokenPipeError):
+    """evt's stdout is a pipe nobody reads any more (``evt consume … | head -1`` ended):
+    a command that fails then is not the event's fault, so evt stops before it, quietly"""
+
+
 class LineError(InvalidInput):
     """An error on one line of an NDJSON batch.
 

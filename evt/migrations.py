@@ -10,6 +10,7 @@ was written by a newer evt and is refused.
 from __future__ import annotations
 
 import sqlite3
+from functools import lru_cache
 from typing import Callable
 
 # "evt\0": marks a SQLite file as an evt store (PRAGMA application_id).
@@ -120,6 +121,19 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
 ]
 
 FORMAT_VERSION = len(MIGRATIONS)
+
+
+@lru_cache(maxsize=None)
+def own_tables() -> frozenset[str]:
+    "The names (lower case) of the tables and views evt itself keeps in a store."
+    conn = sqlite3.connect(":memory:")
+    try:
+        for _, migrate in MIGRATIONS:
+            migrate(conn)
+        rows = conn.execute("SELECT name FROM sqlite_schema WHERE type IN ('table', 'view')").fetchall()
+    finally:
+        conn.close()
+    return frozenset(name.lower() for (name,) in rows)
 
 
 def apply_migrations(conn: sqlite3.Connection, current: int, applied_at: str) -> None:

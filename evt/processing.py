@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 from . import deadletters
-from .errors import EvtError, HandlerFailed
+from .errors import EvtError, HandlerFailed, OutputClosed
 from .query import Filter
 from .store import COLUMNS, Store, row_to_event, translate_errors
 from .timeutil import now
@@ -131,6 +131,10 @@ class TransactionLost(HandlerFailed):
     "A statement rolled back the whole transaction (ON CONFLICT ROLLBACK, RAISE(ROLLBACK))"
 
 
+# What a handler raises that ends the run instead of counting as the event's failure.
+STOPS = (TransactionLost, OutputClosed)
+
+
 class _Moved(Exception):
     "Another run of the same processor advanced its checkpoint while this one waited for the lock"
 
@@ -222,7 +226,10 @@ class Runner:
                 except _Moved:
                     continue  # go on from where the other run left the checkpoint
             self.position = max(self.position, head)
-            self._commit()
+            if self.position == self._committed:
+                self._rollback()  # nothing new: write nothing, or two followers would wake each other forever
+            else:
+                self._commit()
         except BaseException:
             self._rollback()
             raise
@@ -276,7 +283,7 @@ class Runner:
                 return
             self._apply(*resolved)
             return
-        except TransactionLost:
+        except STOPS:
             raise
         except Exception as e:
             error = self.proc.describe(e)
@@ -341,7 +348,7 @@ class Runner:
                 if resolved is not None:
                     self._apply(*resolved)
                 return  # the batch goes on in this transaction
-            except TransactionLost:
+            except STOPS:
                 raise
             except Exception as e:
                 error = self.proc.describe(e)
@@ -422,7 +429,7 @@ class Runner:
             resolved = self._resolve(row)
             if resolved is not None:
                 self._apply(*resolved)
-        except TransactionLost:
+        except STOPS:
             raise
         except Exception as e:
             if savepoint:

@@ -72,6 +72,20 @@ class Projection:
         "True when a failure can leave no partial writes behind without a savepoint."
         return False
 
+    def owned_tables(self) -> list[str]:
+        "The tables ``--rebuild`` drops."
+        raise NotImplementedError
+
+    def check_tables(self, where: str) -> None:
+        "ConfigError if the projection would own (and a rebuild drop) one of evt's own tables."
+        from .migrations import own_tables
+
+        for name in self.owned_tables():
+            if name.lower() in own_tables() or name.lower().startswith(("evt_", "sqlite_")):
+                raise ConfigError(
+                    f"{where}: the table {name!r} is evt's own (a rebuild would drop it); give the projection's table another name"
+                )
+
 
 # -- SQL -----------------------------------------------------------------------------
 
@@ -120,6 +134,9 @@ class SqlProjection(Projection):
     def drop(self, conn: sqlite3.Connection) -> None:
         for kind, name in self.tables():
             conn.execute(f"DROP {kind.upper()} IF EXISTS {quote(name)}")
+
+    def owned_tables(self) -> list[str]:
+        return [name for _, name in self.tables()]
 
     def atomic(self, plan: list) -> bool:
         return len(plan) == 1
@@ -190,6 +207,7 @@ def sql_projection(name: str, table: Any, config: Config) -> SqlProjection:
     if target is not None and not isinstance(target, str):
         raise ConfigError(f"{where}.target must be a file path")
     projection = SqlProjection(name, setup, handlers, config.resolve_path(target) if target else None, RetryPolicy.from_table(table, where))
+    projection.check_tables(f"{where}.setup")
     check_statements(projection, where)
     return projection
 
@@ -294,6 +312,9 @@ class PythonProjection(Projection):
         for name in self.declared_tables:
             conn.execute(f"DROP TABLE IF EXISTS {quote(name)}")
 
+    def owned_tables(self) -> list[str]:
+        return self.declared_tables
+
     def apply_event(self, conn: sqlite3.Connection, plan: list, event) -> None:
         db = self.database(conn)
         for fn in plan:
@@ -331,6 +352,7 @@ def configured(config: Config, model=None) -> dict[str, Projection]:
             raise ConfigError(f"projection {name} is declared twice: in {config.path} and in the model")
         if projection.target is not None and not os.path.isabs(projection.target):
             projection.target = config.resolve_path(projection.target)
+        projection.check_tables(f"projection {name}: tables")
         found[name] = projection
     return found
 

@@ -85,10 +85,57 @@ def test_a_restart_resumes_after_the_last_acknowledged_event(store, tmp_path):
     assert handled(tmp_path) == ["mailer 1 order.placed", "mailer 4 order.placed", "mailer 5 order.placed"]
 
 
+def test_a_command_that_does_not_read_its_stdin_is_judged_by_its_exit_status(store, tmp_path):
+    "evt does not die of SIGPIPE when a command exits without reading the envelope (here 200 KB, past a pipe's buffer)."
+    store("append", "order-5", "order.placed", "-", "-q", input=json.dumps({"blob": "x" * 200_000}))
+    r = store("consume", "ids", "--exec", 'echo "$EVT_POSITION" >> ids.log')
+    assert (r.exit_code, r.stderr) == (0, "")
+    assert (tmp_path / "ids.log").read_text().split() == ["1", "2", "3", "4", "5"]
+    assert status(store, "ids")["checkpoint"] == 5
+    r = store("consume", "fails", "--exec", "exit 4", "--max-attempts", "1")
+    assert r.exit_code == 0
+    assert [d["error"] for d in store("dlq", "list").json()] == ["command failed with exit status 4"] * 5
+    r = store("dlq", "retry", "--all")
+    assert r.exit_code == 7, r.stderr
+    store("consume", "fails", "--exec", "true")  # the command dlq retry runs is the last one given
+    assert store("dlq", "retry", "--all").exit_code == 0
+    assert store("dlq", "list").stdout == ""
+
+
+def test_a_closed_stdout_stops_the_consumer_quietly_before_the_event(store, tmp_path):
+    "evt consume … | head -1: the reader is gone, so the next command's failure is no dead letter."
+    command = "cat || exit; while [ ! -e closed.flag ]; do sleep 0.01; done"
+    proc = subprocess.Popen(evt_command() + ["consume", "printer", "--exec", command], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert json.loads(proc.stdout.readline())["position"] == 1
+        proc.stdout.close()  # as head -1 does
+        (tmp_path / "closed.flag").touch()
+        assert proc.wait(timeout=20) == 141
+        assert proc.stderr.read() == b""
+    finally:
+        proc.kill()
+    assert store("dlq", "list").stdout == ""
+    assert status(store, "printer")["checkpoint"] == 1
+    r = store("consume", "printer")
+    assert [e["position"] for e in r.json()] == [2, 3, 4]
+
+
 def test_filters_like_read(store, tmp_path):
     store("consume", "accounts", "--exec", "./handle.sh", "--category", "account")
     store("consume", "one", "order-1", "--exec", "./handle.sh", "--type", "order.p*")
     assert handled(tmp_path) == ["accounts 3 account.opened", "one 1 order.placed"]
+
+
+def test_correlation_id_and_time_filters_like_read(store, tmp_path):
+    store("append", "order-5", "order.placed", "--correlation-id", "req-7", "-q")
+    store("append", "--ndjson", "-", "-q", input='{"stream": "order-6", "type": "order.placed", "data": {}, "correlationId": "req-7", "timestamp": "2020-01-01T00:00:00Z"}\n')
+    r = store("consume", "chain", "--exec", "./handle.sh", "--correlation-id", "req-7")
+    assert (r.exit_code, r.stdout) == (0, "handled 5\nhandled 6\n")
+    r = store("consume", "recent", "--exec", "./handle.sh", "--type", "order.placed", "--since", "1h")
+    assert (r.exit_code, r.stdout) == (0, "handled 1\nhandled 4\nhandled 5\n")
+    r = store("consume", "old", "--exec", "./handle.sh", "--until", "2021-01-01T00:00:00Z")
+    assert (r.exit_code, r.stdout) == (0, "handled 6\n")
+    assert status(store, "old")["checkpoint"] == 6
 
 
 def test_on_error_stop_exits_7_and_keeps_the_position_before_the_event(store, tmp_path):

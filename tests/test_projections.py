@@ -137,12 +137,17 @@ max_attempts = 1
 
 
 def test_on_error_stop_exits_7_before_the_event(orders, tmp_path):
+    "The projection that stops is summed up where it stopped; the others still run."
     text = ORDER_TOML.replace("[projections.order_summaries.on]", 'on_error = "stop"\nmax_attempts = 1\n\n[projections.order_summaries.on]')
+    text += '[projections.ids]\nsetup = "CREATE TABLE ids (id TEXT)"\non = {"*" = "INSERT INTO ids VALUES (:id)"}\n'
     (tmp_path / "evt.toml").write_text(text)
     orders("append", "order-3", "order.placed", '{"orderId": "1"}', "-q")
     r = orders("replay")
     assert r.exit_code == 7
-    assert r.stdout == ""
+    assert summary_of(r) == [
+        {"name": "order_summaries", "kind": "sql", "events": 4, "failures": 0, "checkpoint": 4},
+        {"name": "ids", "kind": "sql", "events": 5, "failures": 0, "checkpoint": 5},
+    ]
     assert r.stderr.splitlines() == [
         "evt: order_summaries: position 5 (order.placed) failed, attempt 1 of 1: IntegrityError: UNIQUE constraint failed: order_summaries.id",
         "evt: order_summaries stopped at position 5 (order.placed) after 1 attempt: IntegrityError: UNIQUE constraint failed: order_summaries.id",
@@ -226,6 +231,14 @@ def test_a_broken_sql_projection_is_a_config_error(evt, tmp_path, table, message
     assert r.stdout == ""
     assert len(r.stderr.splitlines()) == 1 and r.stderr.startswith("evt: ")
     assert message in r.stderr
+
+
+def test_format_json_is_one_array_for_all_projections(orders, tmp_path):
+    text = ORDER_TOML + '[projections.ids]\nsetup = "CREATE TABLE ids (id TEXT)"\non = {"*" = "INSERT INTO ids VALUES (:id)"}\n'
+    (tmp_path / "evt.toml").write_text(text)
+    r = orders("replay", "--format", "json")
+    assert r.exit_code == 0, r.stderr
+    assert [(s["name"], s["events"]) for s in json.loads(r.stdout)] == [("order_summaries", 4), ("ids", 4)]
 
 
 def test_an_unknown_projection_is_exit_4(orders):
@@ -405,3 +418,62 @@ def test_a_failing_python_setup_is_a_config_error(evt, tmp_path):
     assert (r.exit_code, r.stdout) == (2, "")
     assert r.stderr == "evt: projection p: setup failed: OperationalError: incomplete input (model.py, line 6)\n"
     assert evt("projections").json()[0]["checkpoint"] == 0
+
+
+@pytest.mark.parametrize(
+    "setup, table",
+    [
+        ("CREATE TABLE IF NOT EXISTS events (id TEXT)", "events"),
+        ("CREATE TABLE IF NOT EXISTS Evt_Checkpoints (id TEXT)", "Evt_Checkpoints"),
+        ('CREATE TABLE IF NOT EXISTS \\"SNAPSHOTS\\" (id TEXT)', "SNAPSHOTS"),
+    ],
+)
+def test_a_projection_cannot_own_evts_tables_so_a_rebuild_never_drops_the_log(evt, tmp_path, setup, table):
+    evt("append", "a-1", "x", "-q")
+    (tmp_path / "evt.toml").write_text(f'[projections.p]\nsetup = "{setup}"\non = {{"*" = "SELECT 1"}}\n')
+    r = evt("replay", "--rebuild")
+    assert (r.exit_code, r.stdout) == (2, "")
+    assert r.stderr.endswith(f"evt.toml: projections.p.setup: the table {table!r} is evt's own (a rebuild would drop it); give the projection's table another name\n")
+    assert [e["position"] for e in evt("read").json()] == [1]
+
+
+def test_a_python_projection_cannot_own_evts_tables(evt, tmp_path):
+    (tmp_path / "evt.toml").write_text('model = "model.py"\n')
+    (tmp_path / "model.py").write_text("from evt import Model\nmodel = Model()\nmodel.projection('p', tables=['events'])\n")
+    evt("append", "a-1", "x", "-q")
+    r = evt("replay", "--rebuild")
+    assert (r.exit_code, r.stderr) == (2, "evt: projection p: tables: the table 'events' is evt's own (a rebuild would drop it); give the projection's table another name\n")
+    assert [e["position"] for e in evt("read").json()] == [1]
+
+
+def test_idle_followers_on_one_store_write_nothing(tmp_path, evt_proc):
+    "A replay --follow and a consume --follow must not wake each other with empty commits forever."
+    import subprocess
+    import time
+
+    from conftest import evt_command
+
+    (tmp_path / "evt.toml").write_text(ORDER_TOML)
+    evt_proc("append", "--ndjson", "-", "-q", input=ndjson(ORDERS))
+    followers = [
+        subprocess.Popen(evt_command() + args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for args in (["replay", "--follow"], ["consume", "idle", "--exec", "cat >/dev/null", "--follow"])
+    ]
+    try:
+        checkpoints = "SELECT name, position, last_run_at FROM evt_checkpoints ORDER BY name"
+        deadline = time.monotonic() + 20
+        while [r[1] for r in rows(checkpoints)] != [4, 4]:
+            assert time.monotonic() < deadline, "the followers did not catch up"
+            time.sleep(0.05)
+        time.sleep(0.3)
+        before = rows(checkpoints)
+        time.sleep(1)
+        assert rows(checkpoints) == before
+        evt_proc("append", "order-3", "order.placed", '{"orderId": "3", "customerId": "c3", "total": 3}', "-q")
+        while [r[1] for r in rows(checkpoints)] != [5, 5]:
+            assert time.monotonic() < deadline, "the followers did not handle the new event"
+            time.sleep(0.05)
+    finally:
+        for proc in followers:
+            proc.kill()
+            proc.wait()

@@ -67,6 +67,38 @@ def test_a_relay_that_lost_its_position_is_refused_by_redis_not_duplicated(evt, 
     assert positions("events.db") == [("fresh", "relay", 6), (f"{REDIS_URL}#{key}", "relay", 4)]
 
 
+def test_a_key_another_store_relays_to_is_refused_not_skipped(evt, redis_broker):
+    "Two stores relaying to one key: the second must not count the first's entries as its own."
+    client, key = redis_broker
+    load(evt, ENVELOPES, db="one.db")
+    load(evt, many(6), db="two.db")
+    assert evt("relay", REDIS_URL, "--key", key, "--db", "one.db").exit_code == 0
+    r = evt("relay", REDIS_URL, "--key", key, "--db", "two.db")
+    [first] = evt("read", "--db", "two.db", "--limit", "1").json()
+    assert (r.exit_code, r.stdout) == (6, "")
+    assert r.stderr == (
+        f"evt: Redis stream '{key}' is already past entry 1-0, which is not this store's event {first['id']}: "
+        "another store or program writes to that key; relay each store to its own --key\n"
+    )
+    assert positions("two.db") == []
+    assert client.xlen(key) == 4  # nothing of the second store's went into the first's stream
+    other = f"{key}-foreign"
+    client.xadd(other, {"from": "another program"})  # an id from the clock, far above 1-0
+    r = evt("relay", REDIS_URL, "--key", other, "--db", "two.db")
+    assert (r.exit_code, r.stderr.split(":")[0]) == (6, "evt")
+    assert "another store or program writes to that key" in r.stderr
+
+
+def test_entries_trimmed_or_deleted_since_they_were_published_count_as_published(evt, redis_broker):
+    client, key = redis_broker
+    load(evt, many(5))
+    evt("relay", REDIS_URL, "--key", key, "--name", "first")
+    client.xtrim(key, maxlen=2, approximate=False)
+    client.xdel(key, "5-0")
+    r = evt("relay", REDIS_URL, "--key", key, "--name", "again")
+    assert (r.exit_code, r.stdout) == (0, summary("again", already=5, position=5))
+
+
 def test_key_per_category_keeps_ids_increasing_in_each_key(evt, redis_broker):
     client, key = redis_broker
     load(evt, ENVELOPES)

@@ -8,6 +8,7 @@ import sys
 from typing import Any, Callable
 
 INTERRUPTED = 130
+PIPE_CLOSED = 141  # what a shell reports for a process ended by SIGPIPE
 
 
 def fail(message: str, code: int) -> int:
@@ -27,13 +28,17 @@ def guarded(fn: Callable[..., Any], *args: Any) -> int:
     ``EVT_DEBUG=1`` prints the traceback too; the message and exit code stay the same,
     so a script behaves alike with and without it.
     """
-    from ..errors import EvtError
+    from ..errors import EvtError, OutputClosed
 
     # A closed pipe (evt read | head -1) ends evt quietly, as it does cat or grep.
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         result = fn(*args)
         return result if isinstance(result, int) else 0
+    except OutputClosed:  # evt consume … | head -1: ends like evt read | head -1
+        if os.environ.get("EVT_DEBUG"):
+            raise
+        return PIPE_CLOSED
     except EvtError as e:
         show_traceback()
         return fail(str(e), e.exit_code)

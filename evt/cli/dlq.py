@@ -115,7 +115,8 @@ def retry(
         return 0
     failed = [(e, error) for e, error in q.retry(entries) if error is not None]
     for entry, error in failed:
-        say(f"evt: dead letter {entry.id} ({entry.consumer}, position {entry.position}) failed again: {error}")
+        where = f"position {entry.position}" if entry.position is not None else "a message ingest could not store"
+        say(f"evt: dead letter {entry.id} ({entry.consumer}, {where}) failed again: {error}")
     if failed:
         raise HandlerFailed(f"{len(failed)} of {plural(len(entries))} failed again; they stay in the table")
     say(f"retried {plural(len(entries))}: all succeeded")

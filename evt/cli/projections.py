@@ -7,10 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..errors import UsageError
+from ..errors import HandlerFailed, UsageError
 from ..output import choose_format, emit
 from .context import Context
-from .options import Category, ConfigFile, Db, Format, ModelSpec, Types
+from .options import Category, ConfigFile, Correlation, Db, Format, ModelSpec, Since, Types, Until
 
 SUMMARY_COLUMNS = ("name", "kind", "events", "seconds", "rate", "failures", "checkpoint")
 STATUS_COLUMNS = ("name", "kind", "checkpoint", "head", "lag", "deadLetters", "lastRunAt")
@@ -41,7 +41,8 @@ def replay(
 
     The summary (name, kind, events, seconds, rate, failures, checkpoint) is one JSON
     object per projection on stdout, or a table on a terminal. Failed events go to the
-    dead-letter table (evt dlq) unless a projection stops on errors (exit 7).
+    dead-letter table (evt dlq) unless a projection stops on errors: it stops at the
+    event, the others still run, and evt exits 7.
     """
     from ..processing import follow as follow_runners
     from ..projections import configured, runner, select
@@ -50,29 +51,33 @@ def replay(
     fmt = choose_format(format)
     store = ctx.open()
     chosen = select(configured(ctx.config, ctx.model()), names or [])
-    runners = []
+    runners, stopped = [], []
     try:
         for projection in chosen:
             run = runner(store, projection, ctx.config, batch_size=batch_size, warn=warn)
             runners.append(run)
             run.start(rebuild=rebuild)
-            with progress_bar(projection.name, store.head(), run.position) as progress:
-                run.progress = progress
-                run.catch_up()
-            if not follow and fmt != "table":
+            try:
+                with progress_bar(projection.name, store.head(), run.position) as progress:
+                    run.progress = progress
+                    run.catch_up()
+            except HandlerFailed as e:  # this projection stops; the others still run
+                warn(str(e))
+                stopped.append(run)
+            if not follow and fmt == "ndjson":
                 emit([run.summary.to_dict()], fmt, SUMMARY_COLUMNS)  # scripts see each as it ends
-        if not follow and fmt == "table":
+        if not follow and fmt != "ndjson":  # a table, or one JSON array
             emit([run.summary.to_dict() for run in runners], fmt, SUMMARY_COLUMNS)
         if follow:
             try:
-                follow_runners(runners, store)
+                follow_runners([run for run in runners if run not in stopped], store)
             except KeyboardInterrupt:
                 emit([run.summary.to_dict() for run in runners], fmt, SUMMARY_COLUMNS)
                 return 130
     finally:
         for run in runners:
             run.target.close()
-    return 0
+    return HandlerFailed.exit_code if stopped else 0
 
 
 class progress_bar:
@@ -119,6 +124,9 @@ def consume(
     exec_: Annotated[Optional[str], typer.Option("--exec", help="The shell command run per event (envelope on stdin) [default: the consumer's last one].", show_default=False)] = None,
     category: Category = None,
     type: Types = None,
+    correlation_id: Correlation = None,
+    since: Since = None,
+    until: Until = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep consuming new events as they are appended, until interrupted.")] = False,
     max_attempts: Annotated[int, typer.Option("--max-attempts", min=1, help="Tries per event before giving up on it.")] = 3,
     backoff: Annotated[float, typer.Option("--backoff", min=0, help="Seconds before the second try; doubling after.")] = 0.1,
@@ -135,8 +143,8 @@ def consume(
     """
     from ..consumers import ExecConsumer, command_of, consume as run_consumer
     from ..projections import configured
-    from ..query import Filter
     from ..retry import RetryPolicy
+    from .log import build_filter
 
     ctx = Context(db, config, model)
     store = ctx.open()
@@ -147,7 +155,8 @@ def consume(
         raise UsageError(f"consumer {name} has never run: give the command with --exec 'CMD'")
     policy = RetryPolicy(max_attempts, backoff, on_error)
     consumer = ExecConsumer(name, command, types=type or (), policy=policy)
-    summary = run_consumer(store, consumer, Filter(stream=stream, category=category), follow=follow, warn=warn)
+    filter = build_filter(stream, category, correlation_id=correlation_id, since=since, until=until)
+    summary = run_consumer(store, consumer, filter, follow=follow, warn=warn)
     if sys.stderr.isatty():
         line = summary.to_dict()
         warn(f"{name}: {line['events']} events in {line['seconds']} s, {line['failures']} dead-lettered")

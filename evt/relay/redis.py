@@ -56,15 +56,23 @@ class RedisTarget:
         self.trim = ("MAXLEN", "~", maxlen) if maxlen else ()
         self.name = f"{redact(url)}#{key}{':*' if key_per_category else ''}"
         self.client = None
+        self.checked = False
 
     def key_for(self, stream: str) -> str:
         return f"{self.key}:{category_of(stream)}" if self.key_per_category else self.key
 
     def connect(self) -> None:
         self.client = connect(self.url)
+        self.checked = False
 
     def publish(self, rows: Sequence[Row]) -> tuple[int, int]:
         "XADD the rows in one pipeline; (published, already in the stream)."
+        if not self.checked:  # first batch since connecting: check what the stream already holds first
+            tops = {key: self._top(key) for key in {self.key_for(row[1]) for row in rows}}
+            behind = [row for row in rows if row[0] <= tops[self.key_for(row[1])]]
+            if behind:
+                self._check_already_there(behind)
+            self.checked = True
         with translate_errors(self.url):
             pipe = self.client.pipeline(transaction=False)
             command, trim, key_for, single = pipe.execute_command, self.trim, self.key_for, self.key
@@ -76,7 +84,59 @@ class RedisTarget:
                     "timestamp", timestamp, "data", data, "envelope", envelope,
                 )  # fmt: skip
             replies = pipe.execute(raise_on_error=False)
-        return _count(replies, self.url)
+        published, refused = _count(replies, self.url)
+        if refused:
+            self._check_already_there([rows[i] for i in refused])
+        return published, len(refused)
+
+    def _check_already_there(self, rows: Sequence[Row]) -> None:
+        """Make sure the entries Redis refused are this store's own events, published before a
+        crash, and not another store's or program's that share the key (which would make this
+        relay skip its events silently); BrokerRefused otherwise."""
+        keys = [self.key_for(row[1]) for row in rows]
+        with translate_errors(self.url):
+            pipe = self.client.pipeline(transaction=False)
+            for key, row in zip(keys, rows):
+                pipe.execute_command("XRANGE", key, f"{row[0]}-0", f"{row[0]}-0")
+            found = pipe.execute()
+            infos: dict[str, dict] = {}
+            for key, row, entries in zip(keys, rows, found):
+                if entries and _field(entries[0][1], b"id") == row[2].encode():
+                    continue
+                if not entries and self._gone(key, row[0], infos):
+                    continue  # trimmed (--maxlen) or deleted since it was published
+                raise BrokerRefused(
+                    f"Redis stream {key!r} is already past entry {row[0]}-0, which is not this store's event "
+                    f"{row[2]}: another store or program writes to that key; relay each store to its own --key"
+                )
+
+    def _top(self, key: str) -> int:
+        "The position of the stream's last entry ever added (0 for a stream that does not exist)."
+        with translate_errors(self.url):
+            last = self.client.execute_command("XREVRANGE", key, "+", "-", "COUNT", 1)
+        return int(_text(last[0][0]).split("-")[0]) if last else 0
+
+    def _gone(self, key: str, position: int, infos: dict[str, dict]) -> bool:
+        """Whether entry ``<position>-0`` may have been removed from the stream: deleted
+        (XDEL, up to max-deleted-entry-id) or trimmed (below the first entry, when that one
+        was written by a relay too: its position field matches its id)."""
+        info = infos.get(key)
+        if info is None:
+            info = self.client.execute_command("XINFO", "STREAM", key)
+            if isinstance(info, list):
+                info = dict(zip(info[::2], info[1::2]))
+            info = infos[key] = {_text(k): v for k, v in info.items()}
+        deleted = info.get("max-deleted-entry-id")
+        if deleted is None:
+            return True  # a Redis before 7 does not say: trust it, as before
+        if position <= int(_text(deleted).split("-")[0]):
+            return True
+        first = info.get("first-entry")
+        if not first:
+            return False
+        first_id, fields = first
+        first_position = _text(first_id).split("-")[0]
+        return _text(_field(fields, b"position") or b"") == first_position and position < int(first_position)
 
     def idle(self) -> None:
         pass
@@ -87,17 +147,29 @@ class RedisTarget:
             self.client = None
 
 
-def _count(replies: list, url: str) -> tuple[int, int]:
-    published = skipped = 0
-    for reply in replies:
+def _count(replies: list, url: str) -> tuple[int, list[int]]:
+    "(how many were added, the indexes of those Redis refused as not above the stream's top)."
+    published, refused = 0, []
+    for i, reply in enumerate(replies):
         if not isinstance(reply, Exception):
             published += 1
         elif ALREADY_THERE in str(reply):
-            skipped += 1
+            refused.append(i)
         else:
             with translate_errors(url):
                 raise reply
-    return published, skipped
+    return published, refused
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _field(fields, name: bytes):
+    "One field of a stream entry, whether redis-py gives a dict or a flat list."
+    if isinstance(fields, list):
+        fields = dict(zip(fields[::2], fields[1::2]))
+    return fields.get(name)
 
 
 class RedisSource:
