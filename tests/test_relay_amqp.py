@@ -184,3 +184,16 @@ def test_an_existing_queue_keeps_its_bindings_when_no_bind_is_given(evt, amqp_br
     evt("relay", AMQP_URL, "--exchange", amqp_broker.exchange, "--db", "a.db")
     assert json.loads(ingest(evt, amqp_broker, orders).stdout)["appended"] == 3
     assert json.loads(ingest(evt, amqp_broker, everything, db="c.db").stdout)["appended"] == 4
+
+
+def test_an_envelope_without_an_id_takes_the_message_id_so_a_redelivery_is_idempotent(evt, amqp_broker):
+    import pika
+
+    channel, queue = amqp_broker.channel, amqp_broker.queue()
+    ingest(evt, amqp_broker, queue)
+    body = json.dumps({"stream": "s-1", "type": "t.x", "data": {"n": 1}}).encode()
+    for _ in range(2):  # published twice, as a producer retrying after a lost confirm would
+        channel.basic_publish(amqp_broker.exchange, "t.x", body, pika.BasicProperties(message_id="m-1"))
+    r = ingest(evt, amqp_broker, queue)
+    assert r.stdout == ingested(f"{SHOWN}#{queue}", received=2, appended=1, duplicates=1)
+    assert [e["id"] for e in evt("read", "--db", "b.db").json()] == ["amqp:m-1"]

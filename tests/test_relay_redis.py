@@ -362,3 +362,15 @@ def test_any_log_survives_the_round_trip_through_redis(redis_broker, tmp_path):
             assert list(b.read_json()) == list(a.read_json())
 
     check()
+
+
+def test_an_envelope_without_an_id_takes_the_entry_id_so_a_redelivery_is_idempotent(evt, redis_broker):
+    client, key = redis_broker
+    entry = client.xadd(key, {"envelope": json.dumps({"stream": "s-1", "type": "t.x", "data": {"n": 1}})}).decode()
+    r = evt("ingest", REDIS_URL, "--key", key, "--group", "g", "--db", "b.db", "--wait", "0.1")
+    assert r.stdout == ingested(f"{REDIS_URL}#{key}/g", received=1, appended=1)
+    # the same entry delivered again (e.g. a crash between the commit and XACK): no second event
+    client.xgroup_create(key, "g2", id="0")
+    again = evt("ingest", REDIS_URL, "--key", key, "--group", "g2", "--db", "b.db", "--wait", "0.1")
+    assert again.stdout == ingested(f"{REDIS_URL}#{key}/g2", received=1, duplicates=1)
+    assert [e["id"] for e in evt("read", "--db", "b.db").json()] == [f"redis:{key}:{entry}"]

@@ -199,7 +199,7 @@ class AmqpSource:
         messages: list[Message] = []
         idle = 0.0
         with translate_errors(self.url):
-            for method, _properties, body in self.deliveries:
+            for method, properties, body in self.deliveries:
                 if method is None:
                     if messages:
                         return messages
@@ -207,7 +207,8 @@ class AmqpSource:
                     if idle >= self.wait:
                         return messages
                     continue
-                messages.append(Message(method.delivery_tag, body))
+                message_id = getattr(properties, "message_id", None)
+                messages.append(Message(method.delivery_tag, body, broker_id=f"amqp:{message_id}" if message_id else None))
                 if len(messages) >= count:
                     return messages
         return messages

@@ -42,6 +42,9 @@ class Message:
     ref: object
     body: bytes | None
     error: str | None = None  # why it cannot be stored, when the source already knows
+    # The broker's own identity for the message (a Redis entry id, an AMQP message_id):
+    # the event id of an envelope that carries none, so a redelivery stays idempotent.
+    broker_id: str | None = None
 
 
 class Source(Protocol):
@@ -270,6 +273,8 @@ def decode(message: Message) -> NewEvent:
         event = NewEvent.from_envelope(envelope)
     except EvtError as e:
         raise InvalidInput(f"not an evt envelope: {e}") from None
+    if event.id is None and message.broker_id is not None:
+        event.id = message.broker_id
     return event
 
 

@@ -220,9 +220,9 @@ class RedisSource:
                 entries = self._read(count, self.cursor, block=None)
                 if entries:
                     self.cursor = entries[-1][0]
-                    return [_message(entry) for entry in entries]
+                    return [_message(entry, self.key) for entry in entries]
                 self.cursor = ">"
-            return [_message(entry) for entry in self._read(count, ">", block=self.block_ms)]
+            return [_message(entry, self.key) for entry in self._read(count, ">", block=self.block_ms)]
 
     def _read(self, count: int, cursor, block: int | None) -> list:
         args = ["XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", count]
@@ -248,9 +248,10 @@ class RedisSource:
             self.client = None
 
 
-def _message(entry) -> Message:
+def _message(entry, key: str) -> Message:
     "One stream entry as a message: its envelope field is the body."
     entry_id, fields = entry
+    text_id = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
     if not fields:  # XREADGROUP gives a trimmed entry no fields
         return Message(entry_id, None, "the entry was trimmed from the stream before it was ingested")
     if isinstance(fields, list):
@@ -258,7 +259,7 @@ def _message(entry) -> Message:
     body = fields.get(b"envelope")
     if body is None:
         return Message(entry_id, _fields_text(fields), "the entry has no 'envelope' field")
-    return Message(entry_id, body)
+    return Message(entry_id, body, broker_id=f"redis:{key}:{text_id}")
 
 
 def _fields_text(fields: dict) -> bytes:
