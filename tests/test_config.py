@@ -75,3 +75,13 @@ def test_an_empty_db_option_is_a_usage_error(evt, tmp_path):
         result = evt(*command, "--db", "")
         assert (result.exit_code, result.stdout, result.stderr) == (2, "", "evt: --db needs a file path, not an empty string\n")
     assert evt("read").stdout.count("\n") == 1
+
+
+def test_a_missing_model_named_in_evt_toml_says_where_it_was_named(evt, tmp_path):
+    (tmp_path / "evt.toml").write_text('model = "model.py"\n')
+    result = evt("append", "s-1", "t.x")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"evt: model file {tmp_path / 'model.py'} not found (model = 'model.py' in {tmp_path / 'evt.toml'})\n"
+    )
+    assert not (tmp_path / "events.db").exists()

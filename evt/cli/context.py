@@ -16,6 +16,7 @@ class Context:
         self.config = Config.load(config)
         self.db_path = self.config.db(db)
         self.model_spec = self.config.model(model)
+        self.model_from_toml = not model and not os.environ.get("EVT_MODEL") and bool(self.model_spec)
         self._model = None
 
     def model(self):
@@ -23,7 +24,12 @@ class Context:
         if self._model is None and self.model_spec:
             from ..model import load_model
 
-            self._model = load_model(self.model_spec, search_path=[os.getcwd(), self.config.folder])
+            try:
+                self._model = load_model(self.model_spec, search_path=[os.getcwd(), self.config.folder])
+            except ConfigError as e:
+                if self.model_from_toml:  # say where the setting came from
+                    raise ConfigError(f"{e} (model = {self.config.data.get('model')!r} in {self.config.path})") from None
+                raise
         return self._model
 
     def require_model(self):
