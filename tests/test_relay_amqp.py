@@ -168,8 +168,10 @@ def test_relay_and_ingest_survive_the_broker_going_away(evt, amqp_broker, tmp_pa
     assert consumer.wait(30) == 0
     assert "retrying in 0.05s" in consumer.stderr.read().decode()
     # The batch in flight when the connection dropped is requeued once RabbitMQ notices;
-    # an ingest that drained before that picks it up on its next run.
-    ingest(evt, amqp_broker, queue, "--wait", "1")
+    # an ingest that drained before that picks it up on a later run.
+    deadline = time.monotonic() + 20
+    while count_events("b.db") < n and time.monotonic() < deadline:
+        ingest(evt, amqp_broker, queue, "--wait", "1")
     assert query("b.db", "SELECT count(*), count(DISTINCT id) FROM events") == [(n, n)]
     assert amqp_broker.channel.queue_declare(queue, passive=True).method.message_count == 0
     proxy.down()
