@@ -431,7 +431,7 @@ def _create_with(cls, path: str, events: Iterable[NewEvent], validate: bool, opt
     if not os.path.isdir(folder):
         raise StoreUnavailable(f"cannot create {path}: folder {folder} does not exist")
     staging_path = f"{path}.creating-{os.getpid()}"
-    _remove_store_files(staging_path)  # left by a killed process that had our pid
+    _remove_abandoned_staging(path)
     expectations: dict[int, tuple] = {}
     try:
         with _naming(staging_path, path), cls(staging_path, **options) as staging:
@@ -452,6 +452,25 @@ def _create_with(cls, path: str, events: Iterable[NewEvent], validate: bool, opt
         _remove_store_files(staging_path)
     _sync_folder(folder)
     return cls(path, **options), positions
+
+
+def _remove_abandoned_staging(path: str) -> None:
+    "Staging files of creators that were killed (their process is gone), ours included."
+    import glob
+
+    for staging in glob.glob(glob.escape(path) + ".creating-*"):
+        pid = staging.rsplit("-", 1)[1]
+        if not pid.isdigit():
+            continue
+        if int(pid) != os.getpid():
+            try:
+                os.kill(int(pid), 0)
+                continue  # still running: its staging file is in use
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                continue
+        _remove_store_files(staging)
 
 
 @contextmanager

@@ -255,3 +255,17 @@ def test_a_store_on_a_read_only_filesystem_is_readable_and_appending_is_exit_6(e
     append = evt_proc("append", "s-1", "t.x", "--db", db)
     assert (append.exit_code, append.stdout) == (6, "")
     assert append.stderr == f"evt: {db} is read-only: attempt to write a readonly database\n"
+
+
+def test_a_creator_killed_mid_batch_leaves_nothing_the_next_append_keeps(evt_proc, tmp_path):
+    writer = spawn("append", "--ndjson", "-", "-q", cwd=tmp_path, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    writer.stdin.write(envelopes(2000).encode())
+    writer.stdin.flush()
+    time.sleep(1.0)
+    writer.send_signal(signal.SIGKILL)
+    writer.wait(10)
+    assert not (tmp_path / "events.db").exists()  # the store is published only when a batch commits
+    assert evt_proc("append", "s-1", "t.x", "-q").exit_code == 0
+    assert sorted(p.name for p in tmp_path.iterdir() if "creating" in p.name) == []
+    conn = sqlite3.connect(tmp_path / "events.db")
+    assert conn.execute("SELECT count(*) FROM events").fetchone() == (1,)
