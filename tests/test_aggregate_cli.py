@@ -121,6 +121,24 @@ def test_history_as_a_table(bank, monkeypatch):
     ]
 
 
+def test_history_table_on_an_80_column_terminal_cuts_nothing_off(bank, monkeypatch):
+    "Columns wrap instead of being cropped: every character of every cell is shown."
+    from collections import Counter
+
+    monkeypatch.setenv("COLUMNS", "80")
+    result = bank("aggregate", "account", "account-7", "--history", "--format", "table")
+    assert result.exit_code == 0
+    assert max(len(line) for line in result.lines) <= 80
+    steps = bank("aggregate", "account", "account-7", "--history").json()
+    cells = "".join(
+        json.dumps(s["event"]["data"], separators=(",", ":")) + s["event"]["type"] + s["event"]["timestamp"][:19].replace("T", "")
+        + "".join(f'{c["path"]}:{json.dumps(c["from"])}→{json.dumps(c["to"])}' for c in s["changes"])
+        for s in steps
+    )
+    shown = Counter("".join(result.stdout.split()))
+    assert not Counter("".join(cells.split())) - shown
+
+
 def test_find_the_event_that_broke_an_invariant(bank):
     result = bank("aggregate", "account", "account-7", "--find", "balance < 0")
     assert result.exit_code == 0

@@ -148,17 +148,18 @@ def print_history(steps, fmt: str) -> None:
 
 
 def print_steps(steps) -> None:
-    "Steps as a table; data and changes wrap, so the table fits the terminal."
+    """Steps as a table; every column but the revision may wrap, so the table fits
+    the terminal (an 80-column one too) without cutting text off."""
     from rich.table import Table
 
     from ..diff import describe
 
     table = Table(box=None, pad_edge=False)
     table.add_column("revision", no_wrap=True, justify="right")
-    table.add_column("time (UTC)", no_wrap=True)
-    table.add_column("type", no_wrap=True)
-    table.add_column("data", overflow="fold", min_width=16, ratio=1)
-    table.add_column("changes", overflow="fold", min_width=16, ratio=1)
+    table.add_column("time (UTC)")  # wraps at the space: date, then time
+    table.add_column("type", overflow="fold")
+    table.add_column("data", overflow="fold", min_width=8, ratio=1)
+    table.add_column("changes", overflow="fold", min_width=8, ratio=1)
     for step in steps:
         event = step.event
         when = event.timestamp[:19].replace("T", " ")
