@@ -34,6 +34,8 @@ class Model:
     """
 
     def __init__(self) -> None:
+        caller = sys._getframe(1)
+        self.created_at = (caller.f_code.co_filename, caller.f_lineno)  # for error messages
         self.schemas: dict[tuple[str, int], Any] = {}
         self.upcasters: dict[tuple[str, int], tuple[str, Callable[[dict], dict]]] = {}
         self.aggregates: dict[str, Any] = {}
@@ -176,12 +178,33 @@ def load_model(spec: str, search_path: list[str] | tuple[str, ...] = ()) -> Mode
         if folder not in sys.path:
             sys.path.insert(0, folder)
     module = _import(spec)
-    found = [value for value in vars(module).values() if isinstance(value, Model)]
+    if isinstance(getattr(module, "model", None), Model):
+        return module.model
+    found: dict[int, tuple[str, Model]] = {}
+    for name, value in vars(module).items():
+        if isinstance(value, Model):
+            found.setdefault(id(value), (name, value))  # one instance under two names is one model
     if not found:
         raise ConfigError(f"model {spec} defines no evt.Model (add: model = evt.Model())")
-    if len(found) > 1 and not isinstance(getattr(module, "model", None), Model):
-        raise ConfigError(f"model {spec} defines {len(found)} evt.Model instances; name the one to use 'model'")
-    return module.model if isinstance(getattr(module, "model", None), Model) else found[0]
+    if len(found) > 1:
+        several = _several_models(list(found.values()), getattr(module, "__file__", None))
+        raise ConfigError(f"model {spec}: {several}; name the one to use 'model'")
+    return next(iter(found.values()))[1]
+
+
+def _several_models(found: list[tuple[str, Model]], module_file: str | None) -> str:
+    "'FILE, line N: N evt.Model instances, a (line 2) and b (line 3)' — where each was created."
+    found = sorted(found, key=lambda item: (item[1].created_at[0] == module_file, item[1].created_at))
+    files = {model.created_at[0] for _, model in found}
+    last_file, last_line = found[-1][1].created_at  # the module's own file when it made one
+
+    def where(model: Model) -> str:
+        filename, line = model.created_at
+        return f"line {line}" if len(files) == 1 else f"{filename}, line {line}"
+
+    named = [f"{name} ({where(model)})" for name, model in found]
+    listed = ", ".join(named[:-1]) + " and " + named[-1]
+    return f"{last_file}, line {last_line}: {len(found)} evt.Model instances, {listed}"
 
 
 def _import(spec: str):

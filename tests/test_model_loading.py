@@ -165,3 +165,18 @@ def test_model_that_fails_to_import_in_a_real_process(evt_proc, tmp_path):
     result = evt_proc("aggregate", "account", "account-1", "--model", "model.py")
     assert result.exit_code == 2
     assert result.stderr == f"evt: model model.py: {tmp_path / 'model.py'}, line 3: RuntimeError: not today\n"
+
+
+def test_model_with_two_model_instances_names_file_and_lines(evt, tmp_path):
+    Path("model.py").write_text("from evt import Model\n\nshop = Model()\nbank = Model()\n")
+    result = evt("schema", "--model", "model.py")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"evt: model model.py: {tmp_path / 'model.py'}, line 4: 2 evt.Model instances, shop (line 3) and bank (line 4); "
+        "name the one to use 'model'\n"
+    )
+
+
+def test_one_model_instance_under_two_names_is_one_model(evt):
+    Path("model.py").write_text("from evt import Model\n\nshop = Model()\nalias = shop\n")
+    assert evt("schema", "--model", "model.py").exit_code == 0
