@@ -173,6 +173,19 @@ def test_find_with_a_misspelt_name_says_so(bank):
     )
 
 
+def test_find_does_not_call_a_name_missing_that_appears_later(evt):
+    write_model(extra="""
+        @model.aggregate("late", initial={})
+        def late(state, event):
+            if event.revision >= 2:
+                state["x"] = event.revision
+    """)
+    Path("evt.toml").write_text('model = "model.py"\n')
+    evt("append", "--ndjson", "-", "-q", input=ndjson(ACCOUNT_7[:3]))
+    result = evt("aggregate", "late", "account-7", "--find", "x > 5")
+    assert (result.exit_code, result.stderr) == (4, "evt: x > 5 never holds in account-7 (3 events folded by late)\n")
+
+
 @pytest.mark.parametrize(
     "expression, message",
     [
