@@ -230,18 +230,37 @@ def _import(spec: str):
     except ModuleNotFoundError as e:
         if not is_path and e.name == spec.split(".")[0]:
             raise ConfigError(f"model module {spec!r} not found (give a .py path, or a module in the current folder, evt.toml's folder or on PYTHONPATH)") from None
-        raise ConfigError(f"model {spec}: {_where(e)}{type(e).__name__}: {e}") from None
+        raise ConfigError(f"model {spec}: {_where(e)}{type(e).__name__}: {_one_line(e)}") from None
     except SyntaxError as e:
         raise ConfigError(f"model {spec}: {e.filename}, line {e.lineno}: SyntaxError: {e.msg}") from None
     except Exception as e:
-        raise ConfigError(f"model {spec}: {_where(e)}{type(e).__name__}: {e}") from None
+        raise ConfigError(f"model {spec}: {_where(e)}{type(e).__name__}: {_one_line(e)}") from None
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
 
 
 def _where(error: BaseException) -> str:
-    "The innermost frame of the user's code where an import failed: 'file, line N: '."
-    frames = [f for f in traceback.extract_tb(error.__traceback__) if "importlib" not in f.filename]
-    user = [f for f in frames if os.path.dirname(__file__) not in f.filename]
+    """The innermost frame of the user's code where an import failed: 'file, line N: '.
+
+    Frames in evt, the standard library and installed packages (pydantic raising on a
+    bad field, json on bad text) are passed over: the line to fix is the user's.
+    """
+    evt_folder = os.path.join(os.path.dirname(__file__), "")
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if "importlib" not in f.filename and not f.filename.startswith(evt_folder)]
+    user = [f for f in frames if not _library_file(f.filename)] or frames[:1]  # [:1]: a model installed as a package
     if not user:
         return ""
     frame = user[-1]
     return f"{frame.filename}, line {frame.lineno}: "
+
+
+def _library_file(filename: str) -> bool:
+    "Whether a file is the standard library's or an installed package's."
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    folders = {paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib") if key in paths}
+    path = os.path.abspath(filename)
+    return any(path.startswith(os.path.join(folder, "")) for folder in folders)

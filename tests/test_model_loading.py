@@ -180,3 +180,21 @@ def test_model_with_two_model_instances_names_file_and_lines(evt, tmp_path):
 def test_one_model_instance_under_two_names_is_one_model(evt):
     Path("model.py").write_text("from evt import Model\n\nshop = Model()\nalias = shop\n")
     assert evt("schema", "--model", "model.py").exit_code == 0
+
+
+def test_an_error_raised_inside_a_library_names_the_models_line_in_one_line(evt, tmp_path):
+    "pydantic (or json, …) raising while the model imports: the line to fix is the model's."
+    Path("model.py").write_text(
+        "import json\nfrom pydantic import BaseModel\nfrom evt import Model\nmodel = Model()\n\n"
+        "@model.schema('a.b')\nclass S(BaseModel):\n    model_config = {'extra': 'nope'}\n"
+    )
+    result = evt("schema", "--model", "model.py")
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"evt: model model.py: {tmp_path / 'model.py'}, line 7: SchemaError: ")
+    assert result.stderr.count("\n") == 1 and "Invalid extra_behavior" in result.stderr
+    Path("model.py").write_text("import json\nfrom evt import Model\nmodel = Model()\nsettings = json.loads('{bad')\n")
+    result = evt("schema", "--model", "model.py")
+    assert result.stderr == (
+        f"evt: model model.py: {tmp_path / 'model.py'}, line 4: JSONDecodeError: "
+        "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)\n"
+    )
