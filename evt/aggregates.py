@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator
 
 from .diff import diff
 from .envelope import Event, dumps, loads
-from .errors import ConfigError, HandlerFailed, NotFound, StreamNotFound
+from .errors import ConfigError, HandlerFailed, NotFound, StreamNotFound, one_line
 from .query import Filter
 
 GLOB_CHARS = frozenset("*?[")
@@ -271,17 +271,6 @@ class FunctionAggregate(Aggregate):
 
     def from_json(self, data: Any) -> Any:
         return data
-
-
-def one_line(error: Exception) -> str:
-    "An exception as one line: pydantic's errors as 'field: message; …'."
-    errors = getattr(error, "errors", None)
-    if callable(errors):
-        try:
-            return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(data)'}: {err['msg']}" for err in errors())
-        except Exception:
-            pass
-    return " ".join(str(error).split())
 
 
 def handlers_of(cls: type) -> list[Callable]:

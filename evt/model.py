@@ -22,7 +22,7 @@ import sys
 import traceback
 from typing import Any, Callable
 
-from .errors import ConfigError, InvalidInput, UpcastFailed  # noqa: F401 (UpcastFailed: re-exported)
+from .errors import ConfigError, InvalidInput, UpcastFailed, one_line  # noqa: F401 (UpcastFailed: re-exported)
 
 
 class Model:
@@ -230,15 +230,11 @@ def _import(spec: str):
     except ModuleNotFoundError as e:
         if not is_path and e.name == spec.split(".")[0]:
             raise ConfigError(f"model module {spec!r} not found (give a .py path, or a module in the current folder, evt.toml's folder or on PYTHONPATH)") from None
-        raise ConfigError(f"model {spec}: {_where(e)}{type(e).__name__}: {_one_line(e)}") from None
+        raise ConfigError(f"model {spec}: {_where(e)}{type(e).__name__}: {one_line(e)}") from None
     except SyntaxError as e:
         raise ConfigError(f"model {spec}: {e.filename}, line {e.lineno}: SyntaxError: {e.msg}") from None
     except Exception as e:
-        raise ConfigError(f"model {spec}: {_where(e)}{type(e).__name__}: {_one_line(e)}") from None
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split())
+        raise ConfigError(f"model {spec}: {_where(e)}{type(e).__name__}: {one_line(e)}") from None
 
 
 def _where(error: BaseException) -> str:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from . import migrations
 from .envelope import dumps, loads
-from .errors import Conflict, InvalidInput, StoreUnavailable, UpcastFailed, UsageError
+from .errors import Conflict, InvalidInput, StoreUnavailable, UpcastFailed, UsageError, one_line
 from .store import COLUMNS, INSERT, row_to_event, translate_errors
 from .timeutil import now
 
@@ -77,7 +77,7 @@ class Step:
         try:
             data = self.fn(data)
         except Exception as e:
-            raise ValueError(f"upcaster {self.type} v{self.version} raised {type(e).__name__}: {e}") from e
+            raise ValueError(f"upcaster {self.type} v{self.version} raised {type(e).__name__}: {one_line(e)}") from e
         if not isinstance(data, dict):
             raise ValueError(f"upcaster {self.type} v{self.version} returned {_json_type(data)}, not an object")
         if self.schema is not None:

@@ -784,3 +784,15 @@ def test_unfinished_files_of_killed_runs_are_removed_by_the_next_run(evt, store)
     r = evt("upcast", "run", "--in-place")
     assert r.exit_code == 0
     assert sorted(n for n in os.listdir(".") if n.startswith(("new.db", "events.db."))) == sorted(["new.db", os.path.basename(r.json()[0]["backup"])])
+
+
+def test_an_upcaster_raising_a_multi_line_error_is_reported_in_one_line(evt, tmp_path):
+    (tmp_path / "model.py").write_text(
+        "import pydantic\nfrom evt import Model\nmodel = Model()\n"
+        "class Shape(pydantic.BaseModel):\n    a: int\n    b: int\n"
+        "@model.upcaster('x.made', 1)\ndef x1(data):\n    return Shape.model_validate(data).model_dump()\n"
+    )
+    evt("append", "s-1", "x.made", '{"a": 1}', "--model", "model.py", "-q")
+    for args in (["read"], ["upcast", "run", "--dry-run"]):
+        r = evt(*args, "--model", "model.py")
+        assert (r.exit_code, r.stderr) == (5, "evt: cannot upcast the event at position 1 (x.made v1): upcaster x.made v1 raised ValidationError: b: Field required\n")
