@@ -233,7 +233,7 @@ def _import(spec: str):
         raise ConfigError(f"model {spec}: {_where(e)}{type(e).__name__}: {one_line(e)}") from None
     except SyntaxError as e:
         raise ConfigError(f"model {spec}: {e.filename}, line {e.lineno}: SyntaxError: {e.msg}") from None
-    except Exception as e:
+    except (Exception, SystemExit) as e:  # SystemExit: a model that calls sys.exit() while importing
         raise ConfigError(f"model {spec}: {_where(e)}{type(e).__name__}: {one_line(e)}") from None
 
 

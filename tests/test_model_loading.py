@@ -198,3 +198,9 @@ def test_an_error_raised_inside_a_library_names_the_models_line_in_one_line(evt,
         f"evt: model model.py: {tmp_path / 'model.py'}, line 4: JSONDecodeError: "
         "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)\n"
     )
+
+
+def test_a_model_that_calls_sys_exit_is_a_model_error(evt, tmp_path):
+    Path("model.py").write_text("import sys\nfrom evt import Model\nmodel = Model()\nsys.exit('settings missing')\n")
+    result = evt("schema", "--model", "model.py")
+    assert (result.exit_code, result.stderr) == (2, f"evt: model model.py: {tmp_path / 'model.py'}, line 4: SystemExit: settings missing\n")
