@@ -324,3 +324,30 @@ def test_an_upcaster_that_raises_names_the_event(evt):
 def test_history_of_a_missing_stream_prints_nothing(bank):
     result = bank("aggregate", "account", "account-8", "--history", "--format", "json")
     assert (result.exit_code, result.stdout, result.stderr) == (4, "", "evt: stream 'account-8' not found (no events)\n")
+
+
+def test_a_long_history_table_prints_as_it_goes(capsys, monkeypatch):
+    "Rows are printed TABLE_CHUNK at a time (one header), not after the whole stream is folded."
+    from evt import Model
+    from evt.aggregates import history
+    from evt.cli.model import print_steps
+    from evt.output import TABLE_CHUNK
+    from evt.testing import given
+
+    monkeypatch.setenv("COLUMNS", "120")
+    model = Model()
+    model.aggregate("count", initial={"n": 0})(lambda state, event: {"n": state["n"] + 1})
+    ticks = given(*[("tick", {}) for _ in range(TABLE_CHUNK + 10)], model=model)
+    printed_before_the_last_chunk = []
+
+    def folding():
+        for n, step in enumerate(history(ticks.store, model.aggregates["count"], "test-1"), 1):
+            if n == TABLE_CHUNK + 1:
+                printed_before_the_last_chunk.append(capsys.readouterr().out)
+            yield step
+
+    print_steps(folding())
+    first, rest = printed_before_the_last_chunk[0], capsys.readouterr().out
+    assert first.splitlines()[0].split() == ["revision", "time", "(UTC)", "type", "data", "changes"]
+    assert [line.split()[0] for line in first.splitlines()[1:]] == [str(n) for n in range(1, TABLE_CHUNK + 1)]
+    assert [line.split()[0] for line in rest.splitlines()] == [str(n) for n in range(TABLE_CHUNK + 1, TABLE_CHUNK + 11)]
