@@ -47,6 +47,8 @@ class Model:
         "Register a pydantic model as the schema of ``type`` at ``version``."
 
         def register(cls):
+            if (type, version) in self.schemas:
+                raise ConfigError(f"two schemas for {type} v{version} ({self.schemas[(type, version)].__name__} and {cls.__name__}); give the newer one version={version + 1}")
             self.schemas[(type, version)] = cls
             return cls
 

@@ -204,3 +204,18 @@ def test_a_model_that_calls_sys_exit_is_a_model_error(evt, tmp_path):
     Path("model.py").write_text("import sys\nfrom evt import Model\nmodel = Model()\nsys.exit('settings missing')\n")
     result = evt("schema", "--model", "model.py")
     assert (result.exit_code, result.stderr) == (2, f"evt: model model.py: {tmp_path / 'model.py'}, line 4: SystemExit: settings missing\n")
+
+
+def test_two_schemas_for_one_type_and_version_name_the_line(evt, tmp_path):
+    "A copied schema whose version= was not bumped would silently replace the first."
+    Path("model.py").write_text(
+        "from pydantic import BaseModel\nfrom evt import Model\nmodel = Model()\n\n"
+        "@model.schema('order.placed')\nclass PlacedV1(BaseModel):\n    items: list[str]\n\n"
+        "@model.schema('order.placed')\nclass PlacedV2(BaseModel):\n    items: list[dict]\n"
+    )
+    result = evt("schema", "--model", "model.py")
+    assert (result.exit_code, result.stderr) == (
+        2,
+        f"evt: model model.py: {tmp_path / 'model.py'}, line 9: two schemas for order.placed v1 (PlacedV1 and PlacedV2); "
+        "give the newer one version=2\n",
+    )
