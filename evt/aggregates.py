@@ -177,8 +177,11 @@ class ClassAggregate(Aggregate):
             for type_ in attr.__evt_on__:
                 if GLOB_CHARS & set(type_):
                     self.globs.append((type_, attr))
-                else:
-                    self.exact.setdefault(type_, attr)
+                elif self.exact.setdefault(type_, attr) is not attr:
+                    raise ConfigError(
+                        f"aggregate {name!r}: two handlers for {type_}: {self.exact[type_].__qualname__} and {attr.__qualname__}"
+                        " (to replace a base class's handler, override its method)"
+                    )
         if not self.exact and not self.globs:
             raise ConfigError(f"aggregate {name!r}: {cls.__name__} has no @on(...) handlers")
         self._resolved: dict[str, Callable | None] = {}

@@ -219,3 +219,19 @@ def test_two_schemas_for_one_type_and_version_name_the_line(evt, tmp_path):
         f"evt: model model.py: {tmp_path / 'model.py'}, line 9: two schemas for order.placed v1 (PlacedV1 and PlacedV2); "
         "give the newer one version=2\n",
     )
+
+
+def test_two_handlers_for_one_event_type_name_the_line(evt, tmp_path):
+    "The second handler would never run: say so instead of ignoring it."
+    Path("model.py").write_text(
+        "from pydantic import BaseModel\nfrom evt import Model, on\nmodel = Model()\n\n"
+        "@model.aggregate('account')\nclass Account(BaseModel):\n    balance: float = 0\n\n"
+        "    @on('account.credited')\n    def credited(self, event):\n        self.balance += 1\n\n"
+        "    @on('account.credited')\n    def credited_again(self, event):\n        self.balance += 2\n"
+    )
+    result = evt("schema", "--model", "model.py")
+    assert (result.exit_code, result.stderr) == (
+        2,
+        f"evt: model model.py: {tmp_path / 'model.py'}, line 5: aggregate 'account': two handlers for account.credited: "
+        "Account.credited and Account.credited_again (to replace a base class's handler, override its method)\n",
+    )
