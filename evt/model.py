@@ -46,7 +46,11 @@ class Model:
     def schema(self, type: str, version: int = 1) -> Callable:
         "Register a pydantic model as the schema of ``type`` at ``version``."
 
+        _check_version(version, f"@model.schema({type!r})")
+
         def register(cls):
+            if not (hasattr(cls, "model_validate") and hasattr(cls, "model_json_schema")):
+                raise ConfigError(f"schema {type} v{version}: {getattr(cls, '__name__', cls)!s} is not a pydantic model (class {getattr(cls, '__name__', 'Schema')}(pydantic.BaseModel))")
             if (type, version) in self.schemas:
                 raise ConfigError(f"two schemas for {type} v{version} ({self.schemas[(type, version)].__name__} and {cls.__name__}); give the newer one version={version + 1}")
             self.schemas[(type, version)] = cls
@@ -116,6 +120,7 @@ class Model:
 
         ``to_type`` renames the type on the way (the next upcaster is looked up under it).
         """
+        _check_version(version, f"@model.upcaster({type!r})")
 
         def register(fn: Callable[[dict], dict]):
             if (type, version) in self.upcasters:
@@ -154,6 +159,12 @@ class Model:
         from .upcasting import type_condition
 
         return type_condition(self, store)
+
+
+def _check_version(version: Any, where: str) -> None:
+    "Versions are whole numbers >= 1, as stored events carry them."
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ConfigError(f"{where}: version must be a whole number >= 1, not {version!r}")
 
 
 def validate_data(schema, data: dict, what: str) -> None:

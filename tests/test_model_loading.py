@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 from model_helpers import ACCOUNT_7, ndjson, write_model
 
 CREDIT_ERROR = "evt: account.credited v1 is invalid: amount: Input should be greater than 0\n"
@@ -235,3 +236,29 @@ def test_two_handlers_for_one_event_type_name_the_line(evt, tmp_path):
         f"evt: model model.py: {tmp_path / 'model.py'}, line 5: aggregate 'account': two handlers for account.credited: "
         "Account.credited and Account.credited_again (to replace a base class's handler, override its method)\n",
     )
+
+
+@pytest.mark.parametrize(
+    "declaration, message",
+    [
+        (
+            "@model.schema('q.made')\n@dataclass\nclass Q:\n    a: int\n",
+            "line 5: schema q.made v1: Q is not a pydantic model (class Q(pydantic.BaseModel))",
+        ),
+        (
+            "@model.upcaster('q.made', version='1')\ndef q1(data):\n    return data\n",
+            "line 5: @model.upcaster('q.made'): version must be a whole number >= 1, not '1'",
+        ),
+        (
+            "@model.schema('q.made', version=0)\nclass Q(BaseModel):\n    a: int\n",
+            "line 5: @model.schema('q.made'): version must be a whole number >= 1, not 0",
+        ),
+    ],
+)
+def test_a_schema_or_upcaster_evt_could_never_use_is_a_model_error(evt, tmp_path, declaration, message):
+    "Not an internal error at the first append, nor an upcaster that silently never runs."
+    Path("model.py").write_text(
+        "from dataclasses import dataclass\nfrom pydantic import BaseModel\nfrom evt import Model\nmodel = Model()\n" + declaration
+    )
+    result = evt("append", "q-1", "q.made", '{"a": 1}', "--model", "model.py")
+    assert (result.exit_code, result.stderr) == (2, f"evt: model model.py: {tmp_path / 'model.py'}, {message}\n")
