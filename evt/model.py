@@ -241,7 +241,7 @@ def _import(spec: str):
             raise ConfigError(f"model {spec}: {where}{e}") from None
         raise
     except ModuleNotFoundError as e:
-        if not is_path and e.name == spec.split(".")[0]:
+        if not is_path and e.name is not None and (spec == e.name or spec.startswith(e.name + ".")):  # the model itself, or its package
             raise ConfigError(f"model module {spec!r} not found (give a .py path, or a module in the current folder, evt.toml's folder or on PYTHONPATH)") from None
         raise ConfigError(f"model {spec}: {_where(e)}{type(e).__name__}: {one_line(e)}") from None
     except SyntaxError as e:

@@ -130,6 +130,23 @@ def test_dotted_module_that_does_not_exist(evt):
     )
 
 
+def test_dotted_module_missing_from_an_existing_package(evt, tmp_path):
+    (tmp_path / "shop").mkdir()
+    (tmp_path / "shop" / "__init__.py").write_text("")
+    (tmp_path / "shop" / "broken.py").write_text("import shop.gone\nfrom evt import Model\nmodel = Model()\n")
+    result = evt("schema", "--model", "shop.models")
+    assert (result.exit_code, result.stderr) == (
+        2,
+        "evt: model module 'shop.models' not found (give a .py path, or a module in the current folder, "
+        "evt.toml's folder or on PYTHONPATH)\n",
+    )
+    result = evt("schema", "--model", "shop.broken")  # the model exists; what it imports does not
+    assert (result.exit_code, result.stderr) == (
+        2,
+        f"evt: model shop.broken: {tmp_path / 'shop' / 'broken.py'}, line 1: ModuleNotFoundError: No module named 'shop.gone'\n",
+    )
+
+
 def test_model_that_fails_to_import_names_file_and_line(evt, tmp_path):
     Path("model.py").write_text("from evt import Model\nmodel = Model()\n\nbalance = 1 / 0\n")
     result = evt("append", "account-1", "account.credited", '{"amount": 1}', "--model", "model.py")
