@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator
 
 from .diff import diff
 from .envelope import Event, dumps, loads
-from .errors import ConfigError, HandlerFailed, NotFound, StreamNotFound
+from .errors import ConfigError, HandlerFailed, NotFound, StreamNotFound, one_line
 from .query import Filter
 
 GLOB_CHARS = frozenset("*?[")
@@ -133,6 +133,10 @@ class Aggregate:
         "The shape of the state, as text (catches changes to classes the state is built from)."
         return ""
 
+    def code(self) -> list[str]:
+        "Source text beyond the target's own that decides the folded state (for the fingerprint)."
+        return []
+
     def restore(self, snapshot_state: str) -> Any:
         "A state from a snapshot's JSON; None if this code cannot read it back."
         try:
@@ -157,7 +161,7 @@ class Aggregate:
         source = source_of(self.target)
         if source is None and self.version is None:
             return None
-        parts = [self.name, repr(self.version), source or "", self.state_schema(), upcasters_source(self.model)]
+        parts = [self.name, repr(self.version), source or "", *self.code(), self.state_schema(), upcasters_source(self.model)]
         return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
@@ -173,8 +177,11 @@ class ClassAggregate(Aggregate):
             for type_ in attr.__evt_on__:
                 if GLOB_CHARS & set(type_):
                     self.globs.append((type_, attr))
-                else:
-                    self.exact.setdefault(type_, attr)
+                elif self.exact.setdefault(type_, attr) is not attr:
+                    raise ConfigError(
+                        f"aggregate {name!r}: two handlers for {type_}: {self.exact[type_].__qualname__} and {attr.__qualname__}"
+                        " (to replace a base class's handler, override its method)"
+                    )
         if not self.exact and not self.globs:
             raise ConfigError(f"aggregate {name!r}: {cls.__name__} has no @on(...) handlers")
         self._resolved: dict[str, Callable | None] = {}
@@ -222,6 +229,10 @@ class ClassAggregate(Aggregate):
             return self.cls.model_validate(data)
         return self.adapter().validate_python(data)
 
+    def code(self) -> list[str]:
+        "The base classes' source: inherited @on handlers (and what they call there) fold too."
+        return [source_of(base) or "" for base in self.cls.__mro__[1:] if _is_user_class(base)]
+
     def state_schema(self) -> str:
         try:
             return dumps(self.adapter().json_schema())
@@ -247,6 +258,13 @@ class FunctionAggregate(Aggregate):
     def initial(self) -> Any:
         return self._initial()
 
+    def code(self) -> list[str]:
+        "The initial state: it may be given by a name defined elsewhere in the model."
+        try:
+            return [dumps(self._initial())]
+        except Exception:  # an initial() that fails will fail the fold, with a clear message
+            return []
+
     def apply(self, state: Any, event: Event) -> Any:
         result = self.fn(state, event)
         return state if result is None else result
@@ -256,17 +274,6 @@ class FunctionAggregate(Aggregate):
 
     def from_json(self, data: Any) -> Any:
         return data
-
-
-def one_line(error: Exception) -> str:
-    "An exception as one line: pydantic's errors as 'field: message; …'."
-    errors = getattr(error, "errors", None)
-    if callable(errors):
-        try:
-            return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(data)'}: {err['msg']}" for err in errors())
-        except Exception:
-            pass
-    return " ".join(str(error).split())
 
 
 def handlers_of(cls: type) -> list[Callable]:
@@ -279,6 +286,14 @@ def handlers_of(cls: type) -> list[Callable]:
                 found.pop(attr_name, None)
                 found[attr_name] = fn
     return list(found.values())
+
+
+# Base classes from these packages are the libraries' code, not the aggregate's.
+LIBRARY_MODULES = frozenset({"builtins", "pydantic", "pydantic_core", "typing", "abc", "collections", "dataclasses", "enum"})
+
+
+def _is_user_class(cls: type) -> bool:
+    return cls is not object and cls.__module__.split(".")[0] not in LIBRARY_MODULES
 
 
 def source_of(target: Any) -> str | None:

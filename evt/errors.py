@@ -125,3 +125,16 @@ class UpcastFailed(InvalidInput):
         super().__init__(f"cannot upcast the event {where}({type} v{version}): {reason}")
         self.position = position
         self.reason = reason
+
+
+def one_line(error: BaseException) -> str:
+    "An exception as one line: pydantic's errors as 'field: message; …'."
+    errors = getattr(error, "errors", None)
+    if callable(errors):
+        try:
+            listed = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(data)'}: {err['msg']}" for err in errors())
+        except Exception:
+            listed = ""
+        if listed:
+            return listed
+    return " ".join(str(error).split())

@@ -67,7 +67,7 @@ class Expression:
             raise InvalidExpression(f"{option} {text!r}: not an expression ({e.msg})") from None
         for node in ast.walk(self.tree):
             check_node(node, text, option)
-        self.problem: str | None = None  # the last evaluation problem, for error messages
+        self.problem: str | None = None  # why the last evaluation failed, for error messages
 
     def evaluate(self, state: Any) -> Any:
         "The expression's value on ``state``; EvaluationProblem when it cannot be computed."
@@ -79,12 +79,17 @@ class Expression:
             raise EvaluationProblem(str(e)) from None
 
     def holds(self, state: Any) -> bool:
-        "Whether the expression is true on ``state`` (False when it cannot be evaluated)."
+        """Whether the expression is true on ``state`` (False when it cannot be evaluated).
+
+        ``problem`` says why the last evaluation failed (None when it did not).
+        """
         try:
-            return bool(self.evaluate(state))
+            value = self.evaluate(state)
         except EvaluationProblem as e:
             self.problem = str(e)
             return False
+        self.problem = None
+        return bool(value)
 
 
 def check_node(node: ast.AST, text: str, option: str) -> None:

@@ -22,7 +22,7 @@ import sys
 import traceback
 from typing import Any, Callable
 
-from .errors import ConfigError, InvalidInput, UpcastFailed  # noqa: F401 (UpcastFailed: re-exported)
+from .errors import ConfigError, InvalidInput, UpcastFailed, one_line  # noqa: F401 (UpcastFailed: re-exported)
 
 
 class Model:
@@ -34,6 +34,8 @@ class Model:
     """
 
     def __init__(self) -> None:
+        caller = sys._getframe(1)
+        self.created_at = (caller.f_code.co_filename, caller.f_lineno)  # for error messages
         self.schemas: dict[tuple[str, int], Any] = {}
         self.upcasters: dict[tuple[str, int], tuple[str, Callable[[dict], dict]]] = {}
         self.aggregates: dict[str, Any] = {}
@@ -44,7 +46,13 @@ class Model:
     def schema(self, type: str, version: int = 1) -> Callable:
         "Register a pydantic model as the schema of ``type`` at ``version``."
 
+        _check_version(version, f"@model.schema({type!r})")
+
         def register(cls):
+            if not (hasattr(cls, "model_validate") and hasattr(cls, "model_json_schema")):
+                raise ConfigError(f"schema {type} v{version}: {getattr(cls, '__name__', cls)!s} is not a pydantic model (class {getattr(cls, '__name__', 'Schema')}(pydantic.BaseModel))")
+            if (type, version) in self.schemas:
+                raise ConfigError(f"two schemas for {type} v{version} ({self.schemas[(type, version)].__name__} and {cls.__name__}); give the newer one version={version + 1}")
             self.schemas[(type, version)] = cls
             return cls
 
@@ -112,6 +120,7 @@ class Model:
 
         ``to_type`` renames the type on the way (the next upcaster is looked up under it).
         """
+        _check_version(version, f"@model.upcaster({type!r})")
 
         def register(fn: Callable[[dict], dict]):
             if (type, version) in self.upcasters:
@@ -152,6 +161,12 @@ class Model:
         return type_condition(self, store)
 
 
+def _check_version(version: Any, where: str) -> None:
+    "Versions are whole numbers >= 1, as stored events carry them."
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ConfigError(f"{where}: version must be a whole number >= 1, not {version!r}")
+
+
 def validate_data(schema, data: dict, what: str) -> None:
     "Validate data against a pydantic model; InvalidInput naming every bad field."
     from pydantic import ValidationError
@@ -176,12 +191,33 @@ def load_model(spec: str, search_path: list[str] | tuple[str, ...] = ()) -> Mode
         if folder not in sys.path:
             sys.path.insert(0, folder)
     module = _import(spec)
-    found = [value for value in vars(module).values() if isinstance(value, Model)]
+    if isinstance(getattr(module, "model", None), Model):
+        return module.model
+    found: dict[int, tuple[str, Model]] = {}
+    for name, value in vars(module).items():
+        if isinstance(value, Model):
+            found.setdefault(id(value), (name, value))  # one instance under two names is one model
     if not found:
         raise ConfigError(f"model {spec} defines no evt.Model (add: model = evt.Model())")
-    if len(found) > 1 and not isinstance(getattr(module, "model", None), Model):
-        raise ConfigError(f"model {spec} defines {len(found)} evt.Model instances; name the one to use 'model'")
-    return module.model if isinstance(getattr(module, "model", None), Model) else found[0]
+    if len(found) > 1:
+        several = _several_models(list(found.values()), getattr(module, "__file__", None))
+        raise ConfigError(f"model {spec}: {several}; name the one to use 'model'")
+    return next(iter(found.values()))[1]
+
+
+def _several_models(found: list[tuple[str, Model]], module_file: str | None) -> str:
+    "'FILE, line N: N evt.Model instances, a (line 2) and b (line 3)' — where each was created."
+    found = sorted(found, key=lambda item: (item[1].created_at[0] == module_file, item[1].created_at))
+    files = {model.created_at[0] for _, model in found}
+    last_file, last_line = found[-1][1].created_at  # the module's own file when it made one
+
+    def where(model: Model) -> str:
+        filename, line = model.created_at
+        return f"line {line}" if len(files) == 1 else f"{filename}, line {line}"
+
+    named = [f"{name} ({where(model)})" for name, model in found]
+    listed = ", ".join(named[:-1]) + " and " + named[-1]
+    return f"{last_file}, line {last_line}: {len(found)} evt.Model instances, {listed}"
 
 
 def _import(spec: str):
@@ -205,20 +241,35 @@ def _import(spec: str):
             raise ConfigError(f"model {spec}: {where}{e}") from None
         raise
     except ModuleNotFoundError as e:
-        if not is_path and e.name == spec.split(".")[0]:
+        if not is_path and e.name is not None and (spec == e.name or spec.startswith(e.name + ".")):  # the model itself, or its package
             raise ConfigError(f"model module {spec!r} not found (give a .py path, or a module in the current folder, evt.toml's folder or on PYTHONPATH)") from None
-        raise ConfigError(f"model {spec}: {_where(e)}{type(e).__name__}: {e}") from None
+        raise ConfigError(f"model {spec}: {_where(e)}{type(e).__name__}: {one_line(e)}") from None
     except SyntaxError as e:
         raise ConfigError(f"model {spec}: {e.filename}, line {e.lineno}: SyntaxError: {e.msg}") from None
-    except Exception as e:
-        raise ConfigError(f"model {spec}: {_where(e)}{type(e).__name__}: {e}") from None
+    except (Exception, SystemExit) as e:  # SystemExit: a model that calls sys.exit() while importing
+        raise ConfigError(f"model {spec}: {_where(e)}{type(e).__name__}: {one_line(e)}") from None
 
 
 def _where(error: BaseException) -> str:
-    "The innermost frame of the user's code where an import failed: 'file, line N: '."
-    frames = [f for f in traceback.extract_tb(error.__traceback__) if "importlib" not in f.filename]
-    user = [f for f in frames if os.path.dirname(__file__) not in f.filename]
+    """The innermost frame of the user's code where an import failed: 'file, line N: '.
+
+    Frames in evt, the standard library and installed packages (pydantic raising on a
+    bad field, json on bad text) are passed over: the line to fix is the user's.
+    """
+    evt_folder = os.path.join(os.path.dirname(__file__), "")
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if "importlib" not in f.filename and not f.filename.startswith(evt_folder)]
+    user = [f for f in frames if not _library_file(f.filename)] or frames[:1]  # [:1]: a model installed as a package
     if not user:
         return ""
     frame = user[-1]
     return f"{frame.filename}, line {frame.lineno}: "
+
+
+def _library_file(filename: str) -> bool:
+    "Whether a file is the standard library's or an installed package's."
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    folders = {paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib") if key in paths}
+    path = os.path.abspath(filename)
+    return any(path.startswith(os.path.join(folder, "")) for folder in folders)

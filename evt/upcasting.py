@@ -21,6 +21,7 @@ version, ``PRAGMA integrity_check``); a failing upcaster or check changes nothin
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import sqlite3
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from . import migrations
 from .envelope import dumps, loads
-from .errors import Conflict, InvalidInput, StoreUnavailable, UpcastFailed, UsageError
+from .errors import Conflict, InvalidInput, StoreUnavailable, UpcastFailed, UsageError, one_line
 from .store import COLUMNS, INSERT, row_to_event, translate_errors
 from .timeutil import now
 
@@ -76,7 +77,7 @@ class Step:
         try:
             data = self.fn(data)
         except Exception as e:
-            raise ValueError(f"upcaster {self.type} v{self.version} raised {type(e).__name__}: {e}") from e
+            raise ValueError(f"upcaster {self.type} v{self.version} raised {type(e).__name__}: {one_line(e)}") from e
         if not isinstance(data, dict):
             raise ValueError(f"upcaster {self.type} v{self.version} returned {_json_type(data)}, not an object")
         if self.schema is not None:
@@ -454,7 +455,8 @@ def migrate_copy(store: "Store", out: str | os.PathLike) -> dict:
     if not os.path.isdir(folder):
         raise UsageError(f"cannot create {out}: folder {folder} does not exist")
     upcaster = _upcaster_of(store)
-    tmp = f"{out}.tmp-{os.getpid()}"
+    _remove_abandoned(glob.escape(out))
+    tmp = _tmp_name(out)
     _remove(tmp)
     try:
         result = _build_copy(store, upcaster, tmp, out)
@@ -570,6 +572,38 @@ def _remove(path: str) -> None:
             pass
 
 
+# -- files being written: <final name>.tmp-<pid> until complete -----------------------------
+
+_TMP = re.compile(r"\.tmp-(\d+)$")
+
+
+def _tmp_name(final: str) -> str:
+    "Where a file is written until it is complete (then renamed or linked to ``final``)."
+    return f"{final}.tmp-{os.getpid()}"
+
+
+def _remove_abandoned(pattern: str) -> None:
+    """Remove the unfinished files that runs killed mid-way (kill -9, a power cut) left behind.
+
+    ``pattern`` is a glob of final names (``glob.escape`` a plain name); only ``<name>.tmp-<pid>`` files
+    whose process is gone are removed, with their journals.
+    """
+    for path in glob.glob(pattern + ".tmp-*"):
+        found = _TMP.search(path)
+        if found and not _running(int(found.group(1))):
+            _remove(path)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # someone else's process (PermissionError): alive
+        return True
+    return True
+
+
 # -- migration in place -------------------------------------------------------------------
 
 
@@ -626,18 +660,21 @@ def _backup(store: "Store") -> str:
     while os.path.lexists(path):
         n += 1
         path = f"{store.path}.bak-{stamp}-{n}"
+    _remove_abandoned(glob.escape(store.path) + ".bak-*")
+    tmp = _tmp_name(path)  # a killed run leaves no half-written file under a backup's name
     source = sqlite3.connect(store.path)
-    target = sqlite3.connect(path)
+    target = sqlite3.connect(tmp)
     try:
         with translate_errors(path):
             source.backup(target)  # page for page: a WAL store stays one
+            target.close()
+            os.rename(tmp, path)
     except BaseException:
         target.close()
-        _remove(path)
+        _remove(tmp)
         raise
     finally:
         source.close()
-        target.close()
     return path
 
 

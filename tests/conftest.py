@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import subprocess
 import sys
 
@@ -48,7 +49,14 @@ def evt(capsys, monkeypatch):
         data = input.encode() if isinstance(input, str) else (input or b"")
         monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
         capsys.readouterr()
-        code = main([str(a) for a in args])
+        sigpipe = signal.getsignal(signal.SIGPIPE)
+        try:
+            code = main([str(a) for a in args])
+        finally:
+            # evt restores SIGPIPE's default (for `evt read | head -1`); left so in this
+            # process, a test's own socket (a broker proxy) writing to a closed peer
+            # would kill pytest itself.
+            signal.signal(signal.SIGPIPE, sigpipe)
         out, err = capsys.readouterr()
         return Result(code, out, err)
 

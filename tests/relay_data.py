@@ -147,9 +147,13 @@ class Proxy:
 
     @staticmethod
     def _pump(source, sink) -> None:
+        import socket
+
         try:
             while data := source.recv(65536):
-                sink.sendall(data)
+                # MSG_NOSIGNAL: a peer that went away is an error here, never a SIGPIPE that
+                # kills pytest (in-process evt calls set SIGPIPE back to its default).
+                sink.sendall(data, socket.MSG_NOSIGNAL)
         except OSError:
             pass
         for s in (source, sink):

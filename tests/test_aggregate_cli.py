@@ -121,6 +121,24 @@ def test_history_as_a_table(bank, monkeypatch):
     ]
 
 
+def test_history_table_on_an_80_column_terminal_cuts_nothing_off(bank, monkeypatch):
+    "Columns wrap instead of being cropped: every character of every cell is shown."
+    from collections import Counter
+
+    monkeypatch.setenv("COLUMNS", "80")
+    result = bank("aggregate", "account", "account-7", "--history", "--format", "table")
+    assert result.exit_code == 0
+    assert max(len(line) for line in result.lines) <= 80
+    steps = bank("aggregate", "account", "account-7", "--history").json()
+    cells = "".join(
+        json.dumps(s["event"]["data"], separators=(",", ":")) + s["event"]["type"] + s["event"]["timestamp"][:19].replace("T", "")
+        + "".join(f'{c["path"]}:{json.dumps(c["from"])}→{json.dumps(c["to"])}' for c in s["changes"])
+        for s in steps
+    )
+    shown = Counter("".join(result.stdout.split()))
+    assert not Counter("".join(cells.split())) - shown
+
+
 def test_find_the_event_that_broke_an_invariant(bank):
     result = bank("aggregate", "account", "account-7", "--find", "balance < 0")
     assert result.exit_code == 0
@@ -153,6 +171,19 @@ def test_find_with_a_misspelt_name_says_so(bank):
     assert result.stderr == (
         "evt: balanse < 0 never holds in account-7 (5 events folded by account); 'balanse' is not in the state\n"
     )
+
+
+def test_find_does_not_call_a_name_missing_that_appears_later(evt):
+    write_model(extra="""
+        @model.aggregate("late", initial={})
+        def late(state, event):
+            if event.revision >= 2:
+                state["x"] = event.revision
+    """)
+    Path("evt.toml").write_text('model = "model.py"\n')
+    evt("append", "--ndjson", "-", "-q", input=ndjson(ACCOUNT_7[:3]))
+    result = evt("aggregate", "late", "account-7", "--find", "x > 5")
+    assert (result.exit_code, result.stderr) == (4, "evt: x > 5 never holds in account-7 (3 events folded by late)\n")
 
 
 @pytest.mark.parametrize(
@@ -293,3 +324,30 @@ def test_an_upcaster_that_raises_names_the_event(evt):
 def test_history_of_a_missing_stream_prints_nothing(bank):
     result = bank("aggregate", "account", "account-8", "--history", "--format", "json")
     assert (result.exit_code, result.stdout, result.stderr) == (4, "", "evt: stream 'account-8' not found (no events)\n")
+
+
+def test_a_long_history_table_prints_as_it_goes(capsys, monkeypatch):
+    "Rows are printed TABLE_CHUNK at a time (one header), not after the whole stream is folded."
+    from evt import Model
+    from evt.aggregates import history
+    from evt.cli.model import print_steps
+    from evt.output import TABLE_CHUNK
+    from evt.testing import given
+
+    monkeypatch.setenv("COLUMNS", "120")
+    model = Model()
+    model.aggregate("count", initial={"n": 0})(lambda state, event: {"n": state["n"] + 1})
+    ticks = given(*[("tick", {}) for _ in range(TABLE_CHUNK + 10)], model=model)
+    printed_before_the_last_chunk = []
+
+    def folding():
+        for n, step in enumerate(history(ticks.store, model.aggregates["count"], "test-1"), 1):
+            if n == TABLE_CHUNK + 1:
+                printed_before_the_last_chunk.append(capsys.readouterr().out)
+            yield step
+
+    print_steps(folding())
+    first, rest = printed_before_the_last_chunk[0], capsys.readouterr().out
+    assert first.splitlines()[0].split() == ["revision", "time", "(UTC)", "type", "data", "changes"]
+    assert [line.split()[0] for line in first.splitlines()[1:]] == [str(n) for n in range(1, TABLE_CHUNK + 1)]
+    assert [line.split()[0] for line in rest.splitlines()] == [str(n) for n in range(TABLE_CHUNK + 1, TABLE_CHUNK + 11)]

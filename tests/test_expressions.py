@@ -89,3 +89,12 @@ def test_evaluation_problems(text, problem):
         expression.evaluate(STATE)
     assert expression.holds(STATE) is False
     assert expression.problem == problem
+
+
+def test_problem_is_about_the_last_evaluation_only():
+    "A name missing from early states but present later is not reported as missing."
+    expression = Expression("x > 5")
+    assert expression.holds({}) is False
+    assert expression.problem == "'x' is not in the state"
+    assert expression.holds({"x": 3}) is False
+    assert expression.problem is None

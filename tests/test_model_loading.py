@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 from model_helpers import ACCOUNT_7, ndjson, write_model
 
 CREDIT_ERROR = "evt: account.credited v1 is invalid: amount: Input should be greater than 0\n"
@@ -129,6 +130,23 @@ def test_dotted_module_that_does_not_exist(evt):
     )
 
 
+def test_dotted_module_missing_from_an_existing_package(evt, tmp_path):
+    (tmp_path / "shop").mkdir()
+    (tmp_path / "shop" / "__init__.py").write_text("")
+    (tmp_path / "shop" / "broken.py").write_text("import shop.gone\nfrom evt import Model\nmodel = Model()\n")
+    result = evt("schema", "--model", "shop.models")
+    assert (result.exit_code, result.stderr) == (
+        2,
+        "evt: model module 'shop.models' not found (give a .py path, or a module in the current folder, "
+        "evt.toml's folder or on PYTHONPATH)\n",
+    )
+    result = evt("schema", "--model", "shop.broken")  # the model exists; what it imports does not
+    assert (result.exit_code, result.stderr) == (
+        2,
+        f"evt: model shop.broken: {tmp_path / 'shop' / 'broken.py'}, line 1: ModuleNotFoundError: No module named 'shop.gone'\n",
+    )
+
+
 def test_model_that_fails_to_import_names_file_and_line(evt, tmp_path):
     Path("model.py").write_text("from evt import Model\nmodel = Model()\n\nbalance = 1 / 0\n")
     result = evt("append", "account-1", "account.credited", '{"amount": 1}', "--model", "model.py")
@@ -165,3 +183,99 @@ def test_model_that_fails_to_import_in_a_real_process(evt_proc, tmp_path):
     result = evt_proc("aggregate", "account", "account-1", "--model", "model.py")
     assert result.exit_code == 2
     assert result.stderr == f"evt: model model.py: {tmp_path / 'model.py'}, line 3: RuntimeError: not today\n"
+
+
+def test_model_with_two_model_instances_names_file_and_lines(evt, tmp_path):
+    Path("model.py").write_text("from evt import Model\n\nshop = Model()\nbank = Model()\n")
+    result = evt("schema", "--model", "model.py")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"evt: model model.py: {tmp_path / 'model.py'}, line 4: 2 evt.Model instances, shop (line 3) and bank (line 4); "
+        "name the one to use 'model'\n"
+    )
+
+
+def test_one_model_instance_under_two_names_is_one_model(evt):
+    Path("model.py").write_text("from evt import Model\n\nshop = Model()\nalias = shop\n")
+    assert evt("schema", "--model", "model.py").exit_code == 0
+
+
+def test_an_error_raised_inside_a_library_names_the_models_line_in_one_line(evt, tmp_path):
+    "pydantic (or json, …) raising while the model imports: the line to fix is the model's."
+    Path("model.py").write_text(
+        "import json\nfrom pydantic import BaseModel\nfrom evt import Model\nmodel = Model()\n\n"
+        "@model.schema('a.b')\nclass S(BaseModel):\n    model_config = {'extra': 'nope'}\n"
+    )
+    result = evt("schema", "--model", "model.py")
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"evt: model model.py: {tmp_path / 'model.py'}, line 7: SchemaError: ")
+    assert result.stderr.count("\n") == 1 and "Invalid extra_behavior" in result.stderr
+    Path("model.py").write_text("import json\nfrom evt import Model\nmodel = Model()\nsettings = json.loads('{bad')\n")
+    result = evt("schema", "--model", "model.py")
+    assert result.stderr == (
+        f"evt: model model.py: {tmp_path / 'model.py'}, line 4: JSONDecodeError: "
+        "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)\n"
+    )
+
+
+def test_a_model_that_calls_sys_exit_is_a_model_error(evt, tmp_path):
+    Path("model.py").write_text("import sys\nfrom evt import Model\nmodel = Model()\nsys.exit('settings missing')\n")
+    result = evt("schema", "--model", "model.py")
+    assert (result.exit_code, result.stderr) == (2, f"evt: model model.py: {tmp_path / 'model.py'}, line 4: SystemExit: settings missing\n")
+
+
+def test_two_schemas_for_one_type_and_version_name_the_line(evt, tmp_path):
+    "A copied schema whose version= was not bumped would silently replace the first."
+    Path("model.py").write_text(
+        "from pydantic import BaseModel\nfrom evt import Model\nmodel = Model()\n\n"
+        "@model.schema('order.placed')\nclass PlacedV1(BaseModel):\n    items: list[str]\n\n"
+        "@model.schema('order.placed')\nclass PlacedV2(BaseModel):\n    items: list[dict]\n"
+    )
+    result = evt("schema", "--model", "model.py")
+    assert (result.exit_code, result.stderr) == (
+        2,
+        f"evt: model model.py: {tmp_path / 'model.py'}, line 9: two schemas for order.placed v1 (PlacedV1 and PlacedV2); "
+        "give the newer one version=2\n",
+    )
+
+
+def test_two_handlers_for_one_event_type_name_the_line(evt, tmp_path):
+    "The second handler would never run: say so instead of ignoring it."
+    Path("model.py").write_text(
+        "from pydantic import BaseModel\nfrom evt import Model, on\nmodel = Model()\n\n"
+        "@model.aggregate('account')\nclass Account(BaseModel):\n    balance: float = 0\n\n"
+        "    @on('account.credited')\n    def credited(self, event):\n        self.balance += 1\n\n"
+        "    @on('account.credited')\n    def credited_again(self, event):\n        self.balance += 2\n"
+    )
+    result = evt("schema", "--model", "model.py")
+    assert (result.exit_code, result.stderr) == (
+        2,
+        f"evt: model model.py: {tmp_path / 'model.py'}, line 5: aggregate 'account': two handlers for account.credited: "
+        "Account.credited and Account.credited_again (to replace a base class's handler, override its method)\n",
+    )
+
+
+@pytest.mark.parametrize(
+    "declaration, message",
+    [
+        (
+            "@model.schema('q.made')\n@dataclass\nclass Q:\n    a: int\n",
+            "line 5: schema q.made v1: Q is not a pydantic model (class Q(pydantic.BaseModel))",
+        ),
+        (
+            "@model.upcaster('q.made', version='1')\ndef q1(data):\n    return data\n",
+            "line 5: @model.upcaster('q.made'): version must be a whole number >= 1, not '1'",
+        ),
+        (
+            "@model.schema('q.made', version=0)\nclass Q(BaseModel):\n    a: int\n",
+            "line 5: @model.schema('q.made'): version must be a whole number >= 1, not 0",
+        ),
+    ],
+)
+def test_a_schema_or_upcaster_evt_could_never_use_is_a_model_error(evt, tmp_path, declaration, message):
+    "Not an internal error at the first append, nor an upcaster that silently never runs."
+    Path("model.py").write_text(
+        "from dataclasses import dataclass\nfrom pydantic import BaseModel\nfrom evt import Model\nmodel = Model()\n" + declaration
+    )
+    result = evt("append", "q-1", "q.made", '{"a": 1}', "--model", "model.py")
+    assert (result.exit_code, result.stderr) == (2, f"evt: model model.py: {tmp_path / 'model.py'}, {message}\n")

@@ -117,6 +117,57 @@ def test_a_changed_class_the_state_uses_invalidates_snapshots(evt):
     ]
 
 
+def tamper_state(state: str, path: str = "events.db") -> None:
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("UPDATE snapshots SET state = ?", (state,))
+    conn.close()
+
+
+def test_a_changed_inherited_handler_invalidates_snapshots(evt):
+    extra = """
+        class Counting(BaseModel):
+            seen: int = 0
+
+            @on("account.*")
+            def count(self, event):
+                self.seen += 1
+
+        @model.aggregate("counted", snapshot_every=1)
+        class Counted(Counting):
+            last: str | None = None
+
+            @on("account.opened")
+            def opened(self, event):
+                self.last = event.type
+                self.seen += 1
+    """
+    write_model(extra=extra)
+    Path("evt.toml").write_text('model = "model.py"\n')
+    evt("append", "--ndjson", "-", "-q", input=ndjson(ACCOUNT_7[:3]))
+    assert evt("aggregate", "counted", "account-7").json() == [{"seen": 3, "last": "account.opened"}]
+    tamper_state('{"seen": 99, "last": null}')
+    assert evt("aggregate", "counted", "account-7").json() == [{"seen": 99, "last": None}]  # same code: used
+    write_model(extra=extra.replace("self.seen += 1\n\n", "self.seen += 10\n\n"))
+    assert evt("aggregate", "counted", "account-7").json() == [{"seen": 21, "last": "account.opened"}]
+
+
+def test_a_changed_initial_state_invalidates_snapshots(evt):
+    extra = """
+        START = {"events": 0}
+
+        @model.aggregate("counter", initial=START, snapshot_every=1)
+        def counter(state, event):
+            state["events"] += 1
+    """
+    write_model(extra=extra)
+    Path("evt.toml").write_text('model = "model.py"\n')
+    evt("append", "--ndjson", "-", "-q", input=ndjson(ACCOUNT_7[:2]))
+    assert evt("aggregate", "counter", "account-7").json() == [{"events": 2}]
+    write_model(extra=extra.replace('START = {"events": 0}', 'START = {"events": 100}'))
+    assert evt("aggregate", "counter", "account-7").json() == [{"events": 102}]
+
+
 def test_a_failing_handler_is_one_line(evt):
     write_model(extra="""
         class Tag(BaseModel):

@@ -692,3 +692,107 @@ def test_an_upcaster_returning_what_is_not_json_stops_a_migration(evt, tmp_path)
     assert r.exit_code == 5
     assert r.stderr == "evt: cannot upcast the event at position 1 (a v1): upcaster a v1 returned data that is not JSON: Object of type date is not JSON serializable\n"
     assert not os.path.exists("new.db")
+
+
+# -- a run killed mid-way (kill -9) ----------------------------------------------------------
+
+SLOW_MODEL = textwrap.dedent(
+    '''
+    import time
+    from evt import Model
+
+    model = Model()
+
+
+    @model.upcaster("order.placed", version=1)
+    def order_placed_v1_to_v2(data):
+        time.sleep(0.001)  # slow enough to be killed mid-run
+        return {**data, "items": [{"productId": p, "quantity": 1, "price": None} for p in data["items"]]}
+    '''
+)
+
+
+def killed_mid_run(folder, *args: str, when) -> None:
+    "Start ``evt upcast run ARGS`` and kill -9 it as soon as ``when()`` holds."
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "evt", "upcast", "run", *args], cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not when() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+@pytest.fixture
+def slow(tmp_path):
+    (tmp_path / "model.py").write_text(SLOW_MODEL)
+    (tmp_path / "evt.toml").write_text('db = "events.db"\nmodel = "model.py"\n')
+    big_log(tmp_path / "events.db", 10_000)
+    return tmp_path
+
+
+def intact(path) -> bool:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    finally:
+        conn.close()
+
+
+def test_a_copy_killed_mid_run_leaves_nothing_that_stays_or_blocks_a_rerun(evt, slow):
+    before = dump_events("events.db")
+    killed_mid_run(slow, "--out", "new.db", when=lambda: any(n.startswith("new.db.tmp-") for n in os.listdir(slow)))
+    assert not os.path.exists("new.db")
+    assert intact("events.db") and dump_events("events.db") == before
+    (slow / "model.py").write_text(MODEL)  # the same upcaster, without the wait
+    r = evt("upcast", "run", "--out", "new.db")
+    assert r.exit_code == 0, r
+    assert sorted(n for n in os.listdir(slow) if n.startswith("new.db")) == ["new.db"]  # the killed run's file is gone
+
+
+def test_an_in_place_run_killed_mid_run_leaves_the_store_as_it_was(evt, slow):
+    before = dump_events("events.db")
+    killed_mid_run(slow, "--in-place", when=lambda: any(".bak-" in n and ".tmp-" not in n for n in os.listdir(slow)))
+    assert intact("events.db") and dump_events("events.db") == before
+    conn = sqlite3.connect("events.db", isolation_level=None)
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        conn.execute("UPDATE events SET data = '{}'")
+    conn.close()
+    [backup] = [n for n in os.listdir(slow) if ".bak-" in n]  # complete: it was announced before the rewrite
+    assert intact(backup) and dump_events(backup) == before
+    (slow / "model.py").write_text(MODEL)
+    r = evt("upcast", "run", "--in-place")
+    assert r.exit_code == 0 and r.json()[0]["upcast"] == 5_000
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_unfinished_files_of_killed_runs_are_removed_by_the_next_run(evt, store):
+    pid = dead_pid()
+    for name in (f"new.db.tmp-{pid}", f"events.db.bak-20261128T010203Z.tmp-{pid}", f"events.db.bak-20261128T010203Z.tmp-{pid}-journal"):
+        with open(name, "w") as f:
+            f.write("half a file")
+    assert evt("upcast", "run", "--out", "new.db").exit_code == 0
+    r = evt("upcast", "run", "--in-place")
+    assert r.exit_code == 0
+    assert sorted(n for n in os.listdir(".") if n.startswith(("new.db", "events.db."))) == sorted(["new.db", os.path.basename(r.json()[0]["backup"])])
+
+
+def test_an_upcaster_raising_a_multi_line_error_is_reported_in_one_line(evt, tmp_path):
+    (tmp_path / "model.py").write_text(
+        "import pydantic\nfrom evt import Model\nmodel = Model()\n"
+        "class Shape(pydantic.BaseModel):\n    a: int\n    b: int\n"
+        "@model.upcaster('x.made', 1)\ndef x1(data):\n    return Shape.model_validate(data).model_dump()\n"
+    )
+    evt("append", "s-1", "x.made", '{"a": 1}', "--model", "model.py", "-q")
+    for args in (["read"], ["upcast", "run", "--dry-run"]):
+        r = evt(*args, "--model", "model.py")
+        assert (r.exit_code, r.stderr) == (5, "evt: cannot upcast the event at position 1 (x.made v1): upcaster x.made v1 raised ValidationError: b: Field required\n")

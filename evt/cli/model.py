@@ -148,23 +148,37 @@ def print_history(steps, fmt: str) -> None:
 
 
 def print_steps(steps) -> None:
-    "Steps as a table; data and changes wrap, so the table fits the terminal."
+    """Steps as tables of TABLE_CHUNK rows, so a long history starts printing at once
+    and memory stays flat. Every column but the revision may wrap, so the table fits
+    the terminal (an 80-column one too) without cutting text off."""
+    from itertools import islice
+
+    from ..output import TABLE_CHUNK
+
+    steps = iter(steps)
+    first = True
+    while chunk := list(islice(steps, TABLE_CHUNK)):
+        console().print(steps_table(chunk, header=first))
+        first = False
+
+
+def steps_table(steps, header: bool = True):
     from rich.table import Table
 
     from ..diff import describe
 
-    table = Table(box=None, pad_edge=False)
-    table.add_column("revision", no_wrap=True, justify="right")
-    table.add_column("time (UTC)", no_wrap=True)
-    table.add_column("type", no_wrap=True)
-    table.add_column("data", overflow="fold", min_width=16, ratio=1)
-    table.add_column("changes", overflow="fold", min_width=16, ratio=1)
+    table = Table(box=None, pad_edge=False, show_header=header)
+    table.add_column("revision", no_wrap=True, justify="right", min_width=len("revision"))
+    table.add_column("time (UTC)")  # wraps at the space: date, then time
+    table.add_column("type", overflow="fold")
+    table.add_column("data", overflow="fold", min_width=8, ratio=1)
+    table.add_column("changes", overflow="fold", min_width=8, ratio=1)
     for step in steps:
         event = step.event
         when = event.timestamp[:19].replace("T", " ")
         changes = esc("\n".join(describe(c) for c in step.changes)) or "[dim](none)[/dim]"
         table.add_row(str(event.revision), when, esc(event.type), esc(dumps(event.data)), changes)
-    console().print(table)
+    return table
 
 
 def print_found(step, expression: str, fmt: str) -> None:
