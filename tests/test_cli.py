@@ -107,3 +107,11 @@ def test_append_does_not_import_typer_rich_or_pydantic(tmp_path):
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert proc.stdout == "[]\n", proc.stderr
+
+
+def test_a_group_alone_shows_its_help_a_command_without_arguments_is_a_usage_error(evt):
+    group = evt("dlq")
+    assert group.exit_code == 0 and group.stdout.startswith("Usage: evt dlq")
+    command = evt("aggregate")
+    assert (command.exit_code, command.stdout) == (2, "")
+    assert command.stderr == "evt: evt aggregate needs arguments (see 'evt aggregate --help')\n"

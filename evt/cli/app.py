@@ -34,9 +34,11 @@ def _invoke(args: list[str]) -> int:
     try:
         result = command.main(args, prog_name="evt", standalone_mode=False)
     except Exception as e:
-        if type(e).__name__ == "NoArgsIsHelpError":  # `evt` or a group alone: show its help
-            print(e.ctx.get_help())
-            return 0
+        if type(e).__name__ == "NoArgsIsHelpError":
+            if hasattr(e.ctx.command, "commands"):  # `evt` or a group alone: its help is the answer
+                print(e.ctx.get_help())
+                return 0
+            return fail(f"{e.ctx.command_path} needs arguments (see '{e.ctx.command_path} --help')", 2)
         if hasattr(e, "format_message") and hasattr(e, "exit_code"):  # click's usage errors
             return fail(_usage_message(e), e.exit_code)
         raise
