@@ -21,6 +21,7 @@ which an expression over the state holds. States leave this module as JSON data.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from fnmatch import fnmatchcase
 from typing import Any, Callable, Iterator
 
@@ -77,7 +78,7 @@ def define_aggregate(model, name: str, target: Any, *, initial: Any, snapshot_ev
     raise ConfigError(f"aggregate {name!r}: decorate a state class or a function fold(state, event)")
 
 
-class Aggregate:
+class Aggregate(ABC):
     "How one aggregate starts, folds an event, and turns its state into JSON and back."
 
     def __init__(self, model, name: str, target: Any, snapshot_every: int | None, version: Any):
@@ -89,18 +90,22 @@ class Aggregate:
         self._fingerprint: str | None | bool = False  # False: not computed yet
 
     # Each style implements these four.
+    @abstractmethod
     def initial(self) -> Any:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def apply(self, state: Any, event: Event) -> Any:
         "The state after ``event`` (handlers may change ``state`` in place)."
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def to_json(self, state: Any) -> Any:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def from_json(self, data: Any) -> Any:
-        raise NotImplementedError
+        ...
 
     def fold(self, events: Any, state: Any = None) -> Any:
         "Fold events into a state (the initial state when none is given); returns the state object."

@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import traceback
+from abc import ABC, abstractmethod
 from fnmatch import fnmatchcase
 from typing import Any, Callable, Iterable
 
@@ -41,7 +42,7 @@ class ProjectionNotFound(NotFound):
     "No projection or consumer has that name"
 
 
-class Projection:
+class Projection(ABC):
     "What SQL and Python projections share: a name, a target file, a retry policy, handlers by type glob."
 
     kind = "?"
@@ -65,16 +66,18 @@ class Projection:
 
         self.apply_event(conn, plan, row_to_event(row))
 
+    @abstractmethod
     def apply_event(self, conn: sqlite3.Connection, plan: list, event) -> None:
-        raise NotImplementedError
+        ...
 
     def atomic(self, plan: list) -> bool:
         "True when a failure can leave no partial writes behind without a savepoint."
         return False
 
+    @abstractmethod
     def owned_tables(self) -> list[str]:
         "The tables ``--rebuild`` drops."
-        raise NotImplementedError
+        ...
 
     def check_tables(self, where: str) -> None:
         "ConfigError if the projection would own (and a rebuild drop) one of evt's own tables."
