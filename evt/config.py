@@ -13,6 +13,7 @@ from typing import Any
 from .errors import ConfigError, UsageError
 
 CONFIG_NAME = "evt.toml"
+SETTINGS = ("db", "model", "busy_timeout", "synchronous", "projections")
 
 
 def find_config(start: str | None = None) -> str | None:
@@ -57,7 +58,13 @@ class Config:
             path = os.path.abspath(explicit)
         else:
             path = find_config()
-        return cls(path, read_toml(path)) if path else cls()
+        if not path:
+            return cls()
+        data = read_toml(path)
+        unknown = sorted(set(data) - set(SETTINGS))
+        if unknown:  # a typo (dbb = …) would otherwise be silently ignored
+            raise ConfigError(f"{path}: unknown setting {unknown[0]!r} (settings: {', '.join(SETTINGS)})")
+        return cls(path, data)
 
     def get(self, key: str, kind: type = str) -> Any:
         value = self.data.get(key)

@@ -85,3 +85,13 @@ def test_a_missing_model_named_in_evt_toml_says_where_it_was_named(evt, tmp_path
         f"evt: model file {tmp_path / 'model.py'} not found (model = 'model.py' in {tmp_path / 'evt.toml'})\n"
     )
     assert not (tmp_path / "events.db").exists()
+
+
+def test_an_unknown_setting_in_evt_toml_is_a_config_error(evt, tmp_path):
+    (tmp_path / "evt.toml").write_text('dbb = "x.db"\n')
+    result = evt("append", "s-1", "t.x")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"evt: {tmp_path / 'evt.toml'}: unknown setting 'dbb' (settings: db, model, busy_timeout, synchronous, projections)\n"
+    )
+    assert not (tmp_path / "x.db").exists() and not (tmp_path / "events.db").exists()
