@@ -154,11 +154,6 @@ def command_of(store: Store, name: str) -> str | None:
     return row[0] if row else None
 
 
-def consumers(store: Store) -> list[str]:
-    "The names of the shell consumers that have run against this store."
-    return [row[0] for row in store.conn.execute("SELECT name FROM evt_checkpoints WHERE kind = 'exec' ORDER BY name")]
-
-
 def positions(store: Store) -> list[tuple[str, str]]:
     "(name, kind) of every shell consumer and relay that keeps its position in this store."
     return store.conn.execute(

@@ -399,7 +399,6 @@ def status(store, projections: dict[str, Projection]) -> list[dict]:
     """One object per projection and consumer: name, kind, checkpoint, head, lag,
     deadLetters, lastRunAt. Reads only: a target file that does not exist yet counts as
     never run."""
-    from . import deadletters
     from .consumers import positions
 
     head = store.head()

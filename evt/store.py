@@ -211,7 +211,7 @@ class Store:
         ``validate=False`` skips the model's schema validation (trusted imports).
         """
         with translate_errors(self.path), self.transaction():
-            return _Batch(self, validate and self.model is not None).write(events)
+            return self.write_in_transaction(events, validate=validate)
 
     @classmethod
     def write_creating(

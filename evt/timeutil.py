@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from .errors import InvalidInput, UsageError
 
@@ -76,10 +76,3 @@ def parse_time_bound(text: str, option: str) -> str:
         return canonical(parsed)
     except OverflowError:
         raise UsageError(f"{option} {text!r} is out of range in UTC") from None
-
-
-def seconds_since(a: str, b: str) -> float:
-    "Seconds between two canonical timestamps (b - a)."
-    fa = datetime.fromisoformat(a.replace("Z", "+00:00"))
-    fb = datetime.fromisoformat(b.replace("Z", "+00:00"))
-    return (fb - fa) / timedelta(seconds=1)

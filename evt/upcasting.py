@@ -715,13 +715,3 @@ def _record_run(conn: sqlite3.Connection, result: dict, upcaster: Upcaster, foun
             result["upcast"],
         ),
     )
-
-
-def runs(store: "Store") -> list[dict]:
-    "The recorded upcast runs, oldest first."
-    with translate_errors(store.path):
-        rows = store.conn.execute(
-            "SELECT id, ran_at, mode, source, backup, upcasters, changes, events, upcast FROM evt_upcast_runs ORDER BY id"
-        ).fetchall()
-    keys = ("id", "ranAt", "mode", "source", "backup", "upcasters", "changes", "events", "upcast")
-    return [dict(zip(keys, row[:5] + (loads(row[5]), loads(row[6])) + row[7:])) for row in rows]
