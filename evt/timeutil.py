@@ -12,9 +12,10 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def format_timestamp(epoch_us: int) -> str:
-    "Microseconds since the epoch as ``2026-11-28T02:14:59.123456Z``."
+    "Microseconds since the epoch as ``2026-11-28T02:14:59.123456Z`` (the year always four digits)."
     seconds, micros = divmod(epoch_us, 1_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micros:06d}Z"
+    t = time.gmtime(seconds)
+    return f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{micros:06d}Z"
 
 
 def now_us() -> int:
@@ -53,6 +54,10 @@ def canonical(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+EARLIEST = "0001-01-01T00:00:00.000000Z"
+EARLIEST_US = -62135596800 * 1_000_000  # EARLIEST in microseconds since the epoch
+
+
 def parse_time_bound(text: str, option: str) -> str:
     """A ``--since``/``--until``/``--at`` value as a canonical timestamp.
 
@@ -61,8 +66,11 @@ def parse_time_bound(text: str, option: str) -> str:
     """
     text = text.strip()
     unit = _UNITS.get(text[-1:])
-    if unit and text[:-1].isdigit():
-        return format_timestamp(now_us() - int(text[:-1]) * unit * 1_000_000)
+    if unit and text[:-1].isascii() and text[:-1].isdigit():
+        moment = now_us() - int(text[:-1]) * unit * 1_000_000
+        if moment < EARLIEST_US:  # an age reaching before year 1: the earliest time there is
+            return EARLIEST
+        return format_timestamp(moment)
     try:
         parsed = datetime.fromisoformat(text.replace("z", "Z"))
     except ValueError:

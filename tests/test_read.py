@@ -202,3 +202,10 @@ def test_indexes_serve_streams_categories_correlations_and_time_ranges(evt):
         plan = " ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params))
         assert "USING INDEX" in plan or "USING COVERING INDEX" in plan, plan
         assert "SCAN events" not in plan, plan
+
+
+def test_an_age_older_than_any_time_means_the_beginning(evt):
+    seed(evt)
+    assert positions(evt("read", "--since", "99999999999999999999d")) == [1, 2, 3, 4, 5, 6]
+    assert positions(evt("read", "--until", "700000d")) == []  # year 0110: before every event
+    assert evt("read", "--since", "５d").exit_code == 2  # ages are ASCII digits
