@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from evt import NewEvent, Store, load_model
-from evt.aggregates import get_aggregate, load, snapshot
+from evt.model.aggregates import get_aggregate, load, snapshot
 
 MODEL = '''
 from pydantic import BaseModel

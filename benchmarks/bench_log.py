@@ -40,8 +40,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout even when evt is not installed
 
 from evt import Filter, Store  # noqa: E402
-from evt.migrations import create_event_log  # noqa: E402
-from evt.ndjson import read_events  # noqa: E402
+from evt.log.migrations import create_event_log  # noqa: E402
+from evt.log.ndjson import read_events  # noqa: E402
 
 PROBE = "probe-1"  # the 10-event stream read in the big and in the tiny log
 MIB = 1024 * 1024

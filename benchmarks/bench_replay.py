@@ -18,7 +18,7 @@ import time
 
 from evt import NewEvent, Store
 from evt.config import Config
-from evt.projections import replay, sql_projection
+from evt.processing.projections import replay, sql_projection
 
 STATEMENT = (
     "INSERT INTO totals (position, stream, amount) "

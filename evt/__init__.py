@@ -10,7 +10,6 @@ The public Python API; the ``evt`` command is a thin layer over it::
             print(event.revision, event.type, event.data)
 """
 
-from .envelope import Event, NewEvent
 from .errors import (
     Conflict,
     DuplicateEventId,
@@ -22,9 +21,13 @@ from .errors import (
     UpcastFailed,
     WrongExpectedRevision,
 )
-from .model import Model, load_model
-from .query import Filter
-from .store import Store
+from .log.envelope import Event, NewEvent
+from .log.filters import Filter
+from .log.store import Store
+from .model import Model, load_model, on
+from .moved import install as _install_moved_modules
+
+_install_moved_modules()
 
 __all__ = [
     "Conflict",
@@ -44,13 +47,4 @@ __all__ = [
     "load_model",
     "on",
 ]
-
-
-def __getattr__(name: str):
-    # `on` is imported on first use: `evt append`, which imports this package, needs no aggregates.
-    if name == "on":
-        from .aggregates import on
-
-        return on
-    raise AttributeError(f"module 'evt' has no attribute {name!r}")
 

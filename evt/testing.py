@@ -22,9 +22,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .envelope import Event, NewEvent
+from .log.envelope import Event, NewEvent
+from .log.store import Store
 from .model import Model, load_model
-from .store import Store
 
 DEFAULT_STREAM = "test-1"
 
@@ -60,14 +60,14 @@ class Given:
 
     def fold(self, aggregate: str, stream: str | None = None, *, at_revision: int | None = None) -> Any:
         "The state (JSON data) that ``aggregate`` folds out of the stream."
-        from .aggregates import get_aggregate, load
+        from .model.aggregates import get_aggregate, load
 
         agg = get_aggregate(self._require_model(), aggregate)
         return load(self.store, agg, stream or self._stream(), at_revision=at_revision, use_snapshots=False).state
 
     def history(self, aggregate: str, stream: str | None = None) -> list[dict]:
         "Every event with the state after it and the changes: dicts as ``evt aggregate --history`` prints."
-        from .aggregates import get_aggregate, history
+        from .model.aggregates import get_aggregate, history
 
         agg = get_aggregate(self._require_model(), aggregate)
         return [step.to_dict() for step in history(self.store, agg, stream or self._stream())]

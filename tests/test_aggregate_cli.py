@@ -329,9 +329,9 @@ def test_history_of_a_missing_stream_prints_nothing(bank):
 def test_a_long_history_table_prints_as_it_goes(capsys, monkeypatch):
     "Rows are printed TABLE_CHUNK at a time (one header), not after the whole stream is folded."
     from evt import Model
-    from evt.aggregates import history
+    from evt.model.aggregates import history
     from evt.cli.model import print_steps
-    from evt.output import TABLE_CHUNK
+    from evt.cli.output import TABLE_CHUNK
     from evt.testing import given
 
     monkeypatch.setenv("COLUMNS", "120")

@@ -240,7 +240,7 @@ def test_kill_9_mid_command_runs_that_event_again_and_no_earlier_one(store, tmp_
 
 
 def test_a_long_stderr_is_kept_truncated():
-    from evt.deadletters import truncate
+    from evt.processing.deadletters import truncate
 
     assert truncate("short\n") == "short"
     assert truncate("x" * 10 + "y" * 2000) == "…" + "y" * 2000

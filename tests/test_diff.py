@@ -1,6 +1,6 @@
 """The diff that --history shows: what changed between two states."""
 
-from evt.diff import describe, diff
+from evt.model.diff import describe, diff
 
 
 def test_changed_added_removed_in_nested_state():

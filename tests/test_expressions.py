@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from evt.expressions import EvaluationProblem, Expression, InvalidExpression
+from evt.model.expressions import EvaluationProblem, Expression, InvalidExpression
 
 STATE = {
     "balance": -20.5,

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from evt import NewEvent, Store
 from evt.errors import EvtError
-from evt.ndjson import read_events
+from evt.log.ndjson import read_events
 
 names = st.text(alphabet=st.characters(categories=("L", "N"), include_characters="-_.:"), min_size=1, max_size=12).filter(
     lambda s: s.strip() == s

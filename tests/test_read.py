@@ -8,7 +8,7 @@ import sqlite3
 
 import pytest
 
-from evt.timeutil import format_timestamp, now_us
+from evt.log.timestamps import format_timestamp, now_us
 
 
 def seed(evt):
@@ -193,8 +193,8 @@ def test_stats(evt, tmp_path):
 
 def test_indexes_serve_streams_categories_correlations_and_time_ranges(evt):
     seed(evt)
-    from evt.query import Filter
-    from evt.store import COLUMNS
+    from evt.log.filters import Filter
+    from evt.log.store import COLUMNS
 
     conn = sqlite3.connect("events.db")
     for f in (Filter(stream="order-1"), Filter(category="order"), Filter(correlation_id="r1"), Filter(since="2026-11-03")):

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from evt import NewEvent, Store
 from evt.processing import Runner, Target
-from evt.projections import PythonProjection
+from evt.model.projections import DeclaredProjection
+from evt.processing.projections import PythonProjection
 
 EVENTS = 300
 
@@ -26,7 +27,7 @@ class Crash(BaseException):
 
 def counting_projection(target: str, crash_after: int | None = None) -> PythonProjection:
     "One row per event (position as primary key: a re-applied event fails) and running totals."
-    projection = PythonProjection("totals", tables=["applied", "totals"], target=target)
+    projection = DeclaredProjection("totals", tables=["applied", "totals"], target=target)
     calls = {"n": 0}
 
     @projection.setup
@@ -46,7 +47,7 @@ def counting_projection(target: str, crash_after: int | None = None) -> PythonPr
             [event.stream, event.data["amount"]],
         )
 
-    return projection
+    return PythonProjection(projection)
 
 
 def run(store: Store, projection: PythonProjection, batch_size: int) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from evt import InvalidInput, NewEvent, load_model
-from evt.aggregates import get_aggregate, load
+from evt.model.aggregates import get_aggregate, load
 from evt.testing import given
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_streams"

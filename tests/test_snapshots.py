@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from model_helpers import ACCOUNT_7, ndjson, write_model
 
 from evt import NewEvent, Store, load_model
-from evt import aggregates, snapshots
+from evt.model import aggregates, snapshots
 
 
 def snapshot_rows(path: str = "events.db") -> list[tuple]:

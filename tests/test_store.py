@@ -6,7 +6,8 @@ import sqlite3
 
 import pytest
 
-from evt import Filter, NewEvent, Store, StreamNotFound, WrongExpectedRevision, migrations
+from evt import Filter, NewEvent, Store, StreamNotFound, WrongExpectedRevision
+from evt.log import migrations
 from evt.errors import NotAStore, StoreTooNew
 
 

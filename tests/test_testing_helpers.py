@@ -6,7 +6,7 @@ import pytest
 from model_helpers import ACCOUNT_7, write_model
 
 from evt import InvalidInput, NewEvent, load_model
-from evt.aggregates import AggregateNotFound
+from evt.model.aggregates import AggregateNotFound
 from evt.testing import given, memory_store
 
 

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from evt.errors import InvalidInput
-from evt.timeutil import normalize_timestamp
+from evt.log.timestamps import normalize_timestamp
 
 
 @given(st.datetimes(min_value=datetime(1000, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.just(timezone.utc)))

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from evt import Filter, Model, NewEvent, Store
-from evt import upcasting
+from evt.ops import upcast as upcasting
 from evt.errors import Conflict, UpcastFailed
 
 MODEL = textwrap.dedent(

@@ -134,7 +134,7 @@ def read_argument(text: str) -> bytes:
 
 
 def parse_object(text: str | bytes, what: str) -> dict:
-    from ..envelope import parse_json
+    from ..log.envelope import parse_json
 
     try:
         value = parse_json(text)
@@ -146,7 +146,7 @@ def parse_object(text: str | bytes, what: str) -> dict:
 
 
 def single_event(req: AppendRequest):
-    from ..envelope import NewEvent
+    from ..log.envelope import NewEvent
 
     if req.stream is None or req.type is None:
         raise UsageError("append needs STREAM and TYPE (or --ndjson FILE); see evt append --help")
@@ -175,7 +175,7 @@ BATCH_CONFLICTS = ("stream", "type", "data", "id", "source", "correlation_id", "
 
 
 def batch_events(req: AppendRequest):
-    from ..ndjson import read_events
+    from ..log.ndjson import read_events
 
     given = [name for name in BATCH_CONFLICTS if getattr(req, name) is not None] + (["meta"] if req.meta else [])
     if given or req.expect != "any" or req.schema_version != 1:
@@ -190,7 +190,7 @@ def batch_events(req: AppendRequest):
 
 
 def run_append(req: AppendRequest) -> int:
-    from ..envelope import parse_expected
+    from ..log.envelope import parse_expected
     from .context import Context
 
     if req.format is not None and req.format not in FORMATS:
@@ -209,7 +209,13 @@ def run_append(req: AppendRequest) -> int:
 
 
 def print_events(store, positions: list[int], requested: str | None) -> None:
-    from ..output import ENVELOPE_COLUMNS, envelope_row, choose_format, print_table, write_json_lines
+    from .output import (
+        ENVELOPE_COLUMNS,
+        choose_format,
+        envelope_row,
+        print_table,
+        write_json_lines,
+    )
 
     fmt = choose_format(requested)
     if fmt == "table":

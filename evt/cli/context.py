@@ -6,7 +6,7 @@ import os
 
 from ..config import Config
 from ..errors import ConfigError
-from ..store import Store
+from ..log.store import Store
 
 
 class Context:
@@ -22,7 +22,7 @@ class Context:
     def model(self):
         "The user's model, loaded once; None when none is configured."
         if self._model is None and self.model_spec:
-            from ..model import load_model
+            from ..model.loader import load_model
 
             try:
                 self._model = load_model(self.model_spec, search_path=[os.getcwd(), self.config.folder])

@@ -8,9 +8,9 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import HandlerFailed, UsageError
-from ..output import choose_format, emit
 from .context import Context
 from .options import ConfigFile, Db, Format, ModelSpec
+from .output import choose_format, emit
 
 COLUMNS = ("id", "consumer", "position", "eventId", "type", "error", "attempts", "firstFailedAt", "lastFailedAt")
 
@@ -31,8 +31,8 @@ def register(app: typer.Typer) -> None:
 
 
 def queue(db, config, model):
-    from ..dlq import DeadLetterQueue
-    from ..projections import configured
+    from ..processing.dlq import DeadLetterQueue
+    from ..processing.projections import configured
 
     ctx = Context(db, config, model)
     return DeadLetterQueue(ctx.open(), configured(ctx.config, ctx.model()), ctx.config)

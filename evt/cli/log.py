@@ -6,13 +6,34 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..output import ENVELOPE_COLUMNS, envelope_row, choose_format, emit, end_if_nobody_reads, print_table, write_json_lines
-from ..envelope import dumps
-from ..query import Filter
-from ..timeutil import parse_time_bound
+from ..log.envelope import dumps
+from ..log.filters import Filter
+from ..log.timestamps import parse_time_bound
 from .append import AppendRequest, run_append
 from .context import Context
-from .options import Category, ConfigFile, Correlation, Db, Format, From, ModelSpec, Raw, Since, To, Types, Until
+from .options import (
+    Category,
+    ConfigFile,
+    Correlation,
+    Db,
+    Format,
+    From,
+    ModelSpec,
+    Raw,
+    Since,
+    To,
+    Types,
+    Until,
+)
+from .output import (
+    ENVELOPE_COLUMNS,
+    choose_format,
+    emit,
+    end_if_nobody_reads,
+    envelope_row,
+    print_table,
+    write_json_lines,
+)
 
 
 def register(app: typer.Typer) -> None:

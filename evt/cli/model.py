@@ -7,12 +7,12 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ..envelope import dumps
 from ..errors import UsageError
-from ..output import choose_format, console, emit, write_json_lines
-from ..timeutil import parse_time_bound
+from ..log.envelope import dumps
+from ..log.timestamps import parse_time_bound
 from .context import Context
 from .options import ConfigFile, Db, Format, ModelSpec
+from .output import choose_format, console, emit, write_json_lines
 
 
 def register(app: typer.Typer) -> None:
@@ -31,7 +31,7 @@ def schema(
     model: ModelSpec = None,
 ) -> None:
     """List the model's event schemas, or print one type's JSON Schema."""
-    from ..schemas import json_schema, list_schemas
+    from ..model.schemas import json_schema, list_schemas
 
     registry = Context(None, config, model).require_model()
     fmt = choose_format(format)
@@ -82,7 +82,7 @@ def aggregate(
     model: ModelSpec = None,
 ) -> None:
     """Fold a stream into the state of an aggregate from the model; travel in time; find what broke it."""
-    from .. import aggregates
+    from ..model import aggregates
 
     check_aggregate_options(history, find, snapshot, no_snapshots, at_revision, at)
     ctx = Context(db, config, model)
@@ -94,7 +94,7 @@ def aggregate(
         steps = aggregates.history(store, agg, stream, at_revision=at_revision, at=at_time)
         print_history(steps, fmt)
     elif find is not None:
-        from ..expressions import Expression
+        from ..model.expressions import Expression
 
         step = aggregates.find(store, agg, stream, Expression(find), at_revision=at_revision, at=at_time)
         print_found(step, find, fmt)
@@ -153,7 +153,7 @@ def print_steps(steps) -> None:
     the terminal (an 80-column one too) without cutting text off."""
     from itertools import islice
 
-    from ..output import TABLE_CHUNK
+    from .output import TABLE_CHUNK
 
     steps = iter(steps)
     first = True
@@ -165,7 +165,7 @@ def print_steps(steps) -> None:
 def steps_table(steps, header: bool = True):
     from rich.table import Table
 
-    from ..diff import describe
+    from ..model.diff import describe
 
     table = Table(box=None, pad_edge=False, show_header=header)
     table.add_column("revision", no_wrap=True, justify="right", min_width=len("revision"))

@@ -8,9 +8,19 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import HandlerFailed, UsageError
-from ..output import choose_format, emit
 from .context import Context
-from .options import Category, ConfigFile, Correlation, Db, Format, ModelSpec, Since, Types, Until
+from .options import (
+    Category,
+    ConfigFile,
+    Correlation,
+    Db,
+    Format,
+    ModelSpec,
+    Since,
+    Types,
+    Until,
+)
+from .output import choose_format, emit
 
 SUMMARY_COLUMNS = ("name", "kind", "events", "seconds", "rate", "failures", "checkpoint")
 STATUS_COLUMNS = ("name", "kind", "checkpoint", "head", "lag", "deadLetters", "lastRunAt")
@@ -44,8 +54,8 @@ def replay(
     dead-letter table (evt dlq) unless a projection stops on errors: it stops at the
     event, the others still run, and evt exits 7.
     """
-    from ..processing import follow as follow_runners
-    from ..projections import configured, runner, select
+    from ..processing.projections import configured, runner, select
+    from ..processing.runner import follow as follow_runners
 
     ctx = Context(db, config, model)
     fmt = choose_format(format)
@@ -90,9 +100,15 @@ class progress_bar:
     def __enter__(self):
         if not sys.stderr.isatty() or self.head <= self.start:
             return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
 
-        from ..output import console
+        from .output import console
 
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console(stderr=True), transient=True)
         self.bar.start()
@@ -111,7 +127,7 @@ def projections(
     model: ModelSpec = None,
 ) -> None:
     """List projections and consumers: name, kind, checkpoint, head, lag, deadLetters, lastRunAt."""
-    from ..projections import configured, status
+    from ..processing.projections import configured, status
 
     ctx = Context(db, config, model)
     fmt = choose_format(format)
@@ -141,9 +157,10 @@ def consume(
     each one, so a restart resumes. At-least-once: use the event's id to make the
     command idempotent. Catches up and exits 0, or keeps going with --follow.
     """
-    from ..consumers import ExecConsumer, command_of, consume as run_consumer
-    from ..projections import configured
-    from ..retry import RetryPolicy
+    from ..model.retry import RetryPolicy
+    from ..processing.consumers import ExecConsumer, command_of
+    from ..processing.consumers import consume as run_consumer
+    from ..processing.projections import configured
     from .log import build_filter
 
     ctx = Context(db, config, model)

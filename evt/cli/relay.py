@@ -108,7 +108,7 @@ def ingest(
 
 
 def print_summary(summary: dict) -> None:
-    from ..envelope import dumps
+    from ..log.envelope import dumps
 
     try:
         sys.stdout.write(dumps(summary) + "\n")

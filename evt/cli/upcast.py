@@ -8,9 +8,9 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import ConfigError, UsageError
-from ..output import choose_format, emit, print_table
 from .context import Context
 from .options import ConfigFile, Db, Format, ModelSpec
+from .output import choose_format, emit, print_table
 
 upcast_app = typer.Typer(
     rich_markup_mode=None,  # help text as written: [brackets] are not markup
@@ -35,7 +35,7 @@ def status(
     model: ModelSpec = None,
 ) -> None:
     """Per stored type: its versions and counts, the latest version, and how many events a run would change."""
-    from ..upcasting import status as upcast_status
+    from ..ops.upcast import status as upcast_status
 
     ctx = Context(db, config, model)
     rows = upcast_status(ctx.open())
@@ -62,7 +62,7 @@ def run(
     Choose one: --dry-run, --out NEW.db (a copy; the default way) or --in-place.
     An upcaster that fails stops the run with the event's position (exit 5); nothing changes.
     """
-    from .. import upcasting
+    from ..ops import upcast as upcasting
 
     modes = [name for name, on in (("--dry-run", dry_run), ("--out", out is not None), ("--in-place", in_place)) if on]
     if len(modes) != 1:
@@ -92,8 +92,8 @@ def report_backup(path: str) -> None:
 
 
 def print_run(result: dict) -> None:
-    from ..envelope import dumps
-    from ..output import console
+    from ..log.envelope import dumps
+    from .output import console
 
     term = console()
     facts = [{"key": k, "value": v} for k, v in result.items() if k not in ("changes", "sample")]

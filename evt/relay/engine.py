@@ -14,9 +14,10 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
-from ..envelope import NewEvent, loads
 from ..errors import BrokerUnavailable, Conflict, EvtError, InvalidInput
-from ..store import JSON_LINE, Store, translate_errors
+from ..log.envelope import NewEvent, loads
+from ..log.sqlite import translate_errors
+from ..log.store import JSON_LINE, Store
 from .state import load_position, record_bad_message, save_position
 
 # One row per event: everything a target puts on the wire, built by SQLite.

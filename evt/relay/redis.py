@@ -11,8 +11,8 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator, Sequence
 
-from ..envelope import category_of
 from ..errors import BrokerRefused, BrokerUnavailable
+from ..log.envelope import category_of
 from .engine import Message, Row
 from .urls import redact
 
@@ -263,6 +263,6 @@ def _message(entry, key: str) -> Message:
 
 
 def _fields_text(fields: dict) -> bytes:
-    from ..envelope import dumps
+    from ..log.envelope import dumps
 
     return dumps({k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in fields.items()}).encode()

@@ -8,9 +8,10 @@ letter (``evt_dead_letters``, with no position and the message as its payload), 
 
 from __future__ import annotations
 
-from .. import deadletters
-from ..store import Store, translate_errors
-from ..timeutil import now
+from ..log.sqlite import translate_errors
+from ..log.store import Store
+from ..log.timestamps import now
+from ..processing import deadletters
 
 KIND = "relay"
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 from typing import IO, Any, Iterator
 
+from ..errors import EvtError, InvalidInput, LineError
 from .envelope import NewEvent, parse_json
-from .errors import EvtError, InvalidInput, LineError
-
 
 # orjson reads integers beyond 64 bits as floats, silently: a line with a run of 19 or
 # more digits goes to the standard library, which keeps them exact.

@@ -15,7 +15,7 @@ import ast
 import operator
 from typing import Any
 
-from .errors import UsageError
+from ..errors import UsageError
 
 FUNCTIONS = {"len": len, "abs": abs, "min": min, "max": max, "sum": sum, "round": round}
 JSON_NAMES = {"true": True, "false": False, "null": None}

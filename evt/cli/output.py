@@ -10,8 +10,8 @@ import os
 import sys
 from typing import Any, Iterable, Sequence
 
-from .envelope import dumps
-from .errors import UsageError
+from ..errors import UsageError
+from ..log.envelope import dumps
 
 FORMATS = ("table", "json", "ndjson")
 TABLE_CHUNK = 500

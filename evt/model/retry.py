@@ -13,7 +13,7 @@ attempt the policy decides:
 
 from __future__ import annotations
 
-from .errors import ConfigError, UsageError
+from ..errors import ConfigError, UsageError
 
 ON_ERROR = ("dlq", "stop", "park-stream")
 DEFAULT_MAX_ATTEMPTS = 3

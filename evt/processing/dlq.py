@@ -10,13 +10,13 @@ from __future__ import annotations
 import os
 import sqlite3
 
+from ..config import Config
+from ..log.store import Store
+from ..log.timestamps import now
 from . import deadletters
-from .config import Config
 from .consumers import ExecConsumer, command_of
 from .deadletters import DeadLetter
-from .processing import Runner, Target, same_file
-from .store import Store
-from .timeutil import now
+from .runner import Runner, Target, same_file
 
 
 class DeadLetterQueue:
@@ -82,9 +82,9 @@ class DeadLetterQueue:
 
         Appended idempotently by its event id, and the entry cleared, in one transaction.
         """
-        from .envelope import NewEvent
-        from .errors import EvtError
-        from .ndjson import parse_line
+        from ..errors import EvtError
+        from ..log.envelope import NewEvent
+        from ..log.ndjson import parse_line
 
         store = self.store
         try:

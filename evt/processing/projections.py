@@ -27,13 +27,14 @@ import sqlite3
 import traceback
 from abc import ABC, abstractmethod
 from fnmatch import fnmatchcase
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
-from .config import Config
-from .envelope import dumps
-from .errors import ConfigError, NotFound
-from .processing import Runner, Target, describe_exception
-from .retry import RetryPolicy
+from ..config import Config
+from ..errors import ConfigError, NotFound
+from ..log.envelope import dumps
+from ..model.projections import DeclaredProjection
+from ..model.retry import RetryPolicy
+from .runner import Runner, Target, describe_exception
 
 SQL_KEYS = {"setup", "on", "target", "max_attempts", "backoff", "on_error"}
 
@@ -62,7 +63,7 @@ class Projection(ABC):
         return plan
 
     def apply_row(self, conn: sqlite3.Connection, plan: list, row: tuple) -> None:
-        from .store import row_to_event
+        from ..log.store import row_to_event
 
         self.apply_event(conn, plan, row_to_event(row))
 
@@ -81,7 +82,7 @@ class Projection(ABC):
 
     def check_tables(self, where: str) -> None:
         "ConfigError if the projection would own (and a rebuild drop) one of evt's own tables."
-        from .migrations import own_tables
+        from ..log.migrations import own_tables
 
         for name in self.owned_tables():
             if name.lower() in own_tables() or name.lower().startswith(("evt_", "sqlite_")):
@@ -246,59 +247,27 @@ PARAMETERS = ("position", "stream", "revision", "id", "type", "version", "timest
 
 
 class PythonProjection(Projection):
-    """A projection written in Python, declared in the user's model.
+    """A projection declared in the user's model (``evt.model.projections.DeclaredProjection``), run.
 
-    ``model.projection(name, tables=[...], target=None, max_attempts=3, backoff=0.1,
-    on_error="dlq")`` makes one; ``@projection.on("order.placed", "order.*")`` registers
-    a handler ``fn(db, event)``, where ``db`` is a ``sqlite_utils.Database`` on the
-    projection's transaction; ``@projection.setup`` registers ``fn(db)`` run once before
-    the first event. ``tables`` are what ``evt replay --rebuild`` drops. Handlers must not
-    commit: evt commits each batch with the checkpoint.
+    Handlers get ``db``, a ``sqlite_utils.Database`` on the projection's transaction, and
+    the event; the declaration's setup function runs once before the first event.
     """
 
     kind = "python"
 
-    def __init__(
-        self,
-        name: str,
-        *,
-        tables: Iterable[str] = (),
-        target: str | None = None,
-        max_attempts: int = 3,
-        backoff: float = 0.1,
-        on_error: str = "dlq",
-    ):
-        super().__init__(name, target, RetryPolicy(max_attempts, backoff, on_error))
-        self.declared_tables = list(tables)
-        self.setup_fn: Callable | None = None
+    def __init__(self, declared: DeclaredProjection, target: str | None = None):
+        super().__init__(declared.name, target if target is not None else declared.target, declared.policy)
+        self.declared = declared
+        self.handlers = declared.handlers
+        self.declared_tables = declared.tables
         self._db = None
         self._db_conn = None
 
-    def on(self, *types: str) -> Callable:
-        "Register a handler ``fn(db, event)`` for event types or globs."
-        if not types:
-            raise ConfigError(f"projection {self.name}: on() needs at least one event type or glob")
-
-        def register(fn: Callable) -> Callable:
-            for glob in types:
-                self.handlers.append((glob, fn))
-            self._plans.clear()
-            return fn
-
-        return register
-
-    def __call__(self, fn: Callable) -> Callable:
-        """As a decorator: ``fn(db, event)`` handles every event (``@model.projection("audit")``)."""
-        return self.on("*")(fn)
-
-    def setup(self, fn_or_conn):
-        "As a decorator: register ``fn(db)`` to create tables. Called by the runner: run it."
-        if callable(fn_or_conn) and not isinstance(fn_or_conn, sqlite3.Connection):
-            self.setup_fn = fn_or_conn
-            return fn_or_conn
-        if self.setup_fn is not None:
+    def setup(self, conn: sqlite3.Connection) -> None:
+        "Run the declaration's setup function, if it has one."
+        if self.declared.setup_fn is not None:
             try:
-                self.setup_fn(self.database(fn_or_conn))
+                self.declared.setup_fn(self.database(conn))
             except Exception as e:
                 raise ConfigError(f"projection {self.name}: setup failed: {self.describe(e)}") from None
 
@@ -329,7 +298,7 @@ class PythonProjection(Projection):
 
 def user_frame(error: BaseException) -> str:
     "' (file.py, line N)' for the innermost frame outside evt and the libraries it uses."
-    here = os.path.dirname(os.path.abspath(__file__))
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # evt/
     frames = [
         f for f in traceback.extract_tb(error.__traceback__)
         if not f.filename.startswith(here) and "site-packages" not in f.filename and "/lib/python" not in f.filename
@@ -350,11 +319,13 @@ def configured(config: Config, model=None) -> dict[str, Projection]:
         raise ConfigError(f"{config.path}: projections must be a table of tables")
     for name, table in tables.items():
         found[name] = sql_projection(name, table, config)
-    for name, projection in (model.projections if model is not None else {}).items():
+    for name, declared in (model.projections if model is not None else {}).items():
         if name in found:
             raise ConfigError(f"projection {name} is declared twice: in {config.path} and in the model")
-        if projection.target is not None and not os.path.isabs(projection.target):
-            projection.target = config.resolve_path(projection.target)
+        target = declared.target
+        if target is not None and not os.path.isabs(target):
+            target = config.resolve_path(target)
+        projection = PythonProjection(declared, target)
         projection.check_tables(f"projection {name}: tables")
         found[name] = projection
     return found
@@ -431,7 +402,7 @@ def _status_of(store, name: str, kind: str, target: str | None, head: int) -> di
 
 
 def _same(a: str, b: str) -> bool:
-    from .processing import same_file
+    from .runner import same_file
 
     return same_file(a, b)
 

@@ -1,10 +1,23 @@
-"""The model's event schemas as data: the registered (type, version) pairs, and JSON Schema."""
+"""Event schemas: validating data against a pydantic model, and the registered schemas as data."""
 
 from __future__ import annotations
 
-from .errors import NotFound
+from ..errors import InvalidInput, NotFound
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def validate_data(schema, data: dict, what: str) -> None:
+    "Validate data against a pydantic model; InvalidInput naming every bad field."
+    from pydantic import ValidationError
+
+    try:
+        schema.model_validate(data)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(data)'}: {err['msg']}" for err in e.errors()
+        )
+        raise InvalidInput(f"{what} is invalid: {problems}") from None
 
 
 class SchemaNotFound(NotFound):

@@ -10,9 +10,9 @@ import os
 import time
 from typing import Any
 
-from .errors import InvalidInput
-from .query import MAX_INTEGER
-from .timeutil import normalize_timestamp
+from ..errors import InvalidInput
+from .filters import MAX_INTEGER
+from .timestamps import normalize_timestamp
 
 FIELDS = (
     "position",

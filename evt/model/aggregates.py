@@ -25,10 +25,10 @@ from abc import ABC, abstractmethod
 from fnmatch import fnmatchcase
 from typing import Any, Callable, Iterator
 
+from ..errors import ConfigError, HandlerFailed, NotFound, StreamNotFound, one_line
+from ..log.envelope import Event, dumps, loads
+from ..log.filters import Filter
 from .diff import diff
-from .envelope import Event, dumps, loads
-from .errors import ConfigError, HandlerFailed, NotFound, StreamNotFound, one_line
-from .query import Filter
 
 GLOB_CHARS = frozenset("*?[")
 
@@ -47,22 +47,6 @@ class NeverHolds(NotFound):
 
 class AggregateFailed(HandlerFailed):
     "An aggregate's code raised while folding an event, or made state that is not JSON"
-
-
-def on(*types: str) -> Callable:
-    """Mark a method of an aggregate's state class as the handler of these event types.
-
-    Types may be globs (``order.*``); an exact type wins over a glob, and globs are
-    tried in the order the handlers are declared.
-    """
-    if not types or not all(isinstance(t, str) and t for t in types):
-        raise TypeError("@on needs one or more event types, e.g. @on('account.credited')")
-
-    def mark(fn: Callable) -> Callable:
-        fn.__evt_on__ = getattr(fn, "__evt_on__", ()) + types
-        return fn
-
-    return mark
 
 
 def define_aggregate(model, name: str, target: Any, *, initial: Any, snapshot_every: int | None, version: Any) -> "Aggregate":

@@ -54,7 +54,7 @@ def key_path(key: str) -> str:
 
 def describe(change: dict) -> str:
     "One change as text: '.balance: 80.5 → 40.5', '.owner: + \"Ann\"', '.note: − \"x\"'."
-    from .envelope import dumps
+    from ..log.envelope import dumps
 
     if "from" in change and "to" in change:
         return f"{change['path']}: {dumps(change['from'])} → {dumps(change['to'])}"

@@ -106,10 +106,43 @@ def create_snapshots(conn: sqlite3.Connection) -> None:
     )
 
 
+# Bookkeeping tables of every file a projection or consumer writes into (the store, and
+# a projection's own target file): its checkpoint and its dead letters.
+BOOKKEEPING = (
+    """CREATE TABLE IF NOT EXISTS evt_checkpoints (
+        name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        position INTEGER NOT NULL DEFAULT 0,
+        command TEXT,
+        last_run_at TEXT
+    )""",
+    # position, event_id, stream and type are null for a message that never became an
+    # event (evt ingest could not store it); payload keeps such a message as received.
+    """CREATE TABLE IF NOT EXISTS evt_dead_letters (
+        id INTEGER PRIMARY KEY,
+        consumer TEXT NOT NULL,
+        position INTEGER,
+        event_id TEXT,
+        stream TEXT,
+        type TEXT,
+        payload TEXT,
+        error TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        first_failed_at TEXT NOT NULL,
+        last_failed_at TEXT NOT NULL,
+        UNIQUE (consumer, position)
+    )""",
+)
+
+# Only in the events store: the counter dead-letter ids are drawn from.
+ID_COUNTER = (
+    "CREATE TABLE evt_sequences (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+    "INSERT INTO evt_sequences (name, value) VALUES ('dead_letters', 0)",
+)
+
+
 def create_projection_bookkeeping(conn: sqlite3.Connection) -> None:
     "Checkpoints of projections and consumers, their dead letters, and the dead-letter id counter."
-    from .deadletters import BOOKKEEPING, ID_COUNTER
-
     execute_all(conn, *BOOKKEEPING, *ID_COUNTER)
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .envelope import dumps
-from .errors import StoreUnavailable
-from .store import translate_errors
-from .timeutil import now
+from ..errors import StoreUnavailable
+from ..log.envelope import dumps
+from ..log.sqlite import translate_errors
+from ..log.timestamps import now
 
 # A reader saving a snapshot waits this long for the write lock, then gives up.
 READER_BUSY_TIMEOUT_MS = 200

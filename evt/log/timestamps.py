@@ -6,7 +6,7 @@ import re
 import time
 from datetime import datetime, timezone
 
-from .errors import InvalidInput, UsageError
+from ..errors import InvalidInput, UsageError
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 

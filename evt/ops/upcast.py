@@ -1,9 +1,7 @@
-"""Upcasting: old event versions read as new, and a checked migration of what is stored.
+"""The checked migration of what is stored: ``evt upcast status`` and ``evt upcast run``.
 
-Upcasters live in the user's model (``@model.upcaster(type, version, to_type=None)``):
-each turns the data of ``(type, version N)`` into ``version N+1``, optionally renaming
-the type; they chain. Readers apply them on the fly (``Store.read``); this module also
-migrates the stored log itself:
+Upcasters (``evt.model.upcasters``) apply to reads on the fly; this module migrates the
+stored log itself:
 
 - ``status(store)``: per stored type, its versions and counts, the latest version, and
   how many events a migration would change;
@@ -23,20 +21,21 @@ from __future__ import annotations
 
 import glob
 import os
-import re
 import sqlite3
-import weakref
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from . import migrations
-from .envelope import dumps, loads
-from .errors import Conflict, InvalidInput, StoreUnavailable, UpcastFailed, UsageError, one_line
-from .store import COLUMNS, INSERT, row_to_event, translate_errors
-from .timeutil import now
+from ..errors import Conflict, StoreUnavailable, UsageError
+from ..log import files, migrations
+from ..log.envelope import dumps
+from ..log.filters import flat, pairs_values
+from ..log.sqlite import translate_errors
+from ..log.store import COLUMNS, INSERT, row_to_event
+from ..log.timestamps import now
+from ..model.registry import Model
+from ..model.upcasters import Upcaster
 
 if TYPE_CHECKING:
-    from .model import Model
-    from .store import Store
+    from ..log.store import Store
 
 # Rows are read, transformed and written in batches of this many.
 BATCH = 5000
@@ -54,214 +53,6 @@ class VerificationFailed(StoreUnavailable):
     "A migrated store does not match its source; the migration was rolled back"
 
 
-# -- the chain of upcasters ------------------------------------------------------------
-
-
-class Step:
-    "One upcaster: (type, version) data into (to_type, version + 1), validated if a schema exists."
-
-    __slots__ = ("type", "version", "to_type", "to_version", "fn", "schema", "validate")
-
-    def __init__(self, model: "Model", type_: str, version: int):
-        self.type, self.version = type_, version
-        self.to_type, self.fn = model.upcasters[(type_, version)]
-        self.to_version = version + 1
-        self.schema = model.schemas.get((self.to_type, self.to_version))
-        if self.schema is not None:
-            from .model import validate_data
-
-            self.validate = validate_data
-
-    def __call__(self, data: dict) -> dict:
-        "The upcast data; raises ValueError(reason) when the upcaster fails."
-        try:
-            data = self.fn(data)
-        except Exception as e:
-            raise ValueError(f"upcaster {self.type} v{self.version} raised {type(e).__name__}: {one_line(e)}") from e
-        if not isinstance(data, dict):
-            raise ValueError(f"upcaster {self.type} v{self.version} returned {_json_type(data)}, not an object")
-        if self.schema is not None:
-            try:
-                self.validate(self.schema, data, f"{self.to_type} v{self.to_version}")
-            except InvalidInput as e:
-                raise ValueError(f"upcaster {self.type} v{self.version} produced invalid data: {e}") from None
-        return data
-
-
-def chain(model: "Model", type_: str, version: int) -> list[Step]:
-    "The upcasters an event of (type, version) goes through, in order (empty: it is current)."
-    steps = []
-    while (type_, version) in model.upcasters:
-        step = Step(model, type_, version)
-        steps.append(step)
-        type_, version = step.to_type, step.to_version
-    return steps
-
-
-def run_chain(steps: list[Step], data: dict, position: int | None) -> dict:
-    for step in steps:
-        try:
-            data = step(data)
-        except ValueError as e:
-            first = steps[0]
-            raise UpcastFailed(position, first.type, first.version, str(e)) from e.__cause__
-    return data
-
-
-def upcast_data(model: "Model", type_: str, version: int, data: dict, position: int | None = None) -> tuple[str, int, dict]:
-    "(type, version, data) at the latest version; UpcastFailed naming the position and the reason."
-    steps = compiled(model).chains.get((type_, version))
-    if not steps:
-        return type_, version, data
-    return steps[-1].to_type, steps[-1].to_version, run_chain(steps, data, position)
-
-
-_compiled: "weakref.WeakKeyDictionary[Model, tuple[tuple[int, int], Upcaster]]" = weakref.WeakKeyDictionary()
-
-
-def compiled(model: "Model") -> "Upcaster":
-    "The model's chains, compiled once (again if upcasters or schemas are registered later)."
-    signature = (len(model.upcasters), len(model.schemas))
-    cached = _compiled.get(model)
-    if cached is None or cached[0] != signature:
-        cached = _compiled[model] = (signature, Upcaster(model))
-    return cached[1]
-
-
-class Upcaster:
-    "The model's chains compiled per stored (type, version): the hot loop of a migration."
-
-    def __init__(self, model: "Model"):
-        self.model = model
-        self.chains = {key: chain(model, *key) for key in model.upcasters}
-
-    @property
-    def pairs(self) -> list[tuple[str, int]]:
-        return sorted(self.chains)
-
-    def target(self, type_: str, version: int) -> tuple[str, int]:
-        steps = self.chains[(type_, version)]
-        return steps[-1].to_type, steps[-1].to_version
-
-    def rows(self, rows: list[tuple]) -> list[tuple]:
-        """Stored rows (columns of ``COLUMNS``) with type, version and data upcast.
-
-        The rows come from a selection of upcastable (type, version) pairs only.
-        """
-        out = []
-        chains = self.chains
-        for row in rows:
-            steps = chains[(row[4], row[5])]
-            data = run_chain(steps, _loads(row[10]), row[0])
-            last = steps[-1]
-            out.append(row[:4] + (last.to_type, last.to_version, row[6], row[7], row[8], row[9], _dumps(data, row, steps), row[11]))
-        return out
-
-
-def _dumps(data: dict, row: tuple, steps: list[Step]) -> str:
-    """Upcast data as stored JSON text: orjson, with the standard library's rules.
-
-    orjson would quietly write datetimes, dataclasses and subclasses as JSON; they are
-    passed through to the standard library instead, which refuses what is not JSON
-    (UpcastFailed) and writes integers beyond 64 bits exactly.
-    """
-    import orjson
-
-    try:
-        return orjson.dumps(data, option=_STRICT).decode()
-    except TypeError:
-        try:
-            return dumps(data)
-        except (TypeError, ValueError) as e:
-            raise UpcastFailed(row[0], row[4], row[5], f"upcaster {steps[-1].type} v{steps[-1].version} returned data that is not JSON: {e}") from e
-
-
-def _strict_options() -> int:
-    import orjson
-
-    return orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
-
-
-def _loads(text: str) -> Any:
-    """Stored JSON text, read with orjson where that is exact.
-
-    orjson reads integers beyond 64 bits as floats (silently), so text with a run of 19+
-    digits goes to the standard library, as does anything orjson refuses (lone surrogates).
-    """
-    import orjson
-
-    if _LONG_NUMBER.search(text):
-        return loads(text)
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return loads(text)
-
-
-_LONG_NUMBER = re.compile(r"\d{19}")
-_STRICT = _strict_options()
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}.get(
-        type(value), type(value).__name__
-    )
-
-
-# -- --type filters after renames ------------------------------------------------------
-
-
-def type_condition(model: "Model", store: "Store") -> Callable | None:
-    """``--type`` globs as SQL over stored (type, version), matching the type readers see.
-
-    Only upcasters that rename a type need care: the stored (type, version) pairs they
-    apply to match by their final type; every other event matches by its stored type.
-    Glob matching is SQLite's own (``GLOB``), so both sides agree exactly.
-    """
-    renamed = {}
-    for key in model.upcasters:
-        final = model.latest(*key)[0]
-        if final != key[0]:
-            renamed[key] = final
-    if not renamed:
-        return None
-
-    def matches(type_: str, globs) -> bool:
-        return any(store.conn.execute("SELECT ? GLOB ?", (type_, g)).fetchone()[0] for g in globs)
-
-    def condition(globs):
-        hit = [key for key, final in renamed.items() if matches(final, globs)]
-        miss = [key for key in renamed if key not in hit]
-        sql = "(" + " OR ".join("type GLOB ?" for _ in globs) + ")"
-        params: list = list(globs)
-        if miss:
-            sql = f"({sql} AND (type, version) NOT IN ({_values(miss)}))"
-            params += _flat(miss)
-        if hit:
-            sql = f"({sql} OR (type, version) IN ({_values(hit)}))"
-            params += _flat(hit)
-        return sql, params
-
-    return condition
-
-
-def _values(pairs) -> str:
-    return "VALUES " + ", ".join("(?, ?)" for _ in pairs)
-
-
-def _flat(pairs) -> list:
-    return [value for pair in pairs for value in pair]
-
-
-def _in_pairs(pairs, column_prefix: str = "") -> tuple[str, list]:
-    "SQL: the row's (type, version) is one of ``pairs`` ('0' when there are none)."
-    if not pairs:
-        return "0", []
-    return f"({column_prefix}type, {column_prefix}version) IN ({_values(pairs)})", _flat(pairs)
-
-
 # -- status and plans --------------------------------------------------------------------
 
 
@@ -271,9 +62,14 @@ def _stored_pairs(conn: sqlite3.Connection, schema: str = "main") -> list[tuple[
     ).fetchall()
 
 
-def _upcaster_of(store: "Store") -> Upcaster:
-    from .model import Model
+def _in_pairs(pairs, column_prefix: str = "") -> tuple[str, list]:
+    "SQL: the row's (type, version) is one of ``pairs`` ('0' when there are none)."
+    if not pairs:
+        return "0", []
+    return f"({column_prefix}type, {column_prefix}version) IN ({pairs_values(pairs)})", flat(pairs)
 
+
+def _upcaster_of(store: "Store") -> Upcaster:
     return Upcaster(store.model or Model())
 
 
@@ -455,14 +251,13 @@ def migrate_copy(store: "Store", out: str | os.PathLike) -> dict:
     if not os.path.isdir(folder):
         raise UsageError(f"cannot create {out}: folder {folder} does not exist")
     upcaster = _upcaster_of(store)
-    _remove_abandoned(glob.escape(out))
-    tmp = _tmp_name(out)
-    _remove(tmp)
+    files.remove_abandoned(glob.escape(out))
+    tmp = files.temporary_name(out)
     try:
         result = _build_copy(store, upcaster, tmp, out)
         _publish(tmp, out)
     finally:
-        _remove(tmp)
+        files.remove_sqlite_files(tmp)
     return result
 
 
@@ -555,53 +350,9 @@ def _quote(name: str) -> str:
 def _publish(tmp: str, out: str) -> None:
     "Move the finished file into place, never over a file that appeared meanwhile."
     try:
-        os.link(tmp, out)
+        files.publish(tmp, out)
     except FileExistsError:
         raise Conflict(f"{out} already exists; evt upcast run --out never overwrites (choose a new file)") from None
-    except OSError:  # a file system without hard links
-        if os.path.lexists(out):
-            raise Conflict(f"{out} already exists; evt upcast run --out never overwrites (choose a new file)") from None
-        os.replace(tmp, out)
-
-
-def _remove(path: str) -> None:
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        try:
-            os.remove(path + suffix)
-        except FileNotFoundError:
-            pass
-
-
-# -- files being written: <final name>.tmp-<pid> until complete -----------------------------
-
-_TMP = re.compile(r"\.tmp-(\d+)$")
-
-
-def _tmp_name(final: str) -> str:
-    "Where a file is written until it is complete (then renamed or linked to ``final``)."
-    return f"{final}.tmp-{os.getpid()}"
-
-
-def _remove_abandoned(pattern: str) -> None:
-    """Remove the unfinished files that runs killed mid-way (kill -9, a power cut) left behind.
-
-    ``pattern`` is a glob of final names (``glob.escape`` a plain name); only ``<name>.tmp-<pid>`` files
-    whose process is gone are removed, with their journals.
-    """
-    for path in glob.glob(pattern + ".tmp-*"):
-        found = _TMP.search(path)
-        if found and not _running(int(found.group(1))):
-            _remove(path)
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # someone else's process (PermissionError): alive
-        return True
-    return True
 
 
 # -- migration in place -------------------------------------------------------------------
@@ -634,7 +385,7 @@ def migrate_in_place(store: "Store", on_backup: Callable[[str], None] | None = N
             verify(conn, upcaster, "temp.evt_upcast_before", found)
             conn.execute("DROP TABLE temp.evt_upcast_before")
         except BaseException:
-            _remove(backup)
+            files.remove_sqlite_files(backup)
             raise
     return result
 
@@ -660,8 +411,8 @@ def _backup(store: "Store") -> str:
     while os.path.lexists(path):
         n += 1
         path = f"{store.path}.bak-{stamp}-{n}"
-    _remove_abandoned(glob.escape(store.path) + ".bak-*")
-    tmp = _tmp_name(path)  # a killed run leaves no half-written file under a backup's name
+    files.remove_abandoned(glob.escape(store.path) + ".bak-*")
+    tmp = files.temporary_name(path)  # a killed run leaves no half-written file under a backup's name
     source = sqlite3.connect(store.path)
     target = sqlite3.connect(tmp)
     try:
@@ -671,7 +422,7 @@ def _backup(store: "Store") -> str:
             os.rename(tmp, path)
     except BaseException:
         target.close()
-        _remove(tmp)
+        files.remove_sqlite_files(tmp)
         raise
     finally:
         source.close()

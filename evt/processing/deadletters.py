@@ -11,40 +11,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Iterable, Iterator
 
-from .errors import NotFound
-
-# Bookkeeping tables of every file a projection or consumer writes into.
-BOOKKEEPING = (
-    """CREATE TABLE IF NOT EXISTS evt_checkpoints (
-        name TEXT PRIMARY KEY,
-        kind TEXT NOT NULL,
-        position INTEGER NOT NULL DEFAULT 0,
-        command TEXT,
-        last_run_at TEXT
-    )""",
-    # position, event_id, stream and type are null for a message that never became an
-    # event (evt ingest could not store it); payload keeps such a message as received.
-    """CREATE TABLE IF NOT EXISTS evt_dead_letters (
-        id INTEGER PRIMARY KEY,
-        consumer TEXT NOT NULL,
-        position INTEGER,
-        event_id TEXT,
-        stream TEXT,
-        type TEXT,
-        payload TEXT,
-        error TEXT NOT NULL,
-        attempts INTEGER NOT NULL,
-        first_failed_at TEXT NOT NULL,
-        last_failed_at TEXT NOT NULL,
-        UNIQUE (consumer, position)
-    )""",
-)
-
-# Only in the events store: the counter dead-letter ids are drawn from.
-ID_COUNTER = (
-    "CREATE TABLE evt_sequences (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
-    "INSERT INTO evt_sequences (name, value) VALUES ('dead_letters', 0)",
-)
+from ..errors import NotFound
+from ..log.migrations import BOOKKEEPING
 
 FIELDS = ("id", "consumer", "position", "eventId", "type", "error", "attempts", "firstFailedAt", "lastFailedAt")
 SELECT = (

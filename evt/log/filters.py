@@ -6,10 +6,11 @@ Each filter is served by an index: a stream by (stream, revision), a category by
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Callable, Sequence
 
-# How a model translates ``--type`` globs into SQL when upcasting renames types:
-# it gets the globs and returns (condition, params).
+# How ``--type`` globs become SQL when upcasting renames types: it gets the globs and
+# returns (condition, params).
 TypeCondition = Callable[[Sequence[str]], tuple[str, list]]
 
 # SQLite's largest integer: a bound or limit beyond it means "no bound" (and would not bind).
@@ -116,3 +117,39 @@ class Filter:
             sql += " LIMIT ?"
             params.append(min(self.limit, MAX_INTEGER))
         return sql, params
+
+
+def renamed_type_condition(conn: sqlite3.Connection, renamed: dict[tuple[str, int], str]) -> TypeCondition:
+    """``--type`` globs as SQL over stored (type, version), matching the type readers see.
+
+    ``renamed`` maps the stored (type, version) pairs that read under another type to
+    that type: those match by it, every other event by its stored type. Glob matching is
+    SQLite's own (``GLOB``), so both sides agree exactly.
+    """
+
+    def matches(type_: str, globs: Sequence[str]) -> bool:
+        return any(conn.execute("SELECT ? GLOB ?", (type_, g)).fetchone()[0] for g in globs)
+
+    def condition(globs: Sequence[str]) -> tuple[str, list]:
+        hit = [key for key, final in renamed.items() if matches(final, globs)]
+        miss = [key for key in renamed if key not in hit]
+        sql = "(" + " OR ".join("type GLOB ?" for _ in globs) + ")"
+        params: list = list(globs)
+        if miss:
+            sql = f"({sql} AND (type, version) NOT IN ({pairs_values(miss)}))"
+            params += flat(miss)
+        if hit:
+            sql = f"({sql} OR (type, version) IN ({pairs_values(hit)}))"
+            params += flat(hit)
+        return sql, params
+
+    return condition
+
+
+def pairs_values(pairs: Sequence[tuple]) -> str:
+    "SQL ``VALUES (?, ?), …`` for (type, version) pairs."
+    return "VALUES " + ", ".join("(?, ?)" for _ in pairs)
+
+
+def flat(pairs: Sequence[tuple]) -> list:
+    return [value for pair in pairs for value in pair]

@@ -19,11 +19,12 @@ import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
+from ..errors import EvtError, HandlerFailed, OutputClosed
+from ..log.filters import Filter
+from ..log.sqlite import translate_errors
+from ..log.store import COLUMNS, Store, row_to_event
+from ..log.timestamps import now
 from . import deadletters
-from .errors import EvtError, HandlerFailed, OutputClosed
-from .query import Filter
-from .store import COLUMNS, Store, row_to_event, translate_errors
-from .timeutil import now
 
 BATCH_SIZE = 1000  # events per commit
 BATCH_SECONDS = 0.2  # and at least this often, so appenders queued behind a replay wait little
@@ -175,7 +176,8 @@ class Runner:
         # transaction, so appenders never wait for it; its position is saved after each event.
         self.per_event = not getattr(processor, "writes", True)
         self.model = store.model
-        self.upcastable = store.model.upcastable if store.model is not None and store.model.upcasters else frozenset()
+        self.upcastable = store.model.upcastable if store.model is not None else frozenset()
+        self.renamed = store.model.renamed_types() if self.upcastable else {}
         self.summary = Summary(processor.name, processor.kind)
         self.position = 0
         self._committed = 0  # the checkpoint as this run last saw it stored
@@ -376,7 +378,7 @@ class Runner:
         return id
 
     def _type_seen(self, row: tuple) -> str:
-        return self.model.latest(row[4], row[5])[0] if self.upcastable else row[4]
+        return self.renamed.get((row[4], row[5]), row[4])
 
     def _warn_attempt(self, row: tuple, attempt: int, error: str) -> None:
         self.warn(

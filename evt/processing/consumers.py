@@ -22,12 +22,12 @@ from contextlib import contextmanager
 from fnmatch import fnmatchcase
 from typing import Iterable
 
+from ..errors import OutputClosed, UsageError
+from ..log.filters import Filter
+from ..log.store import Store, row_to_event
+from ..model.retry import RetryPolicy
 from .deadletters import truncate
-from .errors import OutputClosed, UsageError
-from .processing import Runner, Target, describe_exception
-from .query import Filter
-from .retry import RetryPolicy
-from .store import Store, row_to_event
+from .runner import Runner, Target, describe_exception
 
 
 class CommandFailed(Exception):
@@ -142,7 +142,7 @@ def consume(
     runner = Runner(store, Target(store), consumer, filter=filter, batch_size=1, **options)
     runner.start()
     if follow:
-        from .processing import follow as follow_runners
+        from .runner import follow as follow_runners
 
         follow_runners([runner], store, poll_interval)
     return runner.catch_up()

@@ -6,33 +6,31 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import sqlite3
 import time
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
-from . import migrations
-from .envelope import ANY, EXISTS, Event, IdFactory, NewEvent, dumps, fast_dumps, loads
-from .errors import (
+from ..errors import (
     DuplicateEventId,
     EvtError,
     InvalidInput,
     LineError,
     NotAStore,
-    StoreLocked,
     StoreMissing,
-    StoreReadOnly,
     StoreTooNew,
     StoreUnavailable,
     StreamNotFound,
     WrongExpectedRevision,
 )
-from .query import Filter
-from .timeutil import now
-
-if TYPE_CHECKING:
-    from .model import Model
+from . import files, migrations
+from .envelope import ANY, EXISTS, Event, IdFactory, NewEvent, dumps, fast_dumps, loads
+from .filters import Filter, renamed_type_condition
+from .hooks import ModelHooks
+from .sqlite import translate_errors
+from .timestamps import now
 
 DEFAULT_PATH = "events.db"
 DEFAULT_BUSY_TIMEOUT = 10.0
@@ -65,34 +63,14 @@ def row_to_event(row: tuple) -> Event:
     return Event(*row[:10], loads(row[10]), loads(row[11]))
 
 
-@contextmanager
-def translate_errors(path: str) -> Iterator[None]:
-    "Turn sqlite3's errors into evt's, in one place."
-    try:
-        yield
-    except sqlite3.DatabaseError as e:
-        message = str(e)
-        if isinstance(e, sqlite3.IntegrityError) or "append-only" in message:
-            raise
-        if "locked" in message or "busy" in message:
-            raise StoreLocked(f"{path} is locked by another process (waited past the busy timeout); try again, or raise EVT_BUSY_TIMEOUT") from e
-        if "readonly" in message or "read-only" in message:
-            raise StoreReadOnly(f"{path} is read-only: {message}") from e
-        if "not a database" in message or "malformed" in message:
-            raise NotAStore(f"{path} is not an evt store ({message})") from e
-        if "unable to open" in message:
-            raise StoreUnavailable(f"cannot open {path}: {message}") from e
-        raise StoreUnavailable(f"{path}: {message}") from e
-
-
 class Store:
     """An evt event store in one SQLite file.
 
     ``create=False`` refuses to create a missing store (read commands never create one).
     ``synchronous`` is ``"full"`` (the default: an acknowledged append survives a power
     cut) or ``"normal"`` (faster; the last appends may be lost on a power cut, never
-    corrupted). ``model`` is the user's model: its schemas validate appends and its
-    upcasters apply to reads.
+    corrupted). ``model`` is the user's model, or anything else with the ``ModelHooks``
+    of ``evt.log.hooks``: it validates appends and upcasts reads.
     """
 
     def __init__(
@@ -102,7 +80,7 @@ class Store:
         create: bool = True,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
         synchronous: str = "full",
-        model: "Model | None" = None,
+        model: ModelHooks | None = None,
     ):
         self.path = os.fspath(path)
         self.model = model
@@ -269,8 +247,9 @@ class Store:
         if filter.stream is not None and not self.stream_revision(filter.stream):
             raise StreamNotFound(f"stream {filter.stream!r} not found")
 
-    def _upcaster(self, raw: bool):
-        if raw or self.model is None or not self.model.upcasters:
+    def _upcaster(self, raw: bool) -> ModelHooks | None:
+        "The hooks that upcast reads, unless reading raw or there is nothing to upcast."
+        if raw or self.model is None or not self.model.upcastable:
             return None
         return self.model
 
@@ -300,9 +279,10 @@ class Store:
                     yield row[0]
 
     def _type_matcher(self, raw: bool):
-        "How ``--type`` globs become SQL: after upcasting (the model decides) unless raw."
+        "How ``--type`` globs become SQL: matching the types readers see after upcasting, unless raw."
         model = self._upcaster(raw)
-        return model.type_condition(self) if model else None
+        renamed = model.renamed_types() if model else None
+        return renamed_type_condition(self.conn, renamed) if renamed else None
 
     def events_at(self, positions: Iterable[int], *, raw: bool = False) -> Iterator[Event]:
         "The events at these positions, in the order given (as stored with ``raw``)."
@@ -425,21 +405,24 @@ def _runs(positions: Iterable[int]) -> Iterator[tuple[int, int]]:
         yield start, end
 
 
+STAGING = ".creating-"  # a new store is built as events.db.creating-PID
+
+
 def _create_with(cls, path: str, events: Iterable[NewEvent], validate: bool, options: dict) -> tuple[Store, list[int]]:
     "``Store.write_creating`` for a store that does not exist yet."
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise StoreUnavailable(f"cannot create {path}: folder {folder} does not exist")
-    staging_path = f"{path}.creating-{os.getpid()}"
-    _remove_abandoned_staging(path)
+    staging_path = files.temporary_name(path, STAGING)
+    files.remove_abandoned(glob.escape(path), STAGING)
     expectations: dict[int, tuple] = {}
     try:
         with _naming(staging_path, path), cls(staging_path, **options) as staging:
             positions = staging.write(_remembering(events, expectations), validate=validate)
             staging.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         try:
-            os.link(staging_path, path)
-        except OSError:  # published by another writer meanwhile (or no hard links here)
+            files.publish(staging_path, path)
+        except FileExistsError:  # published by another writer meanwhile
             with _naming(staging_path, path), cls(staging_path, create=False, **options) as staging:
                 store = cls(path, **options)
                 try:
@@ -449,28 +432,9 @@ def _create_with(cls, path: str, events: Iterable[NewEvent], validate: bool, opt
                     store.close()
                     raise
     finally:
-        _remove_store_files(staging_path)
-    _sync_folder(folder)
+        files.remove_sqlite_files(staging_path)
+    files.sync_folder(folder)
     return cls(path, **options), positions
-
-
-def _remove_abandoned_staging(path: str) -> None:
-    "Staging files of creators that were killed (their process is gone), ours included."
-    import glob
-
-    for staging in glob.glob(glob.escape(path) + ".creating-*"):
-        pid = staging.rsplit("-", 1)[1]
-        if not pid.isdigit():
-            continue
-        if int(pid) != os.getpid():
-            try:
-                os.kill(int(pid), 0)
-                continue  # still running: its staging file is in use
-            except ProcessLookupError:
-                pass
-            except PermissionError:
-                continue
-        _remove_store_files(staging)
 
 
 @contextmanager
@@ -515,28 +479,6 @@ def _staged_events(staging: Store, positions: list[int], expectations: dict[int,
         )
         again.line = line
         yield again
-
-
-def _sync_folder(folder: str) -> None:
-    "Make a new directory entry durable (the store's name must survive a power cut too), where allowed."
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _remove_store_files(path: str) -> None:
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        try:
-            os.remove(path + suffix)
-        except FileNotFoundError:
-            pass
 
 
 class _Batch:

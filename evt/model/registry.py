@@ -1,0 +1,182 @@
+"""The registry of the user's model: ``Model`` and ``on``.
+
+A model is a Python module (a file path or a dotted name, see ``evt.model.loader``)
+that creates one ``evt.Model`` and registers its parts with decorators::
+
+    from evt import Model, on
+    model = Model()
+
+    @model.schema("account.credited", version=1)
+    class Credited(pydantic.BaseModel): ...
+
+``Model`` implements the log's ``ModelHooks`` (``evt.log.hooks``): a store given a
+model validates appends against its schemas and reads events through its upcasters.
+Its projections are declarations only; processing runs them.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable
+
+from ..errors import ConfigError
+from .schemas import validate_data
+
+
+def on(*types: str) -> Callable:
+    """Mark a method of an aggregate's state class as the handler of these event types.
+
+    Types may be globs (``order.*``); an exact type wins over a glob, and globs are
+    tried in the order the handlers are declared.
+    """
+    if not types or not all(isinstance(t, str) and t for t in types):
+        raise TypeError("@on needs one or more event types, e.g. @on('account.credited')")
+
+    def mark(fn: Callable) -> Callable:
+        fn.__evt_on__ = getattr(fn, "__evt_on__", ()) + types
+        return fn
+
+    return mark
+
+
+class Model:
+    """The registry of a user's schemas, upcasters, aggregates and projections.
+
+    Schemas are pydantic models registered per (type, version); ``validate`` checks
+    an event against the schema of its type and version. Upcasters turn (type,
+    version N) data into version N+1, optionally renaming the type; they chain.
+    """
+
+    def __init__(self) -> None:
+        caller = sys._getframe(1)
+        self.created_at = (caller.f_code.co_filename, caller.f_lineno)  # for error messages
+        self.schemas: dict[tuple[str, int], Any] = {}
+        self.upcasters: dict[tuple[str, int], tuple[str, Callable[[dict], dict]]] = {}
+        self.aggregates: dict[str, Any] = {}
+        self.projections: dict[str, Any] = {}
+
+    # -- schemas -------------------------------------------------------------------
+
+    def schema(self, type: str, version: int = 1) -> Callable:
+        "Register a pydantic model as the schema of ``type`` at ``version``."
+
+        _check_version(version, f"@model.schema({type!r})")
+
+        def register(cls):
+            if not (hasattr(cls, "model_validate") and hasattr(cls, "model_json_schema")):
+                raise ConfigError(f"schema {type} v{version}: {getattr(cls, '__name__', cls)!s} is not a pydantic model (class {getattr(cls, '__name__', 'Schema')}(pydantic.BaseModel))")
+            if (type, version) in self.schemas:
+                raise ConfigError(f"two schemas for {type} v{version} ({self.schemas[(type, version)].__name__} and {cls.__name__}); give the newer one version={version + 1}")
+            self.schemas[(type, version)] = cls
+            return cls
+
+        return register
+
+    def validate(self, event) -> None:
+        "Check a new event's data against its schema (none registered: it passes)."
+        schema = self.schemas.get((event.type, event.version))
+        if schema is not None:
+            validate_data(schema, event.data, f"{event.type} v{event.version}")
+
+    # -- aggregates ----------------------------------------------------------------
+
+    def aggregate(
+        self,
+        name: str,
+        *,
+        initial: Any = None,
+        snapshot_every: int | None = 100,
+        version: int | str | None = None,
+    ) -> Callable:
+        """Register how a stream folds into state, as aggregate ``name``.
+
+        Decorate a state class (a pydantic model or a dataclass whose fields all have
+        defaults) with ``@on(type)`` methods, or a function ``fold(state, event)`` with
+        ``initial=`` its starting state (JSON data). ``snapshot_every`` events a snapshot
+        is stored (None: never); ``version`` is part of the snapshot fingerprint — bump
+        it when code the aggregate calls (outside its own source) changes.
+        """
+        from .aggregates import define_aggregate
+
+        if not isinstance(name, str) or not name:
+            raise ConfigError('an aggregate needs a name: @model.aggregate("account")')
+
+        def register(target):
+            if name in self.aggregates:
+                raise ConfigError(f"two aggregates named {name!r}")
+            self.aggregates[name] = define_aggregate(
+                self, name, target, initial=initial, snapshot_every=snapshot_every, version=version
+            )
+            return target
+
+        return register
+
+    # -- projections ---------------------------------------------------------------
+
+    def projection(self, name: str, **options: Any):
+        """Declare a Python projection; returns it, to register handlers with ``.on(type, ...)``.
+
+        Options: ``tables`` (what ``evt replay --rebuild`` drops), ``target`` (another
+        SQLite file, relative to evt.toml), ``max_attempts``, ``backoff``, ``on_error``.
+        See ``evt.model.projections.DeclaredProjection``.
+        """
+        from .projections import DeclaredProjection
+
+        if name in self.projections:
+            raise ConfigError(f"two projections named {name}")
+        self.projections[name] = DeclaredProjection(name, **options)
+        return self.projections[name]
+
+    # -- upcasting -----------------------------------------------------------------
+
+    def upcaster(self, type: str, version: int, *, to_type: str | None = None) -> Callable:
+        """Register a function turning ``type`` data at ``version`` into ``version + 1``.
+
+        ``to_type`` renames the type on the way (the next upcaster is looked up under it).
+        """
+        _check_version(version, f"@model.upcaster({type!r})")
+
+        def register(fn: Callable[[dict], dict]):
+            if (type, version) in self.upcasters:
+                raise ConfigError(f"two upcasters for {type} v{version}")
+            self.upcasters[(type, version)] = (to_type or type, fn)
+            return fn
+
+        return register
+
+    # -- the log's hooks (evt.log.hooks.ModelHooks) --------------------------------
+
+    @property
+    def upcastable(self) -> frozenset:
+        "The stored (type, version) pairs an upcaster applies to."
+        return frozenset(self.upcasters)
+
+    def latest(self, type: str, version: int) -> tuple[str, int]:
+        "The (type, version) an event of ``type`` at ``version`` reads as."
+        while (type, version) in self.upcasters:
+            type, version = self.upcasters[(type, version)][0], version + 1
+        return type, version
+
+    def upcast(self, event):
+        "The event at its latest version; UpcastFailed (with its position) if an upcaster fails."
+        if (event.type, event.version) not in self.upcasters:
+            return event
+        from .upcasters import upcast_data
+
+        type_, version, data = upcast_data(self, event.type, event.version, event.data, event.position)
+        return event.replace(type=type_, version=version, data=data)
+
+    def renamed_types(self) -> dict[tuple[str, int], str]:
+        "The stored (type, version) pairs that read under another type (an upcaster renames it), and that type."
+        renamed = {}
+        for key in self.upcasters:
+            final = self.latest(*key)[0]
+            if final != key[0]:
+                renamed[key] = final
+        return renamed
+
+
+def _check_version(version: Any, where: str) -> None:
+    "Versions are whole numbers >= 1, as stored events carry them."
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ConfigError(f"{where}: version must be a whole number >= 1, not {version!r}")

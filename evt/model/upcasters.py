@@ -1,0 +1,171 @@
+"""The upcaster chain: old event versions read as new, as pure functions over data.
+
+Upcasters live in the user's model (``@model.upcaster(type, version, to_type=None)``):
+each turns the data of ``(type, version N)`` into ``version N+1``, optionally renaming
+the type; they chain. Each step's result is validated against the schema of the version
+it produces, where one is registered. ``Model.upcast`` runs them for readers; the checked
+migration of what is stored (``evt upcast run``) is ``evt.ops.upcast``.
+"""
+
+from __future__ import annotations
+
+import re
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InvalidInput, UpcastFailed, one_line
+from ..log.envelope import dumps, loads
+from .schemas import validate_data
+
+if TYPE_CHECKING:
+    from .registry import Model
+
+
+class Step:
+    "One upcaster: (type, version) data into (to_type, version + 1), validated if a schema exists."
+
+    __slots__ = ("type", "version", "to_type", "to_version", "fn", "schema", "validate")
+
+    def __init__(self, model: "Model", type_: str, version: int):
+        self.type, self.version = type_, version
+        self.to_type, self.fn = model.upcasters[(type_, version)]
+        self.to_version = version + 1
+        self.schema = model.schemas.get((self.to_type, self.to_version))
+        self.validate = validate_data
+
+    def __call__(self, data: dict) -> dict:
+        "The upcast data; raises ValueError(reason) when the upcaster fails."
+        try:
+            data = self.fn(data)
+        except Exception as e:
+            raise ValueError(f"upcaster {self.type} v{self.version} raised {type(e).__name__}: {one_line(e)}") from e
+        if not isinstance(data, dict):
+            raise ValueError(f"upcaster {self.type} v{self.version} returned {_json_type(data)}, not an object")
+        if self.schema is not None:
+            try:
+                self.validate(self.schema, data, f"{self.to_type} v{self.to_version}")
+            except InvalidInput as e:
+                raise ValueError(f"upcaster {self.type} v{self.version} produced invalid data: {e}") from None
+        return data
+
+
+def chain(model: "Model", type_: str, version: int) -> list[Step]:
+    "The upcasters an event of (type, version) goes through, in order (empty: it is current)."
+    steps = []
+    while (type_, version) in model.upcasters:
+        step = Step(model, type_, version)
+        steps.append(step)
+        type_, version = step.to_type, step.to_version
+    return steps
+
+
+def run_chain(steps: list[Step], data: dict, position: int | None) -> dict:
+    for step in steps:
+        try:
+            data = step(data)
+        except ValueError as e:
+            first = steps[0]
+            raise UpcastFailed(position, first.type, first.version, str(e)) from e.__cause__
+    return data
+
+
+def upcast_data(model: "Model", type_: str, version: int, data: dict, position: int | None = None) -> tuple[str, int, dict]:
+    "(type, version, data) at the latest version; UpcastFailed naming the position and the reason."
+    steps = compiled(model).chains.get((type_, version))
+    if not steps:
+        return type_, version, data
+    return steps[-1].to_type, steps[-1].to_version, run_chain(steps, data, position)
+
+
+_compiled: "weakref.WeakKeyDictionary[Model, tuple[tuple[int, int], Upcaster]]" = weakref.WeakKeyDictionary()
+
+
+def compiled(model: "Model") -> "Upcaster":
+    "The model's chains, compiled once (again if upcasters or schemas are registered later)."
+    signature = (len(model.upcasters), len(model.schemas))
+    cached = _compiled.get(model)
+    if cached is None or cached[0] != signature:
+        cached = _compiled[model] = (signature, Upcaster(model))
+    return cached[1]
+
+
+class Upcaster:
+    "The model's chains compiled per stored (type, version): the hot loop of a migration."
+
+    def __init__(self, model: "Model"):
+        self.model = model
+        self.chains = {key: chain(model, *key) for key in model.upcasters}
+
+    @property
+    def pairs(self) -> list[tuple[str, int]]:
+        return sorted(self.chains)
+
+    def target(self, type_: str, version: int) -> tuple[str, int]:
+        steps = self.chains[(type_, version)]
+        return steps[-1].to_type, steps[-1].to_version
+
+    def rows(self, rows: list[tuple]) -> list[tuple]:
+        """Stored rows (columns of ``COLUMNS``) with type, version and data upcast.
+
+        The rows come from a selection of upcastable (type, version) pairs only.
+        """
+        out = []
+        chains = self.chains
+        for row in rows:
+            steps = chains[(row[4], row[5])]
+            data = run_chain(steps, _loads(row[10]), row[0])
+            last = steps[-1]
+            out.append(row[:4] + (last.to_type, last.to_version, row[6], row[7], row[8], row[9], _dumps(data, row, steps), row[11]))
+        return out
+
+
+def _dumps(data: dict, row: tuple, steps: list[Step]) -> str:
+    """Upcast data as stored JSON text: orjson, with the standard library's rules.
+
+    orjson would quietly write datetimes, dataclasses and subclasses as JSON; they are
+    passed through to the standard library instead, which refuses what is not JSON
+    (UpcastFailed) and writes integers beyond 64 bits exactly.
+    """
+    import orjson
+
+    try:
+        return orjson.dumps(data, option=_STRICT).decode()
+    except TypeError:
+        try:
+            return dumps(data)
+        except (TypeError, ValueError) as e:
+            raise UpcastFailed(row[0], row[4], row[5], f"upcaster {steps[-1].type} v{steps[-1].version} returned data that is not JSON: {e}") from e
+
+
+def _strict_options() -> int:
+    import orjson
+
+    return orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
+
+
+def _loads(text: str) -> Any:
+    """Stored JSON text, read with orjson where that is exact.
+
+    orjson reads integers beyond 64 bits as floats (silently), so text with a run of 19+
+    digits goes to the standard library, as does anything orjson refuses (lone surrogates).
+    """
+    import orjson
+
+    if _LONG_NUMBER.search(text):
+        return loads(text)
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return loads(text)
+
+
+_LONG_NUMBER = re.compile(r"\d{19}")
+_STRICT = _strict_options()
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}.get(
+        type(value), type(value).__name__
+    )
