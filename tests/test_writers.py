@@ -400,3 +400,34 @@ def test_data_that_is_not_json_is_invalid_input_and_nothing_is_written(tmp_path,
             store.write([NewEvent("s-1", "t.x", {"ok": 1}), NewEvent("s-1", "t.x", data)])
         assert str(refused.value) == message
         assert store.head() == 0
+
+
+def test_a_store_opened_before_fork_works_in_parent_and_children(tmp_path):
+    """Forked children start with connections and a place in line of their own (SQLite
+    connections must not cross a fork); the parent's are untouched, and all of them write at once."""
+    path = tmp_path / "events.db"
+    store = Store(path)
+    store.write([NewEvent("before-1", "t.x")])
+    children = []
+    for k in range(3):
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                for i in range(50):
+                    store.write([NewEvent(f"child{k}-{i}", "t.x")])
+                code = 0
+            finally:
+                os._exit(code)
+        children.append(pid)
+    for i in range(50):
+        store.write([NewEvent(f"parent-{i}", "t.x")])
+    assert [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children] == [0, 0, 0]
+    store.write([NewEvent("after-1", "t.x")])
+    store.close()
+    rows = stored(path)
+    assert_gapless(rows)
+    assert len(rows) == 202 and rows[-1][1] == "after-1"
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    conn.close()

@@ -116,6 +116,7 @@ class Store:
         if in_memory:
             self._shared = conn
         self.queue = WriterQueue(None if in_memory else self.path, create=create)
+        _STORES.add(self)
         with translate_errors(self.path):
             self._ensure_format(conn)
 
@@ -182,6 +183,19 @@ class Store:
                 f"{self.path} has store format {version}, newer than this evt understands "
                 f"({migrations.FORMAT_VERSION}); upgrade evt"
             )
+
+    def _after_fork(self) -> None:
+        """In a child process: start afresh, leaving the parent's connections alone.
+
+        SQLite connections must not be used across ``fork()``, nor closed in the child
+        (closing the last connection of a process checkpoints and removes the WAL the
+        parent still uses), so they are kept, unused, for the child's lifetime.
+        """
+        if self._shared is None:
+            _INHERITED.extend(holder.conn for holder in self._connections)
+            self._connections = weakref.WeakSet()
+            self._local = threading.local()
+        self.queue.after_fork()
 
     def close(self) -> None:
         "Close every thread's connection (and the writers' queue); the store is unusable after."
@@ -511,6 +525,19 @@ class Store:
             "types": types,
         }
 
+
+# Every open Store, so that a forked child starts with its own connections (see _after_fork);
+# the connections a child inherited, never used nor closed there.
+_STORES: "weakref.WeakSet[Store]" = weakref.WeakSet()
+_INHERITED: list[sqlite3.Connection] = []
+
+
+def _forget_the_parents_connections() -> None:
+    for store in list(_STORES):
+        store._after_fork()
+
+
+os.register_at_fork(after_in_child=_forget_the_parents_connections)
 
 # A write carried out for others takes at most this many events from the line behind it.
 GROUP_EVENTS = 1000

@@ -114,6 +114,14 @@ class WriterQueue:
             self._descriptor.unlock()
         self._threads.release()
 
+    def after_fork(self) -> None:
+        "In a child process: a line of its own, and a descriptor of its own (the parent's lock is the parent's)."
+        self._threads = FifoLock()
+        self._local = threading.local()
+        if self._descriptor is not None:
+            self._descriptor.close()  # this copy only: the parent's descriptor keeps its lock
+            self._descriptor = None
+
     def close(self) -> None:
         "Close the descriptor of the lock file (the Store is closing)."
         if self._descriptor is not None:
