@@ -8,14 +8,17 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import ConfigError, UsageError
+from .command import EvtCommand
 from .context import Context
-from .options import ConfigFile, Db, Format, ModelSpec
+from .options import ConfigFile, Db, Format, ModelSpec, at_least
 from .output import choose_format, emit, print_table
 
 upcast_app = typer.Typer(
     rich_markup_mode=None,  # help text as written: [brackets] are not markup
     help="Migrate stored events to their latest version: status, dry run, copy or in place.",
+    short_help="Migrate stored events to their latest version.",
     no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
@@ -27,14 +30,18 @@ def versions_text(versions: dict) -> str:
     return ", ".join(f"v{v}: {n}" for v, n in versions.items())
 
 
-@upcast_app.command()
+@upcast_app.command(cls=EvtCommand)
 def status(
     format: Format = None,
     db: Db = None,
     config: ConfigFile = None,
     model: ModelSpec = None,
 ) -> None:
-    """Per stored type: its versions and counts, the latest version, and how many events a run would change."""
+    """Stored versions per type, and what a run would change.
+
+    Per stored type: its versions and counts, the latest version, and how many events
+    a run would change.
+    """
     from ..ops.upcast import status as upcast_status
 
     ctx = Context(db, config, model)
@@ -46,18 +53,18 @@ def status(
         emit(rows, fmt)
 
 
-@upcast_app.command()
+@upcast_app.command(cls=EvtCommand)
 def run(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change (counts, a sample before and after); change nothing.")] = False,
-    out: Annotated[Optional[str], typer.Option("--out", help="Write the migrated log to this NEW file (never overwritten); the store is untouched.", show_default=False)] = None,
+    out: Annotated[Optional[str], typer.Option("--out", metavar="NEW.db", help="Write the migrated log to this NEW file (never overwritten); the store is untouched.", show_default=False)] = None,
     in_place: Annotated[bool, typer.Option("--in-place", help="Rewrite the store itself, after a backup next to it.")] = False,
-    sample: Annotated[int, typer.Option("--sample", min=0, help="With --dry-run: how many events to show before and after.")] = 3,
+    sample: Annotated[int, typer.Option("--sample", metavar="N", callback=at_least(0), help="With --dry-run: how many events to show before and after.")] = 3,
     format: Format = None,
     db: Db = None,
     config: ConfigFile = None,
     model: ModelSpec = None,
 ) -> None:
-    """Upcast the stored events to their latest version, verified before it is reported done.
+    """Upcast the stored events to their latest version, verified.
 
     Choose one: --dry-run, --out NEW.db (a copy; the default way) or --in-place.
     An upcaster that fails stops the run with the event's position (exit 5); nothing changes.

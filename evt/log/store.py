@@ -567,6 +567,10 @@ class _Batch:
             if head == 0:
                 raise WrongExpectedRevision(f"stream {event.stream!r} does not exist (expected it to exist)")
         elif head != expected:
+            if head == 0:
+                raise WrongExpectedRevision(f"stream {event.stream!r} does not exist (expected it at revision {expected})")
+            if expected == 0:
+                raise WrongExpectedRevision(f"stream {event.stream!r} already exists, at revision {head} (expected it not to exist)")
             raise WrongExpectedRevision(f"stream {event.stream!r} is at revision {head}, expected {expected}")
         return head
 
