@@ -223,8 +223,8 @@ def run_append(req: AppendRequest) -> int:
 
 def print_events(store, positions: list[int], requested: str | None) -> None:
     from .output import (
-        ENVELOPE_COLUMNS,
         choose_format,
+        envelope_layout,
         envelope_row,
         print_table,
         write_json_lines,
@@ -232,6 +232,6 @@ def print_events(store, positions: list[int], requested: str | None) -> None:
 
     fmt = choose_format(requested)
     if fmt == "table":
-        print_table((envelope_row(e) for e in store.events_at(positions, raw=True)), ENVELOPE_COLUMNS)
+        print_table((envelope_row(e) for e in store.events_at(positions, raw=True)), envelope_layout(max(positions, default=0)))
     else:
         write_json_lines(store.json_at(positions, raw=True), fmt)

@@ -11,9 +11,15 @@ from ..errors import HandlerFailed, UsageError
 from .command import EvtCommand
 from .context import Context
 from .options import ConfigFile, Db, Format, ModelSpec
-from .output import choose_format, emit
+from .output import Layout, choose_format, emit
 
-COLUMNS = ("id", "consumer", "position", "eventId", "type", "error", "attempts", "firstFailedAt", "lastFailedAt")
+# id (for show, retry, discard), consumer and position are never left out; the error
+# takes the room that is left; a narrow terminal loses the event id and times first.
+COLUMNS = Layout(
+    "id", "consumer", "position", "eventId", "type", "error", "attempts", "firstFailedAt", "lastFailedAt",
+    keys=("id", "consumer", "position"), flex=("error",),
+    drop=("eventId", "firstFailedAt", "attempts", "type", "lastFailedAt"),
+)
 
 Consumer = Annotated[Optional[str], typer.Option("--consumer", metavar="NAME", help="Only this projection's or consumer's dead letters.", show_default=False)]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Show what would be touched; change nothing.")]

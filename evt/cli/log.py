@@ -28,13 +28,23 @@ from .options import (
     at_least,
 )
 from .output import (
-    ENVELOPE_COLUMNS,
+    Layout,
+    TableWriter,
     choose_format,
     emit,
     end_if_nobody_reads,
+    envelope_layout,
     envelope_row,
+    human_size,
+    natural_key,
     print_table,
     write_json_lines,
+)
+
+
+STREAM_COLUMNS = Layout(
+    "stream", "category", "revision", "firstTimestamp", "lastTimestamp",
+    keys=("stream",), flex=(), drop=("category", "firstTimestamp", "lastTimestamp", "revision"),
 )
 
 
@@ -123,7 +133,7 @@ def build_filter(
 
 def print_envelopes(store, filter: Filter, fmt: str, raw: bool) -> None:
     if fmt == "table":
-        print_table((envelope_row(e) for e in store.read(filter, raw=raw)), ENVELOPE_COLUMNS)
+        print_table((envelope_row(e) for e in store.read(filter, raw=raw)), envelope_layout(store.head()))
     else:
         write_json_lines(store.read_json(filter, raw=raw), fmt)
 
@@ -186,11 +196,13 @@ def tail(
     else:
         last = list(store.read(filter.replace(limit=n, backwards=True), raw=raw))[::-1]
         after = last[-1].position if last else store.head()
-    if fmt == "table":
-        print_table((envelope_row(e) for e in last), ENVELOPE_COLUMNS)
+    if fmt == "table":  # one table, its widths set by the first rows, however long it follows
+        head = store.head()  # following, positions grow: room for five digits from the start
+        table = TableWriter(envelope_layout(head).with_widths(pos=max(len(str(head)), 5)))
+        table.write([envelope_row(e) for e in last])
         if follow:
             for event in store.follow(filter, after=after, raw=raw, idle=end_if_nobody_reads):
-                print_table([envelope_row(event)], ENVELOPE_COLUMNS, header=False)
+                table.write([envelope_row(event)])
         return
     lines = [e.to_json() for e in last]
     if follow:
@@ -212,7 +224,11 @@ def streams(
     list them in plain string order (account-10 before account-2), as SQLite sorts.
     """
     ctx = Context(db, config)
-    emit(ctx.open(with_model=False).streams(category), choose_format(format))
+    rows = ctx.open(with_model=False).streams(category)
+    fmt = choose_format(format)
+    if fmt == "table":  # for people: account-2 before account-10
+        rows = sorted(rows, key=lambda row: natural_key(row["stream"]))
+    emit(rows, fmt, STREAM_COLUMNS)
 
 
 def stats(
@@ -227,7 +243,7 @@ def stats(
     if fmt != "table":
         write_json_lines([dumps(summary)], "ndjson")  # one object, in either JSON format
         return
-    rows = [{"key": k, "value": v} for k, v in summary.items() if k != "types"]
+    rows = [{"key": k, "value": human_size(v) if k == "fileSize" else v} for k, v in summary.items() if k != "types"]
     print_table(rows, ("key", "value"), title="store")
     types = [
         {"type": t, "count": info["count"], "versions": ", ".join(f"v{v}: {n}" for v, n in info["versions"].items())}

@@ -13,7 +13,7 @@ from ..log.timestamps import parse_time_bound
 from .command import EvtCommand
 from .context import Context
 from .options import ConfigFile, Db, Format, ModelSpec, at_least
-from .output import choose_format, console, emit, write_json_lines
+from .output import Layout, choose_format, console, emit, write_json_lines
 
 
 def register(app: typer.Typer) -> None:
@@ -39,7 +39,7 @@ def schema(
     if type is None:
         if version is not None:
             raise UsageError("--version needs a TYPE (evt schema TYPE --version N)")
-        emit(list_schemas(registry), fmt, ("type", "version", "schema", "fields"))
+        emit(list_schemas(registry), fmt, Layout("type", "version", "schema", "fields", keys=("type", "version"), drop=("schema",)))
         return
     print_document(json_schema(registry, type, version), fmt)
 

@@ -22,10 +22,16 @@ from .options import (
     Until,
     at_least,
 )
-from .output import choose_format, emit
+from .output import Layout, choose_format, emit
 
-SUMMARY_COLUMNS = ("name", "kind", "events", "seconds", "rate", "failures", "checkpoint")
-STATUS_COLUMNS = ("name", "kind", "checkpoint", "head", "lag", "deadLetters", "lastRunAt")
+SUMMARY_COLUMNS = Layout(
+    "name", "kind", "events", "seconds", "rate", "failures", "checkpoint",
+    flex=(), drop=("kind", "seconds", "checkpoint", "rate", "events", "failures"),
+)
+STATUS_COLUMNS = Layout(
+    "name", "kind", "checkpoint", "head", "lag", "deadLetters", "lastRunAt",
+    flex=(), drop=("head", "lastRunAt", "checkpoint", "kind", "deadLetters", "lag"),
+)
 
 
 def register(app: typer.Typer) -> None:

@@ -11,7 +11,7 @@ from ..errors import ConfigError, UsageError
 from .command import EvtCommand
 from .context import Context
 from .options import ConfigFile, Db, Format, ModelSpec, at_least
-from .output import choose_format, emit, print_table
+from .output import Layout, choose_format, emit, print_table
 
 upcast_app = typer.Typer(
     rich_markup_mode=None,  # help text as written: [brackets] are not markup
@@ -48,7 +48,8 @@ def status(
     rows = upcast_status(ctx.open())
     fmt = choose_format(format)
     if fmt == "table":
-        print_table(({**r, "versions": versions_text(r["versions"])} for r in rows), ("type", "versions", "latest", "pending"))
+        layout = Layout("type", "versions", "latest", "pending", flex=("versions",), drop=("latest",))
+        print_table(({**r, "versions": versions_text(r["versions"])} for r in rows), layout)
     else:
         emit(rows, fmt)
 
@@ -107,7 +108,7 @@ def print_run(result: dict) -> None:
     print_table(facts, ("key", "value"), title=f"upcast {result['mode']}")
     print_table(
         ({"from": f"{c['type']} v{c['version']}", "to": f"{c['toType']} v{c['toVersion']}", "events": c["count"]} for c in result["changes"]),
-        ("from", "to", "events"),
+        Layout("from", "to", "events", keys=("from", "to"), flex=()),
         title="changes",
     )
     for shown in result.get("sample", []):
