@@ -114,7 +114,7 @@ def retry(
     config: ConfigFile = None,
     model: ModelSpec = None,
 ) -> int:
-    """Run the handler again on dead letters' events; clear those that succeed.
+    """Run the handler again on dead letters; clear each that succeeds.
 
     Exit 7 if any fails again (its attempts and error are updated).
     """
