@@ -169,13 +169,18 @@ class Layout:
 
 def fit(text: str, width: int, right: bool = False) -> str:
     "Text padded to ``width`` terminal cells, or cut to it with an ellipsis."
-    from rich.cells import cell_len, set_cell_size
-
-    size = cell_len(text)
+    size = len(text) if text.isascii() else _cells().cell_len(text)
     if size > width:
-        return set_cell_size(text, width - 1) + ELLIPSIS if width > 0 else ""
+        return _cells().set_cell_size(text, width - 1) + ELLIPSIS if width > 0 else ""
     pad = " " * (width - size)
     return pad + text if right else text + pad
+
+
+def _cells():
+    "rich.cells (terminal cell widths: wide CJK characters, emoji), imported when a table is printed."
+    import rich.cells
+
+    return rich.cells
 
 
 class TableWriter:
@@ -200,8 +205,7 @@ class TableWriter:
         self.fits = True
 
     def write(self, rows: Sequence[dict]) -> None:
-        from rich.cells import cell_len
-
+        cell_len = _cells().cell_len
         if not rows:
             return
         cells = [{name: cell(row.get(name)) for name in self.layout} for row in rows]
@@ -216,13 +220,14 @@ class TableWriter:
             if wider:  # a key, or a number, is never cut: its column widens, from these rows on
                 self.natural.update(wider)
                 self._lay_out()
-        if self.fits:
-            for c in cells:
-                self._print(self._join(fit(c[n], self.width[n], n in self.right) for n in self.shown))
+        if self.fits:  # plain lines, written as one block per chunk (rich's print per line is slow)
+            shown, width, right = self.shown, self.width, self.right
+            lines = [self._join(fit(c[n], width[n], n in right) for n in shown) for c in cells]
+            sys.stdout.write("\n".join(lines) + "\n")
+            sys.stdout.flush()
 
     def _start(self, rows: Sequence[dict], cells: list[dict]) -> None:
-        from rich.cells import cell_len
-
+        cell_len = _cells().cell_len
         names = self.layout.names
         self.natural = {
             n: max([cell_len(n), self.layout.widths.get(n, 0)] + [cell_len(c[n]) for c in cells]) for n in names
