@@ -145,6 +145,12 @@ def test_a_longer_key_later_widens_its_column_and_is_never_cut(evt, monkeypatch)
     evt("append", "--ndjson", "-", "-q", input="".join(json.dumps(e) + "\n" for e in first + later))
     result = table(evt, monkeypatch, 80, "read")
     assert result.lines[-1].split()[:2] == ["501", "a-much-longer-stream-name"]
+    monkeypatch.setenv("COLUMNS", "40")  # tight: the columns under the header stay, whatever it takes
+    lines = evt("read", "--format", "table").lines
+    assert lines[0].split() == ["pos", "stream", "type", "data"]
+    assert [line.split() for line in lines[1:]] == (
+        [[str(n), "s-1", "t.x", "{}"] for n in range(1, 501)] + [["501", "a-much-longer-stream-name", "t.x", "{}"]]
+    )
 
 
 def test_stats_shows_the_file_size_in_human_units_on_a_terminal(store, monkeypatch):

@@ -211,7 +211,7 @@ class TableWriter:
         cells = [{name: cell(row.get(name)) for name in self.layout} for row in rows]
         if self.natural is None:
             self._start(rows, cells)
-        else:
+        elif self.fits:  # (a table that did not fit at first stays unprinted: it said so once)
             wider = {}
             for name in [n for n in self.layout.names if n in self.layout.keys or n in self.right]:
                 size = max(cell_len(c[name]) for c in cells)
@@ -219,7 +219,7 @@ class TableWriter:
                     wider[name] = size
             if wider:  # a key, or a number, is never cut: its column widens, from these rows on
                 self.natural.update(wider)
-                self._lay_out()
+                self._lay_out(self.shown)
         if self.fits:  # plain lines, written as one block per chunk (rich's print per line is slow)
             shown, width, right = self.shown, self.width, self.right
             lines = [self._join(fit(c[n], width[n], n in right) for n in shown) for c in cells]
@@ -253,11 +253,17 @@ class TableWriter:
         if self.header:
             self._print(self._join(fit(n, self.width[n], n in self.right) for n in self.shown), style="bold")
 
-    def _lay_out(self) -> None:
-        "Which columns show, how wide, in the terminal's width."
+    def _lay_out(self, shown: list[str] | None = None) -> None:
+        """Which columns show, how wide, in the terminal's width.
+
+        Once the header is out, the columns it names stay (``shown``): the flexible
+        ones give up what room they can, and a row too wide after that runs past the
+        terminal's edge rather than lose a column under its header.
+        """
         available = self.term.width
-        shown = list(self.layout.names)
-        leave_out = list(self.layout.drop)
+        keep = shown is not None
+        shown = list(shown if keep else self.layout.names)
+        leave_out = [] if keep else list(self.layout.drop)
         while True:
             width = {n: self.natural[n] for n in shown}
             excess = sum(width.values()) + GAP * (len(shown) - 1) - available
@@ -271,7 +277,8 @@ class TableWriter:
             if excess <= 0 or not leave_out:
                 break
             shown.remove(leave_out.pop(0))
-        self.shown, self.width, self.fits = shown, width, excess <= 0
+        self.shown, self.width = shown, width
+        self.fits = keep or excess <= 0
 
     def _join(self, cells: Iterable[str]) -> str:
         return (" " * GAP).join(cells).rstrip()
