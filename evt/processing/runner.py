@@ -403,31 +403,44 @@ class Runner:
             return self._retry_outside(entry)
         with self.target.transaction() as conn:
             self._open = True
-            blocker = deadletters.blocker(conn, entry)
-            if blocker is not None:
-                error = f"parked behind dead letter {blocker} (stream {entry.stream}); retry that one first"
-            else:
-                error = self._retry_event(entry)
-            if error is None:
-                deadletters.delete(conn, [entry.id])
-            else:
-                deadletters.failed_again(conn, entry.id, error, now())
+            held = self._held_back(conn, entry)
+            error = held or self._retry_event(entry)
+            self._settle(conn, entry, error, tried=held is None)
         self._open = False
         return error
 
     def _retry_outside(self, entry: deadletters.DeadLetter) -> str | None:
         "A retry for a processor that writes nothing: run it first, then settle the entry."
-        blocker = deadletters.blocker(self.conn, entry)
-        if blocker is not None:
-            error = f"parked behind dead letter {blocker} (stream {entry.stream}); retry that one first"
-        else:
-            error = self._retry_event(entry)
+        held = self._held_back(self.conn, entry)
+        error = held or self._retry_event(entry)
         with self.target.transaction() as conn:
-            if error is None:
-                deadletters.delete(conn, [entry.id])
-            else:
-                deadletters.failed_again(conn, entry.id, error, now())
+            self._settle(conn, entry, error, tried=held is None)
         return error
+
+    def _held_back(self, conn, entry: deadletters.DeadLetter) -> str | None:
+        """Why an entry must wait for an earlier dead letter of its stream, or None.
+
+        Only a stream's order kept by ``park-stream`` holds an entry back: an entry parked
+        behind another (never tried: 0 attempts), or any entry of a processor whose policy
+        parks streams. Under ``dlq`` a failed event is retried on its own, whatever else of
+        its stream failed before it.
+        """
+        if entry.attempts > 0 and not self.policy.parks_streams:
+            return None
+        blocker = deadletters.blocker(conn, entry)
+        if blocker is None:
+            return None
+        return f"parked behind dead letter {blocker} (stream {entry.stream}); retry that one first"
+
+    @staticmethod
+    def _settle(conn, entry: deadletters.DeadLetter, error: str | None, tried: bool) -> None:
+        "Clear a retried entry, or record how it failed (an entry held back was not tried: no attempt counted)."
+        if error is None:
+            deadletters.delete(conn, [entry.id])
+        elif tried:
+            deadletters.failed_again(conn, entry.id, error, now())
+        else:
+            deadletters.held_back(conn, entry.id, error)
 
     def _retry_event(self, entry: deadletters.DeadLetter) -> str | None:
         row = self.store.conn.execute(f"SELECT {COLUMNS} FROM events WHERE position = ?", (entry.position,)).fetchone()
