@@ -69,12 +69,19 @@ def replay(
     fmt = choose_format(format)
     store = ctx.open()
     chosen = select(configured(ctx.config, ctx.model()), names or [])
+    if rebuild:
+        for reactor in (p for p in chosen if p.kind == "reactor" and p.name in (names or [])):
+            raise UsageError(
+                f"reactor {reactor.name} has nothing to rebuild (what it appended stays in the log); "
+                f"to react again from an earlier position: evt projections reset {reactor.name} --to POSITION"
+            )
+    chosen.sort(key=lambda p: p.kind != "reactor")  # reactors first: projections then see what they append
     runners, stopped = [], []
     try:
         for projection in chosen:
             run = runner(store, projection, ctx.config, batch_size=batch_size, warn=warn)
             runners.append(run)
-            run.start(rebuild=rebuild)
+            run.start(rebuild=rebuild and projection.kind != "reactor")
             try:
                 with progress_bar(projection.name, store.head(), run.position) as progress:
                     run.progress = progress
@@ -177,8 +184,10 @@ def consume(
 
     ctx = Context(db, config, model)
     store = ctx.open()
-    if name in configured(ctx.config, ctx.model()):
-        raise UsageError(f"{name} is a projection; name the consumer differently")
+    known = configured(ctx.config, ctx.model())
+    if name in known:
+        what = "reactor" if known[name].kind == "reactor" else "projection"
+        raise UsageError(f"{name} is a {what}; name the consumer differently")
     command = exec_ or command_of(store, name)
     if not command:
         raise UsageError(f"consumer {name} has never run: give the command with --exec 'CMD'")

@@ -34,6 +34,8 @@ from ..errors import ConfigError, NotFound
 from ..log.envelope import dumps
 from ..model.projections import DeclaredProjection
 from ..model.retry import RetryPolicy
+from .reactors import Reactor
+from .reactors import declared as declared_reactors
 from .runner import Runner, Target, describe_exception
 
 SQL_KEYS = {"setup", "on", "target", "max_attempts", "backoff", "on_error"}
@@ -312,7 +314,7 @@ def user_frame(error: BaseException) -> str:
 
 
 def configured(config: Config, model=None) -> dict[str, Projection]:
-    "Every projection: SQL ones from evt.toml, then Python ones from the model."
+    "Every projection — SQL ones from evt.toml, then Python ones from the model — and the model's reactors."
     found: dict[str, Projection] = {}
     tables = config.data.get("projections", {})
     if not isinstance(tables, dict):
@@ -328,6 +330,10 @@ def configured(config: Config, model=None) -> dict[str, Projection]:
         projection = PythonProjection(declared, target)
         projection.check_tables(f"projection {name}: tables")
         found[name] = projection
+    for name, reactor in declared_reactors(model).items():
+        if name in found:
+            raise ConfigError(f"{name} is both a projection in {config.path} and a reactor in the model; name one of them differently")
+        found[name] = reactor
     return found
 
 
@@ -349,7 +355,9 @@ def open_target(store, projection: Projection, config: Config | None = None) -> 
 
 
 def runner(store, projection: Projection, config: Config | None = None, **options) -> Runner:
-    "A runner for a projection, on its target file."
+    "A runner for a projection (or a reactor), on its target file."
+    if isinstance(projection, Reactor):
+        projection = projection.bound(store)
     return Runner(store, open_target(store, projection, config), projection, **options)
 
 
