@@ -34,9 +34,22 @@ STATUS_COLUMNS = Layout(
 )
 
 
+RESET_COLUMNS = Layout(
+    "name", "kind", "checkpoint", "to", "head", "again", "skipped", "handled", "deadLetters", "executed",
+    flex=(), drop=("executed", "head", "handled", "deadLetters", "kind", "skipped", "again"),
+)
+
+projections_app = typer.Typer(
+    rich_markup_mode=None,  # help text as written: [brackets] are not markup
+    short_help="Where projections and consumers stand: lag, dead letters.",
+    no_args_is_help=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
 def register(app: typer.Typer) -> None:
     app.command(cls=EvtCommand)(replay)
-    app.command(cls=EvtCommand)(projections)
+    app.add_typer(projections_app, name="projections", subcommand_metavar="[COMMAND [ARGS]...]")
     app.command(cls=EvtCommand, no_args_is_help=True)(consume)
 
 
@@ -135,7 +148,9 @@ class progress_bar:
             self.bar.stop()
 
 
+@projections_app.callback(invoke_without_command=True)
 def projections(
+    context: typer.Context,
     format: Format = None,
     db: Db = None,
     config: ConfigFile = None,
@@ -143,13 +158,59 @@ def projections(
 ) -> None:
     """Where projections and consumers stand: lag, dead letters.
 
-    One object each: name, kind, checkpoint, head, lag, deadLetters, lastRunAt.
+    One object each — projections, reactors, shell consumers and relays: name, kind,
+    checkpoint, head, lag, deadLetters, lastRunAt. 'evt projections reset NAME --to
+    POSITION' moves a checkpoint, after a preview.
     """
     from ..processing.projections import configured, status
 
+    if context.invoked_subcommand is not None:
+        return
     ctx = Context(db, config, model)
     fmt = choose_format(format)
     emit(status(ctx.open(), configured(ctx.config, ctx.model())), fmt, STATUS_COLUMNS)
+
+
+@projections_app.command(cls=EvtCommand, no_args_is_help=True)
+def reset(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="A projection, reactor, shell consumer or relay.", show_default=False)],
+    to: Annotated[str, typer.Option("--to", metavar="POSITION|TIME|start|end", help="The new checkpoint: a position, a time (RFC 3339 or an age: 2h, 7d; events from then on are handled again), start or end.", show_default=False)],
+    execute: Annotated[bool, typer.Option("--execute", help="Move the checkpoint [default: only show what would change].")] = False,
+    format: Format = None,
+    db: Db = None,
+    config: ConfigFile = None,
+    model: ModelSpec = None,
+) -> int:
+    """Move a checkpoint back or forward; a preview unless --execute.
+
+    Prints the current and the new checkpoint and how many events would be handled
+    again (back) or skipped (forward): again, skipped, handled (of those, the ones
+    its handlers take) and the dead letters a reset back clears (their events are
+    handled anew). Nothing changes without --execute. Stop what runs under NAME first.
+    """
+    from ..processing.projections import configured
+    from ..processing.resets import Resetter
+
+    ctx = Context(db, config, model)
+    fmt = choose_format(format)
+    resetter = Resetter(ctx.open(), configured(ctx.config, ctx.model()), ctx.config)
+    done = resetter.execute(name, to) if execute else resetter.plan(name, to)
+    warning = done.warning()
+    if warning:
+        say(f"warning: {warning}")
+    if done.executed:
+        say(f"reset {name} from position {done.checkpoint} to {done.to}")
+    elif done.to == done.checkpoint:
+        say(f"{name} is at position {done.to} already: nothing to do")
+    else:
+        say(f"would reset {name} from position {done.checkpoint} to {done.to} (a preview: nothing changed; --execute does it)")
+    emit([done.to_dict()], fmt, RESET_COLUMNS)
+    return 0
+
+
+def say(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 def consume(
