@@ -16,14 +16,16 @@ from typing import Callable, Protocol, Sequence
 
 from ..errors import BrokerUnavailable, Conflict, EvtError, InvalidInput
 from ..log.envelope import NewEvent, loads
+from ..log.filters import Filter
 from ..log.sqlite import translate_errors
 from ..log.store import JSON_LINE, Store
-from .state import load_position, record_bad_message, save_position
+from .state import RelayLock, load_position, record_bad_message, save_position
 
 # One row per event: everything a target puts on the wire, built by SQLite.
 Row = tuple  # (position, stream, id, type, timestamp, data, envelope JSON)
 
-SELECT_ROWS = f"SELECT position, stream, id, type, timestamp, data, {JSON_LINE} FROM events WHERE position > ? ORDER BY position LIMIT ?"
+ROW_COLUMNS = f"position, stream, id, type, timestamp, data, {JSON_LINE}"
+SELECT_ROWS = f"SELECT {ROW_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?"
 
 
 class Target(Protocol):
@@ -117,10 +119,13 @@ class IngestResult:
         }
 
 
-def read_rows(store: Store, after: int, limit: int) -> list[Row]:
-    "The next ``limit`` events after a position, as wire rows."
+def read_rows(store: Store, after: int, limit: int, filter: Filter | None = None) -> list[Row]:
+    "The next ``limit`` events after a position (those ``filter`` selects, by their stored type), as wire rows."
     with translate_errors(store.path):
-        return store.conn.execute(SELECT_ROWS, (after, limit)).fetchall()
+        if filter is None:
+            return store.conn.execute(SELECT_ROWS, (after, limit)).fetchall()
+        sql, params = filter.replace(after=after, limit=limit, backwards=False).to_sql(ROW_COLUMNS)
+        return store.conn.execute(sql, params).fetchall()
 
 
 def data_version(store: Store) -> int:
@@ -134,25 +139,41 @@ def relay(
     target: Target,
     *,
     name: str | None = None,
+    filter: Filter | None = None,
     batch: int = 1000,
     follow: bool = False,
     retry: Retry | None = None,
     poll_interval: float = 0.05,
+    on_wait: Callable[[str], None] | None = None,
 ) -> RelayResult:
     """Publish the events after the relay's position; save the position after each confirmed batch.
 
-    Catches up and returns, or with ``follow`` waits for new events forever.
+    ``filter`` narrows what is published (as ``evt read`` filters, by stored type); the
+    position still passes every event examined, so the lag counts down to 0. One relay
+    runs under a name at a time: a second one waits for the first to end (``on_wait`` is
+    told once). Catches up and returns, or with ``follow`` waits for new events forever.
     """
     name = name or target.name
     retry = retry or Retry()
+    with RelayLock(store.path, name, on_wait):
+        return _relay(store, target, name, filter, batch, follow, retry, poll_interval)
+
+
+def _relay(store: Store, target: Target, name: str, filter: Filter | None, batch: int, follow: bool, retry: Retry, poll_interval: float) -> RelayResult:
     result = RelayResult(name, load_position(store, name))
     connected = _connect(target, retry)
     while True:
         version = data_version(store)
-        rows = read_rows(store, result.position, batch)
-        if not rows and not follow:
-            break
+        head = store.head() if filter is not None else 0  # read first: every event up to it is examined below
+        rows = read_rows(store, result.position, batch, filter)
+        passed = max(rows[-1][0] if rows else 0, head if len(rows) < batch else 0)
         if not rows:
+            if passed > result.position:  # only events the filter leaves out: the position passes them
+                with store.transaction():
+                    save_position(store, name, passed)
+                result.position = passed
+            if not follow:
+                break
             _wait_for_appends(store, version, target if connected else None, poll_interval)
             continue
         try:
@@ -167,8 +188,8 @@ def relay(
             continue
         retry.reset()
         with store.transaction():
-            save_position(store, name, rows[-1][0])
-        result.position = rows[-1][0]
+            save_position(store, name, passed)
+        result.position = passed
         result.published += published
         result.skipped += skipped
     if connected:
