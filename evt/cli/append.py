@@ -115,13 +115,29 @@ def parse_fast(args: list[str]) -> AppendRequest | None:
     if len(positional) > 3 or values.get("format", "ndjson") not in FORMATS:
         return None
     version = values.pop("schema_version", "1")
-    if not version.lstrip("-").isdigit():
-        return None
+    if not is_digits(version):
+        return None  # typer's path reports it
     return AppendRequest(*positional, schema_version=int(version), **values)
 
 
+def is_digits(text: str) -> bool:
+    "ASCII digits only: no sign, space, underscore, decimal point or other scripts' digits."
+    return text.isascii() and text.isdigit()
+
+
+def schema_version(text: str) -> int:
+    "``--schema-version`` as given: a whole number in ASCII digits (its range is the envelope's to check)."
+    if not is_digits(text):
+        raise UsageError(f"--schema-version takes a whole number >= 1 (ASCII digits), not {text!r}")
+    return int(text)
+
+
 def read_argument(text: str) -> bytes:
-    "DATA as given: ``-`` is stdin, ``@path`` a file, anything else the text itself."
+    """DATA as given: ``-`` is stdin, ``@path`` a file, anything else the text itself.
+
+    An argument's bytes come back as they were given (Python decodes arguments that are
+    not UTF-8 with surrogate escapes), so bad UTF-8 is found where the JSON is parsed.
+    """
     if text == "-":
         return sys.stdin.buffer.read()
     if text.startswith("@"):
@@ -130,7 +146,7 @@ def read_argument(text: str) -> bytes:
                 return f.read()
         except OSError as e:
             raise UsageError(f"cannot read {text[1:]}: {e.strerror}") from None
-    return text.encode()
+    return text.encode("utf-8", "surrogateescape")
 
 
 def parse_object(text: str | bytes, what: str) -> dict:

@@ -1,10 +1,39 @@
-"""sqlite3's errors, translated into evt's in one place."""
+"""sqlite3 in one place: connections to paths that stay paths, and errors translated into evt's."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator
+
+
+def uri(path: str | os.PathLike, **params: str) -> str:
+    """A ``file:`` URI that names exactly ``path``, with query ``params`` (``mode="ro"``).
+
+    SQLite reads a name that starts with ``file:`` as a URI even when the caller does not
+    ask for one (builds with SQLITE_USE_URI, Debian's among them), so a file called
+    ``file:events.db`` or ``x.db?mode=memory`` is only ever reached through a quoted URI.
+    A relative path stays relative (no current folder is needed).
+    """
+    from urllib.parse import quote, urlencode
+
+    raw = os.fsencode(path)  # a name that is not UTF-8 keeps its bytes
+    if raw.startswith(b"/"):
+        text = "file://" + quote(raw, safe="/")  # an empty authority, then the path
+    else:
+        text = "file:" + quote(b"./" + raw, safe="/")
+    return text + ("?" + urlencode(params) if params else "")
+
+
+def connect(path: str | os.PathLike, *, mode: str | None = None, immutable: bool = False, **options: Any) -> sqlite3.Connection:
+    """``sqlite3.connect`` to a path, never read as a URI; ``mode="ro"`` and ``immutable`` as SQLite has them."""
+    params = {}
+    if mode is not None:
+        params["mode"] = mode
+    if immutable:
+        params["immutable"] = "1"
+    return sqlite3.connect(uri(path, **params), uri=True, **options)
 
 from ..errors import NotAStore, StoreLocked, StoreReadOnly, StoreUnavailable
 

@@ -20,6 +20,7 @@ from ..errors import (
     LineError,
     NotAStore,
     StoreMissing,
+    StoreReadOnly,
     StoreTooNew,
     StoreUnavailable,
     StreamNotFound,
@@ -29,7 +30,7 @@ from . import files, migrations
 from .envelope import ANY, EXISTS, Event, IdFactory, NewEvent, dumps, fast_dumps, loads
 from .filters import Filter, renamed_type_condition
 from .hooks import ModelHooks
-from .sqlite import translate_errors
+from .sqlite import connect, translate_errors
 from .timestamps import now
 
 DEFAULT_PATH = "events.db"
@@ -92,23 +93,24 @@ class Store:
                 f"no store at {self.path} (evt append creates one; pass --db PATH or set EVT_DB to use another)"
             )
         try:
-            self._open(self.path, busy_timeout, synchronous)
+            self._open(busy_timeout, synchronous)
         except StoreUnavailable:
             if not (os.path.exists(self.path) and _on_read_only_filesystem(self.path)):
                 raise
             # SQLite cannot make the -shm file a WAL store needs for reading there; nothing
             # can change the file either, so it may be read as immutable.
-            from urllib.parse import quote
-
-            self._open("file:" + quote(os.path.abspath(self.path)) + "?immutable=1", busy_timeout, synchronous)
+            self._open(busy_timeout, synchronous, immutable=True)
 
     # -- opening -------------------------------------------------------------------
 
-    def _open(self, target: str, busy_timeout: float, synchronous: str) -> None:
+    def _open(self, busy_timeout: float, synchronous: str, immutable: bool = False) -> None:
         with translate_errors(self.path):
-            self.conn = sqlite3.connect(
-                target, timeout=busy_timeout, isolation_level=None, check_same_thread=False, uri=target.startswith("file:")
-            )
+            if self.path == ":memory:":
+                self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            else:  # a path, never a URI: --db 'file:x.db' is the file of that name
+                self.conn = connect(
+                    self.path, immutable=immutable, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+                )
             self.conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
             self._ensure_format()
 
@@ -376,7 +378,7 @@ class Store:
 
 def _on_read_only_filesystem(path: str) -> bool:
     try:
-        return bool(os.statvfs(os.path.dirname(os.path.abspath(path))).f_flag & os.ST_RDONLY)
+        return bool(os.statvfs(os.path.dirname(path) or os.curdir).f_flag & os.ST_RDONLY)
     except OSError:
         return False
 
@@ -410,9 +412,11 @@ STAGING = ".creating-"  # a new store is built as events.db.creating-PID
 
 def _create_with(cls, path: str, events: Iterable[NewEvent], validate: bool, options: dict) -> tuple[Store, list[int]]:
     "``Store.write_creating`` for a store that does not exist yet."
-    folder = os.path.dirname(os.path.abspath(path))
+    folder = os.path.dirname(path) or os.curdir
     if not os.path.isdir(folder):
-        raise StoreUnavailable(f"cannot create {path}: folder {folder} does not exist")
+        raise StoreUnavailable(f"cannot create {path}: folder {os.path.dirname(os.path.abspath(path))} does not exist")
+    if _on_read_only_filesystem(path):
+        raise StoreReadOnly(f"cannot create {path}: the file system is read-only")
     staging_path = files.temporary_name(path, STAGING)
     files.remove_abandoned(glob.escape(path), STAGING)
     expectations: dict[int, tuple] = {}
@@ -433,7 +437,6 @@ def _create_with(cls, path: str, events: Iterable[NewEvent], validate: bool, opt
                     raise
     finally:
         files.remove_sqlite_files(staging_path)
-    files.sync_folder(folder)
     return cls(path, **options), positions
 
 

@@ -11,6 +11,7 @@ import os
 import sqlite3
 
 from ..config import Config
+from ..log.sqlite import connect
 from ..log.store import Store
 from ..log.timestamps import now
 from . import deadletters
@@ -34,7 +35,7 @@ class DeadLetterQueue:
             path = projection.target
             if path is None or not os.path.exists(path) or any(same_file(path, p) for p, _ in found):
                 continue
-            found.append((path, sqlite3.connect(path, timeout=self.config.busy_timeout(), isolation_level=None)))
+            found.append((path, connect(path, timeout=self.config.busy_timeout(), isolation_level=None)))
         return found
 
     def entries(self, consumer: str | None = None) -> list[DeadLetter]:
@@ -108,7 +109,7 @@ class DeadLetterQueue:
         return Runner(self.store, Target(self.store), ExecConsumer(name, command))
 
     def _note_failure(self, entry: DeadLetter, error: str) -> None:
-        conn = self.store.conn if entry.path == self.store.path else sqlite3.connect(entry.path, isolation_level=None)
+        conn = self.store.conn if entry.path == self.store.path else connect(entry.path, isolation_level=None)
         conn.execute("BEGIN IMMEDIATE")
         deadletters.failed_again(conn, entry.id, error, now())
         conn.execute("COMMIT")

@@ -32,6 +32,7 @@ from typing import Any, Iterable
 from ..config import Config
 from ..errors import ConfigError, NotFound
 from ..log.envelope import dumps
+from ..log.sqlite import connect
 from ..model.projections import DeclaredProjection
 from ..model.retry import RetryPolicy
 from .runner import Runner, Target, describe_exception
@@ -390,7 +391,7 @@ def _status_of(store, name: str, kind: str, target: str | None, head: int) -> di
     if target is not None and not _same(target, store.path):
         if not os.path.exists(target):
             return _row(name, kind, 0, head, 0, None)
-        conn = opened = sqlite3.connect(f"file:{target}?mode=ro", uri=True)
+        conn = opened = connect(target, mode="ro")
     try:
         has_checkpoints = conn.execute("SELECT 1 FROM sqlite_schema WHERE name = 'evt_checkpoints'").fetchone()
         found = conn.execute("SELECT position, last_run_at FROM evt_checkpoints WHERE name = ?", (name,)).fetchone() if has_checkpoints else None

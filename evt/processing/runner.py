@@ -20,8 +20,9 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 from ..errors import EvtError, HandlerFailed, OutputClosed
+from ..log import files
 from ..log.filters import Filter
-from ..log.sqlite import translate_errors
+from ..log.sqlite import connect, translate_errors
 from ..log.store import COLUMNS, Store, row_to_event
 from ..log.timestamps import now
 from . import deadletters
@@ -41,8 +42,9 @@ class Target:
         if self.is_store:
             self.conn = store.conn
             return
+        _create_like_the_store(path, store.path)
         with translate_errors(path):
-            self.conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+            self.conn = connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
             if self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 self.conn.execute("PRAGMA journal_mode = WAL")
             self.conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
@@ -93,6 +95,18 @@ class Target:
     def close(self) -> None:
         if not self.is_store:
             self.conn.close()
+
+
+def _create_like_the_store(path: str, store_path: str) -> None:
+    "A target file that does not exist yet is created with the store's permission bits (a private store, a private read model)."
+    if os.path.lexists(path) or not os.path.exists(store_path):
+        return
+    try:
+        files.create_like(path, store_path)
+    except FileExistsError:  # another run created it meanwhile
+        pass
+    except OSError:  # a folder that is missing or read-only: SQLite says so when it opens it
+        pass
 
 
 def same_file(a: str, b: str) -> bool:
