@@ -35,7 +35,21 @@ def connect(path: str | os.PathLike, *, mode: str | None = None, immutable: bool
         params["immutable"] = "1"
     return sqlite3.connect(uri(path, **params), uri=True, **options)
 
-from ..errors import NotAStore, StoreLocked, StoreReadOnly, StoreUnavailable
+from ..errors import NotAStore, StoreCorrupted, StoreLocked, StoreReadOnly, StoreUnavailable
+
+
+SQLITE_CORRUPT = 11  # "database disk image is malformed"
+SQLITE_NOTADB = 26  # "file is not a database"
+
+
+def corrupted(path: str, detail: str) -> StoreCorrupted:
+    "The error for a damaged store: what SQLite found, and what to do (never write more into it)."
+    import shlex
+
+    return StoreCorrupted(
+        f"{path} is corrupted ({detail}): check it with "
+        f"sqlite3 {shlex.quote(path)} 'PRAGMA integrity_check' and restore a backup"
+    )
 
 
 @contextmanager
@@ -45,14 +59,22 @@ def translate_errors(path: str) -> Iterator[None]:
         yield
     except sqlite3.DatabaseError as e:
         message = str(e)
+        code = (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF  # the primary result code
         if isinstance(e, sqlite3.IntegrityError) or "append-only" in message:
             raise
+        if code == SQLITE_CORRUPT or "malformed" in message:
+            raise corrupted(path, message) from e
+        if message.startswith("Could not decode to UTF-8"):  # Python's message quotes the row's SQL: not useful
+            raise corrupted(path, "a stored text is not valid UTF-8") from e
+        if code == SQLITE_NOTADB or "not a database" in message:
+            raise NotAStore(
+                f"{path} is not an evt store: not a SQLite database, or one whose header is corrupted "
+                "(if it was an evt store, restore a backup)"
+            ) from e
         if "locked" in message or "busy" in message:
             raise StoreLocked(f"{path} is locked by another process (waited past the busy timeout); try again, or raise EVT_BUSY_TIMEOUT") from e
         if "readonly" in message or "read-only" in message:
             raise StoreReadOnly(f"{path} is read-only: {message}") from e
-        if "not a database" in message or "malformed" in message:
-            raise NotAStore(f"{path} is not an evt store ({message})") from e
         if "unable to open" in message:
             raise StoreUnavailable(f"cannot open {path}: {message}") from e
         raise StoreUnavailable(f"{path}: {message}") from e

@@ -100,6 +100,8 @@ class Store:
             # SQLite cannot make the -shm file a WAL store needs for reading there; nothing
             # can change the file either, so it may be read as immutable.
             self._open(busy_timeout, synchronous, immutable=True)
+        if self.path != ":memory:":  # never add to a damaged store, and say so alike whatever reads it
+            check_not_corrupted(self.conn, self.path)
 
     # -- opening -------------------------------------------------------------------
 
@@ -374,6 +376,54 @@ class Store:
             "formatVersion": fmt,
             "types": types,
         }
+
+
+# Opening a store reads every page of its log and indexes, and decodes every row's text,
+# when the store is at most this big (about 8 ms per MiB); a bigger one, the last pages.
+CHECK_EVERY_PAGE_UP_TO = 2 * 1024 * 1024
+
+
+def check_not_corrupted(conn: sqlite3.Connection, path: str) -> None:
+    """StoreCorrupted if the pages of the log are damaged, checked at a bounded cost.
+
+    SQLite checks every page it reads (its header, its cells, the pages it points to), and
+    Python every text it decodes. A store up to ``CHECK_EVERY_PAGE_UP_TO`` has every page
+    of the events table and of each of its indexes read and every row's text decoded; a
+    bigger one, the last pages of each — where appends go (SQLite checks the rest of an
+    append's path as it writes). This is not ``PRAGMA integrity_check``, which reads
+    everything and cross-checks the indexes against the table: that one is for a person
+    to run when this reports a damaged store.
+    """
+    with translate_errors(path):
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        everything = pages * conn.execute("PRAGMA page_size").fetchone()[0] <= CHECK_EVERY_PAGE_UP_TO
+        if everything:
+            for _ in conn.execute(ROW_TEXT):  # each row's text decoded (by Python, which checks it is UTF-8)
+                pass
+        else:
+            conn.execute("SELECT max(position) FROM events").fetchone()
+        for (index,) in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'events'").fetchall():
+            columns = [_sql_name(c) for (c,) in conn.execute(f"SELECT name FROM pragma_index_info({_sql_text(index)})")]
+            first, index = columns[0], _sql_name(index)
+            where = f"FROM events INDEXED BY {index} WHERE {first} IS NOT NULL"
+            if everything:  # each entry read whole (its columns and the position it points to), as count(*) would not
+                conn.execute(f"SELECT sum({' + '.join(f'length({c})' for c in columns)}), sum(position) {where}").fetchone()
+            else:
+                conn.execute(f"SELECT {first} {where} ORDER BY {first} DESC LIMIT 1").fetchone()
+
+
+ROW_TEXT = (
+    "SELECT position + revision + version, stream || id || type || timestamp || ifnull(source, '') "
+    "|| ifnull(correlation_id, '') || ifnull(causation_id, '') || data || metadata FROM events"
+)
+
+
+def _sql_name(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _sql_text(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _on_read_only_filesystem(path: str) -> bool:
