@@ -23,8 +23,6 @@ code, running with the user's rights: it is protected from mistakes, not from it
 from __future__ import annotations
 
 import sqlite3
-from contextlib import contextmanager
-from typing import Iterator
 
 from ..log.migrations import own_tables
 
@@ -142,17 +140,10 @@ class Guard:
         return None  # reading, functions, transactions and savepoints, analyze, reindex
 
 
-@contextmanager
-def guarding(conn: sqlite3.Connection, guard: Guard) -> Iterator[Guard]:
-    """The guard installed on ``conn`` for a block, and removed after.
+class ScratchGuard(Guard):
+    """The guard for a projection's setup run on a scratch in-memory database (to find the
+    tables it creates): only what would reach outside that database is refused."""
 
-    Installing or removing an authorizer expires the connection's prepared statements, so
-    each statement is prepared again (and authorized) under the rules in force: nothing
-    prepared for evt's own bookkeeping runs for a projection, or the other way round.
-    """
-    guard.reset()
-    conn.set_authorizer(guard)
-    try:
-        yield guard
-    finally:
-        conn.set_authorizer(None)
+    @staticmethod
+    def _refused(action: int, arg1: str | None, arg2: str | None) -> str | None:
+        return "attach another database file" if action == sqlite3.SQLITE_ATTACH else None

@@ -34,7 +34,7 @@ from ..log.envelope import dumps
 from ..log.sqlite import connect
 from ..model.projections import DeclaredProjection
 from ..model.retry import RetryPolicy
-from .guard import RULE, Guard, one_line_statement
+from .guard import RULE, Guard, ScratchGuard, one_line_statement
 from .runner import Runner, Target, describe_exception
 from .runner import user_location as user_frame
 
@@ -104,6 +104,7 @@ class SqlProjection(Projection):
     def __init__(self, name: str, setup: list[str], on: list[tuple[str, list[str]]], target: str | None, policy: RetryPolicy):
         super().__init__(name, target, policy)
         self.setup_statements = setup
+        self.where = f"projection {name}"  # where it is declared, for messages
         for glob, statements in on:
             for statement in statements:
                 self.handlers.append((glob, statement))
@@ -128,14 +129,14 @@ class SqlProjection(Projection):
         return rows
 
     def setup_in_memory(self, conn: sqlite3.Connection) -> None:
-        """Run setup on an empty database under the log's guard, skipping statements that
-        need tables it lacks (a trigger on the events table, say); any other error is a
-        ConfigError."""
-        guard = Guard()
+        """Run setup on an empty database, skipping statements that need tables it lacks
+        (a trigger on the events table, say); any other error is a ConfigError. Nothing
+        may reach outside that database (``ATTACH``)."""
+        guard = ScratchGuard()
         conn.set_authorizer(guard)
         try:
             for statement in self.setup_statements:
-                _prepare(conn, guard, statement, None, "setup", self.name)
+                _prepare(conn, guard, statement, None, f"{self.where}.setup", self.name)
         finally:
             conn.set_authorizer(None)
 
@@ -223,8 +224,9 @@ def sql_projection(name: str, table: Any, config: Config) -> SqlProjection:
     if target is not None and not isinstance(target, str):
         raise ConfigError(f"{where}.target must be a file path")
     projection = SqlProjection(name, setup, handlers, config.resolve_path(target) if target else None, RetryPolicy.from_table(table, where))
-    check_statements(projection, where)
+    projection.where = where
     projection.check_tables(f"{where}.setup")
+    check_statements(projection, where)
     return projection
 
 
