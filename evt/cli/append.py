@@ -150,14 +150,20 @@ def read_argument(text: str) -> bytes:
 
 
 def parse_object(text: str | bytes, what: str) -> dict:
-    from ..log.envelope import parse_json
+    from ..log.envelope import MAX_DEPTH, json_kind, parse_json
 
+    if isinstance(text, str):  # an argument: its bytes as given (not UTF-8 is found below)
+        text = text.encode("utf-8", "surrogateescape")
     try:
         value = parse_json(text)
-    except (ValueError, RecursionError) as e:
+    except UnicodeDecodeError as e:
+        raise InvalidInput(f"{what} is not valid UTF-8 (byte {e.object[e.start]:#04x} at offset {e.start})") from None
+    except RecursionError:
+        raise InvalidInput(f"{what} nests objects and arrays more than {MAX_DEPTH} levels deep") from None
+    except ValueError as e:
         raise InvalidInput(f"{what} is not valid JSON: {e}") from None
     if not isinstance(value, dict):
-        raise InvalidInput(f"{what} must be a JSON object, not {type(value).__name__}")
+        raise InvalidInput(f"{what} must be a JSON object, not {json_kind(value)}")
     return value
 
 

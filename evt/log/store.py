@@ -28,7 +28,7 @@ from ..errors import (
 )
 from . import files, migrations
 from .envelope import ANY, EXISTS, Event, IdFactory, NewEvent, dumps, fast_dumps, loads
-from .filters import Filter, renamed_type_condition
+from .filters import Filter, renamed_type_condition, text_argument
 from .hooks import ModelHooks
 from .sqlite import connect, translate_errors
 from .timestamps import now
@@ -229,6 +229,7 @@ class Store:
 
     def stream_revision(self, stream: str) -> int:
         "The revision of a stream (0 when it does not exist)."
+        text_argument("stream", stream)
         with translate_errors(self.path):
             row = self.conn.execute("SELECT max(revision) FROM events WHERE stream = ?", (stream,)).fetchone()
         return row[0] or 0
@@ -334,6 +335,7 @@ class Store:
 
     def streams(self, category: str | None = None) -> list[dict]:
         "One summary per stream: name, category, revision, first and last timestamp."
+        text_argument("category", category)
         where, params = ("WHERE category = ?", (category,)) if category else ("", ())
         sql = f"""
             SELECT s.stream, s.category, s.revision,

@@ -11,6 +11,7 @@ import os
 import sqlite3
 
 from ..config import Config
+from ..log.filters import text_argument
 from ..log.sqlite import connect
 from ..log.store import Store
 from ..log.timestamps import now
@@ -40,6 +41,7 @@ class DeadLetterQueue:
 
     def entries(self, consumer: str | None = None) -> list[DeadLetter]:
         "Every dead letter (of one consumer), oldest event first."
+        text_argument("consumer", consumer)
         found = [e for path, conn in self.files() for e in deadletters.entries(conn, path, consumer)]
         return list(deadletters.by_position(found))
 
