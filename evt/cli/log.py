@@ -17,6 +17,7 @@ from .options import (
     ConfigFile,
     Correlation,
     Db,
+    ExactTypes,
     Format,
     From,
     ModelSpec,
@@ -104,6 +105,7 @@ def build_filter(
     end: int | None = None,
     limit: int | None = None,
     backwards: bool = False,
+    exact_types: list[str] | None = None,
 ) -> Filter:
     return Filter(
         stream=stream,
@@ -116,6 +118,7 @@ def build_filter(
         end=end,
         limit=limit,
         backwards=backwards,
+        exact_types=exact_types or (),
     )
 
 
@@ -130,6 +133,7 @@ def read(
     stream: Annotated[Optional[str], typer.Argument(help="Read one stream (default: the whole log).", show_default=False)] = None,
     category: Category = None,
     type: Types = None,
+    exact_type: ExactTypes = None,
     correlation_id: Correlation = None,
     since: Since = None,
     until: Until = None,
@@ -146,7 +150,7 @@ def read(
     """Print events: the whole log or one stream, filtered. Bounds are inclusive."""
     ctx = Context(db, config, model)
     fmt = choose_format(format)
-    filter = build_filter(stream, category, type, correlation_id, since, until, from_, to, limit, backwards)
+    filter = build_filter(stream, category, type, correlation_id, since, until, from_, to, limit, backwards, exact_type)
     print_envelopes(ctx.open(), filter, fmt, raw)
 
 
@@ -156,6 +160,7 @@ def tail(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new events as they are appended, until interrupted.")] = False,
     category: Category = None,
     type: Types = None,
+    exact_type: ExactTypes = None,
     correlation_id: Correlation = None,
     raw: Raw = False,
     format: Format = None,
@@ -167,7 +172,7 @@ def tail(
     ctx = Context(db, config, model)
     fmt = choose_format(format)
     store = ctx.open()
-    filter = build_filter(stream, category, type, correlation_id)
+    filter = build_filter(stream, category, type, correlation_id, exact_types=exact_type)
     if follow and stream is not None and not store.stream_revision(stream):
         last = []  # following a stream that does not exist yet: wait for it
     else:

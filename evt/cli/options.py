@@ -16,7 +16,6 @@ Format = Annotated[
 Raw = Annotated[bool, typer.Option("--raw", help="Show events as stored, without upcasting.")]
 
 
-
 def not_empty(value):
     """An option given an empty string is an error, never "not given": ``--since "$UNSET"``
     must not read everything, as ``--db "$UNSET"`` must not write to ./events.db."""
@@ -28,6 +27,7 @@ def not_empty(value):
 
 Category = Annotated[Optional[str], typer.Option("--category", metavar="CATEGORY", callback=not_empty, help="Only streams of this category (the part of the name before the first '-').", show_default=False)]
 Types = Annotated[Optional[list[str]], typer.Option("--type", metavar="GLOB", callback=not_empty, help="Only these event types; globs like 'order.*'; repeatable.", show_default=False)]
+ExactTypes = Annotated[Optional[list[str]], typer.Option("--exact-type", metavar="TYPE", callback=not_empty, help="Only this event type, matched exactly (no globs: for a type holding '*', '?' or '['); repeatable, and adds to --type.", show_default=False)]
 Correlation = Annotated[Optional[str], typer.Option("--correlation-id", metavar="ID", callback=not_empty, help="Only this request chain, across streams.", show_default=False)]
 Since = Annotated[Optional[str], typer.Option("--since", metavar="TIME", callback=not_empty, help="From this time: RFC 3339 or an age (30s, 15m, 2h, 7d, 1w).", show_default=False)]
 Until = Annotated[Optional[str], typer.Option("--until", metavar="TIME", callback=not_empty, help="Up to this time: RFC 3339 or an age.", show_default=False)]

@@ -11,7 +11,7 @@ import glob
 import os
 import stat
 
-SQLITE_SUFFIXES = ("", "-wal", "-shm", "-journal")
+SQLITE_SUFFIXES = ("", "-wal", "-shm", "-journal", "-lock")  # -lock: the writers' queue (evt.log.writers)
 
 
 def remove_sqlite_files(path: str) -> None:
