@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import IO, Any, Iterator
 
@@ -28,6 +29,8 @@ def parse_line(line: bytes) -> Any:
         raise InvalidInput(f"not valid UTF-8 (byte {e.object[e.start]:#04x} at offset {e.start})") from None
     except RecursionError:
         raise InvalidInput(f"the line nests objects and arrays more than {MAX_DEPTH} levels deep") from None
+    except json.JSONDecodeError as e:  # the line is named by the caller: say only the column
+        raise InvalidInput(f"invalid JSON at column {e.colno}: {e.msg}") from None
     except ValueError as e:
         raise InvalidInput(f"invalid JSON: {e}") from None
 

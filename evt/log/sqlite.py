@@ -76,5 +76,7 @@ def translate_errors(path: str) -> Iterator[None]:
         if "readonly" in message or "read-only" in message:
             raise StoreReadOnly(f"{path} is read-only: {message}") from e
         if "unable to open" in message:
+            if os.path.isdir(path):
+                raise StoreUnavailable(f"{path} is a folder, not a store file (name the file in it, e.g. {os.path.join(path, 'events.db')})") from e
             raise StoreUnavailable(f"cannot open {path}: {message}") from e
         raise StoreUnavailable(f"{path}: {message}") from e
