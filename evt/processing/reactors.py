@@ -26,7 +26,7 @@ from ..errors import InvalidInput
 from ..log.envelope import NewEvent
 from ..log.store import row_to_event
 from ..model.reactors import DeclaredReactor
-from .runner import describe_exception
+from .runner import describe_exception, user_location
 
 # Reaction ids: uuid5 in this namespace of "<reactor>\0<handled event id>\0<index>".
 NAMESPACE = uuid.UUID("6f1d2c1e-5b0a-4a57-9f43-2d3c8e7a9b10")
@@ -125,9 +125,7 @@ class Reactor:
         return caused
 
     def describe(self, error: BaseException) -> str:
-        from .projections import user_frame
-
-        return describe_exception(error, user_frame(error))
+        return describe_exception(error, user_location(error))
 
 
 def reaction_id(reactor: str, cause: str, index: int) -> str:
