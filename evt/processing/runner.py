@@ -204,7 +204,8 @@ class Runner:
         self.per_event = not getattr(processor, "writes", True)
         # What projection code does to the target is checked as it is prepared (evt.processing.guard).
         # A processor whose code never gets the database (a reactor: evt appends what it returns) needs none.
-        self.guard = None if self.per_event or not getattr(processor, "guarded", True) else Guard()
+        # A processor may bring a guard of its own (a shadow rebuild's: its tables under other names).
+        self.guard = None if self.per_event or not getattr(processor, "guarded", True) else getattr(processor, "make_guard", Guard)()
         self._guarded = False
         self.model = store.model
         self.upcastable = store.model.upcastable if store.model is not None else frozenset()
