@@ -278,3 +278,24 @@ def test_a_reactor_killed_at_random_moments_reacts_to_each_event_exactly_once(ev
         expected = {"payment.requested": 1} | ({"stock.reserved": n % 3} if n % 3 else {})
         assert by_order[f"placed-{n}"] == expected, n
     assert rows("SELECT count(*) FROM events") == [(orders + orders + sum(n % 3 for n in range(orders)),)]
+
+
+def test_the_readme_reactor_example_runs_as_written(tmp_path):
+    import pathlib
+    import re
+
+    readme = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("### Reactors: handlers that append events", 1)[1].split("\n### ", 1)[0]
+    [example] = re.findall(r"```python\n(.*?)```", section, re.S)
+    namespace: dict = {}
+    exec(compile(example, "README.md, Reactors", "exec"), namespace)
+    from evt.processing.projections import replay
+    from evt.processing.reactors import Reactor
+
+    model = namespace["model"]
+    with Store(tmp_path / "events.db", model=model) as store:
+        store.write([NewEvent("order-1", "order.placed", {"orderId": "1", "total": 5}, id="o-1", correlation_id="r")])
+        assert replay(store, Reactor(model.reactors["checkout"])).failures == 0
+        [_, payment] = list(store.read())
+    assert (payment.stream, payment.type, payment.data) == ("payment-1", "payment.requested", {"orderId": "1", "amount": 5})
+    assert (payment.causation_id, payment.correlation_id) == ("o-1", "r")
