@@ -167,18 +167,16 @@ def tail(
     fmt = choose_format(format)
     store = ctx.open()
     filter = build_filter(stream, category, type, correlation_id)
+    window, after = store.last(filter, n, raw=raw)  # the last N, read forwards: never all in memory
     if follow and stream is not None and not store.stream_revision(stream):
-        last = []  # following a stream that does not exist yet: wait for it
-    else:
-        last = list(store.read(filter.replace(limit=n, backwards=True), raw=raw))[::-1]
-    after = last[-1].position if last else store.head()
+        window = window.replace(limit=0, stream=None)  # following a stream that does not exist yet: wait for it
     if fmt == "table":
-        print_table((envelope_row(e) for e in last), ENVELOPE_COLUMNS)
+        print_table((envelope_row(e) for e in store.read(window, raw=raw)), ENVELOPE_COLUMNS)
         if follow:
             for event in store.follow(filter, after=after, raw=raw, idle=end_if_nobody_reads):
                 print_table([envelope_row(event)], ENVELOPE_COLUMNS, header=False)
         return
-    lines = [e.to_json() for e in last]
+    lines = store.read_json(window, raw=raw)
     if follow:
         import itertools
 
