@@ -429,12 +429,6 @@ def _file_size(path: str) -> int:
     return sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
 
 
-def _position_of(item: Any) -> int:
-    if isinstance(item, Event):
-        return item.position
-    return int(item[12 : item.index(",")])  # '{"position":N,…' as built by JSON_LINE or dumps
-
-
 def _runs(positions: Iterable[int]) -> Iterator[tuple[int, int]]:
     "Consecutive runs of positions, as (first, last) pairs, in the order given."
     start = end = None
