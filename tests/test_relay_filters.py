@@ -172,7 +172,7 @@ def test_the_relay_lock_excludes_whoever_comes_while_it_is_handed_over(tmp_path)
         with RelayLock(store, "r", on_wait=lambda message: waiting[who].set()):
             holders.append(who)
             release[who].wait(10)
-        holders.append(f"/{who}")
+            holders.append(f"/{who}")  # still holding it: whoever comes next is noted after this
 
     a = RelayLock(store, "r").__enter__()
     lock_files = [p.name for p in tmp_path.iterdir()]
