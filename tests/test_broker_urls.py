@@ -124,7 +124,8 @@ def store_at_format_4(path: str) -> sqlite3.Connection:
     Store(path).close()
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA user_version = 4")
-    conn.execute("DELETE FROM evt_migrations WHERE name = '0005_redact_broker_secrets'")
+    conn.execute("DELETE FROM evt_migrations WHERE name > '0004'")  # the later migrations' records,
+    conn.execute("DROP INDEX IF EXISTS events_causation")  # and what they made (0006_causation_index)
     return conn
 
 

@@ -223,7 +223,7 @@ def _redacted_name(name: str) -> str:
 
 def create_causation_index(conn: sqlite3.Connection) -> None:
     "Migration: events by the id of what caused them, so evt trace finds an event's effects without a scan."
-    conn.execute("CREATE INDEX events_causation ON events (causation_id) WHERE causation_id IS NOT NULL")
+    conn.execute("CREATE INDEX IF NOT EXISTS events_causation ON events (causation_id) WHERE causation_id IS NOT NULL")
 
 
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
