@@ -187,3 +187,66 @@ def test_events_read_upcast_unless_raw(fan_out, evt, tmp_path):
     assert (root["type"], root["version"], root["data"]) == ("order.placed", 2, {"n": 0, "upcast": True})
     [root, *_] = evt("trace", "e-pay", "--model", "model.py", "--raw").json()
     assert (root["version"], root["data"]) == (1, {"n": 0})
+
+
+# -- for any log: the trace of an event is exactly its tree ---------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+# Each event: (index of its cause among the earlier events, or -1 for a command id, or None), correlation (or None).
+LOGS = st.lists(
+    st.tuples(st.one_of(st.none(), st.integers(min_value=-1, max_value=40)), st.one_of(st.none(), st.sampled_from(["r1", "r2", "r3"]))),
+    min_size=1,
+    max_size=25,
+)
+
+
+def reference_parents(log) -> dict:
+    "The parent of each event by the rule evt documents, computed the obvious way."
+    ids = [f"e{i}" for i in range(len(log))]
+    first = {}
+    for i, (_, corr) in enumerate(log):
+        if corr is not None:
+            first.setdefault(corr, i)
+    parents = {}
+    for i, (cause, corr) in enumerate(log):
+        if cause is not None and 0 <= cause < i:
+            parents[ids[i]] = (ids[cause], "causation")
+        elif corr is not None and first[corr] < i:
+            parents[ids[i]] = (ids[first[corr]], "correlation")
+        else:
+            parents[ids[i]] = (None, None)
+    return parents
+
+
+@settings(max_examples=60, deadline=None)
+@given(log=LOGS, start=st.integers(min_value=0))
+def test_the_trace_of_any_event_is_its_whole_tree_depth_first_by_position(log, start):
+    with Store(":memory:") as store:
+        store.write([
+            NewEvent(f"s-{i % 4}", "t.x", id=f"e{i}", correlation_id=corr,
+                     causation_id=None if cause is None else ("cmd-1" if cause < 0 or cause >= i else f"e{cause}"))
+            for i, (cause, corr) in enumerate(log)
+        ])
+        start_id = f"e{start % len(log)}"
+        steps = list(tracing.trace(store, start_id))
+    parents = reference_parents(log)
+
+    def root_of(node):
+        while parents[node][0] is not None:
+            node = parents[node][0]
+        return node
+
+    root = root_of(start_id)
+    members = [f"e{i}" for i in range(len(log)) if root_of(f"e{i}") == root]
+    children = {m: sorted((c for c in members if parents[c][0] == m), key=lambda c: int(c[1:])) for m in members}
+    expected = []
+
+    def walk(node, depth):
+        expected.append((node, depth, *parents[node]))
+        for child in children[node]:
+            walk(child, depth + 1)
+
+    walk(root, 0)
+    assert [(s.event.id, s.depth, s.parent.id if s.parent else None, s.link) for s in steps] == expected
