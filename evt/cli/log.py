@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Annotated, Optional
 
 import typer
@@ -16,6 +17,7 @@ from .options import (
     ConfigFile,
     Correlation,
     Db,
+    EventFormat,
     Format,
     From,
     ModelSpec,
@@ -27,6 +29,7 @@ from .options import (
 )
 from .output import (
     ENVELOPE_COLUMNS,
+    EVENT_FORMATS,
     choose_format,
     emit,
     end_if_nobody_reads,
@@ -122,7 +125,7 @@ def print_envelopes(store, filter: Filter, fmt: str, raw: bool) -> None:
     if fmt == "table":
         print_table((envelope_row(e) for e in store.read(filter, raw=raw)), ENVELOPE_COLUMNS)
     else:
-        write_json_lines(store.read_json(filter, raw=raw), fmt)
+        write_json_lines(store.read_json(filter, raw=raw, cloudevents=fmt.startswith("cloudevents")), fmt)
 
 
 def read(
@@ -137,14 +140,14 @@ def read(
     limit: Annotated[Optional[int], typer.Option("--limit", min=0, help="At most N events.", show_default=False)] = None,
     backwards: Annotated[bool, typer.Option("--backwards", help="Newest first.")] = False,
     raw: Raw = False,
-    format: Format = None,
+    format: EventFormat = None,
     db: Db = None,
     config: ConfigFile = None,
     model: ModelSpec = None,
 ) -> None:
     """Print events: the whole log or one stream, filtered. Bounds are inclusive."""
     ctx = Context(db, config, model)
-    fmt = choose_format(format)
+    fmt = choose_format(format, EVENT_FORMATS)
     filter = build_filter(stream, category, type, correlation_id, since, until, from_, to, limit, backwards)
     print_envelopes(ctx.open(), filter, fmt, raw)
 
@@ -157,14 +160,14 @@ def tail(
     type: Types = None,
     correlation_id: Correlation = None,
     raw: Raw = False,
-    format: Format = None,
+    format: EventFormat = None,
     db: Db = None,
     config: ConfigFile = None,
     model: ModelSpec = None,
 ) -> None:
     """Print the last N events; with -f, keep following the log."""
     ctx = Context(db, config, model)
-    fmt = choose_format(format)
+    fmt = choose_format(format, EVENT_FORMATS)
     store = ctx.open()
     filter = build_filter(stream, category, type, correlation_id)
     if follow and stream is not None and not store.stream_revision(stream):
@@ -178,10 +181,14 @@ def tail(
             for event in store.follow(filter, after=after, raw=raw, idle=end_if_nobody_reads):
                 print_table([envelope_row(event)], ENVELOPE_COLUMNS, header=False)
         return
+    if fmt.startswith("cloudevents"):
+        from ..log.cloudevents import to_json
+
+        lines = map(to_json, itertools.chain(last, store.follow(filter, after=after, raw=raw, idle=end_if_nobody_reads) if follow else ()))
+        write_json_lines(lines, fmt)
+        return
     lines = [e.to_json() for e in last]
     if follow:
-        import itertools
-
         lines = itertools.chain(lines, store.follow(filter, after=after, raw=raw, as_json=True, idle=end_if_nobody_reads))
     write_json_lines(lines, fmt)
 

@@ -13,6 +13,15 @@ Format = Annotated[
     Optional[str],
     typer.Option("--format", metavar="FORMAT", help="table, json or ndjson (default: table on a terminal, ndjson in a pipe).", show_default=False),
 ]
+EventFormat = Annotated[
+    Optional[str],
+    typer.Option(
+        "--format",
+        metavar="FORMAT",
+        help="table, json, ndjson, cloudevents (one structured CloudEvent per line) or cloudevents-json (one array) (default: table on a terminal, ndjson in a pipe).",
+        show_default=False,
+    ),
+]
 Raw = Annotated[bool, typer.Option("--raw", help="Show events as stored, without upcasting.")]
 
 Category = Annotated[Optional[str], typer.Option("--category", metavar="CATEGORY", help="Only streams of this category (the part of the name before the first '-').", show_default=False)]

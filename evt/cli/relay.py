@@ -10,12 +10,15 @@ import typer
 from .context import Context
 from .options import ConfigFile, Db
 
-Url = Annotated[str, typer.Argument(help="redis://HOST:PORT/DB or amqp://USER:PASS@HOST:PORT/VHOST.", show_default=False)]
+Url = Annotated[str, typer.Argument(help="redis://HOST:PORT/DB, amqp://USER:PASS@HOST:PORT/VHOST or nats://HOST:PORT.", show_default=False)]
 Key = Annotated[str, typer.Option("--key", help="Redis: the stream key.")]
 Exchange = Annotated[str, typer.Option("--exchange", help="RabbitMQ: the durable topic exchange.")]
 Follow = Annotated[bool, typer.Option("--follow", "-f", help="Keep going as new events arrive, until interrupted [default: catch up and exit].")]
 Retries = Annotated[int, typer.Option("--retries", min=0, help="Reconnect attempts when the broker is down or goes away, before giving up (exit 6).")]
 Backoff = Annotated[float, typer.Option("--backoff", min=0.0, help="Seconds before the first reconnect; doubling, at most 30.")]
+JsStream = Annotated[str, typer.Option("--stream", help="NATS: the JetStream stream (created if missing, taking SUBJECT.>).")]
+Subject = Annotated[str, typer.Option("--subject", help="NATS: the subject prefix; events go to SUBJECT.TYPE (or SUBJECT.CATEGORY).")]
+CLOUDEVENTS_MODES = ("structured", "binary")
 
 
 def register(app: typer.Typer) -> None:
@@ -46,6 +49,13 @@ def relay(
     key_per_category: Annotated[bool, typer.Option("--key-per-category", help="Redis: one stream per category, KEY:CATEGORY (e.g. events:order).")] = False,
     maxlen: Annotated[Optional[int], typer.Option("--maxlen", min=1, help="Redis: trim each stream to about N entries.", show_default=False)] = None,
     exchange: Exchange = "events",
+    stream: JsStream = "events",
+    subject: Subject = "events",
+    subject_per_category: Annotated[bool, typer.Option("--subject-per-category", help="NATS: publish to SUBJECT.CATEGORY (e.g. events.order) instead of SUBJECT.TYPE.")] = False,
+    cloudevents: Annotated[
+        Optional[str],
+        typer.Option("--cloudevents", metavar="MODE", help="Publish CloudEvents 1.0 instead of evt envelopes: structured (the event as JSON) or binary (attributes in headers, data as the body).", show_default=False),
+    ] = None,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Events per confirmed batch (the position is saved after each).")] = 1000,
     name: Annotated[Optional[str], typer.Option("--name", help="The relay's name, under which its position is kept [default: the URL and key or exchange].", show_default=False)] = None,
     follow: Follow = False,
@@ -54,9 +64,9 @@ def relay(
     db: Db = None,
     config: ConfigFile = None,
 ) -> None:
-    """Publish the log to Redis Streams or a RabbitMQ exchange, from where this relay left off.
+    """Publish the log to Redis Streams, a RabbitMQ exchange or a NATS JetStream stream, from where this relay left off.
 
-    Redis: XADD with the entry id <position>-0, so Redis refuses an event published twice (exactly once in the stream). RabbitMQ: persistent messages routed by event type, message_id = event id, confirmed before the position moves (at least once).
+    Redis: XADD with the entry id <position>-0, so Redis refuses an event published twice (exactly once in the stream). RabbitMQ: persistent messages routed by event type, message_id = event id, confirmed before the position moves (at least once). NATS: message number <position> in the stream, guarded by Nats-Expected-Last-Sequence and Nats-Msg-Id (exactly once in the stream).
 
     Catches up, prints a summary (published, alreadyPublished, position) and exits; --follow keeps going.
     """
@@ -64,12 +74,18 @@ def relay(
     from ..relay import relay as run_relay
     from ..relay.urls import scheme_of
 
-    if scheme_of(url) == "amqp" and (key != "events" or key_per_category or maxlen):
+    scheme = scheme_of(url)
+    if scheme != "redis" and (key != "events" or key_per_category or maxlen):
         raise _usage("--key, --key-per-category and --maxlen apply to redis:// targets")
-    if scheme_of(url) == "redis" and exchange != "events":
+    if scheme != "amqp" and exchange != "events":
         raise _usage("--exchange applies to amqp:// targets")
+    if scheme != "nats" and (stream != "events" or subject != "events" or subject_per_category):
+        raise _usage("--stream, --subject and --subject-per-category apply to nats:// targets")
+    if cloudevents is not None and cloudevents not in CLOUDEVENTS_MODES:
+        raise _usage(f"--cloudevents takes structured or binary, not {cloudevents!r}")
     keep_sockets_alive()
-    target = target_for(url, key=key, key_per_category=key_per_category, maxlen=maxlen, exchange=exchange)
+    nats = {"stream": stream, "subject": subject, "subject_per_category": subject_per_category} if scheme == "nats" else {}
+    target = target_for(url, key=key, key_per_category=key_per_category, maxlen=maxlen, exchange=exchange, cloudevents=cloudevents, **nats)
     store = Context(db, config).open(with_model=False)
     result = run_relay(store, target, name=name, batch=batch, follow=follow, retry=Retry(retries, backoff, warn))
     print_summary(result.to_dict())
@@ -83,6 +99,10 @@ def ingest(
     queue: Annotated[Optional[str], typer.Option("--queue", help="RabbitMQ: the durable queue to consume (declared if missing).", show_default=False)] = None,
     bind: Annotated[Optional[list[str]], typer.Option("--bind", help="RabbitMQ: bind the queue to the exchange with this key, e.g. 'order.*'; repeatable [default: # for a new queue, everything; an existing queue keeps its bindings].", show_default=False)] = None,
     exchange: Exchange = "events",
+    durable: Annotated[Optional[str], typer.Option("--durable", help="NATS: the durable pull consumer (created if missing, from the start of the stream).", show_default=False)] = None,
+    stream: JsStream = "events",
+    subject: Annotated[str, typer.Option("--subject", help="NATS: the subject prefix of a stream created here (SUBJECT.>).")] = "events",
+    ack_wait: Annotated[float, typer.Option("--ack-wait", min=0.1, help="NATS: seconds before a delivered message nobody acknowledged is delivered again (set when the consumer is created).")] = 30.0,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Messages per local transaction (acknowledged after it commits).")] = 500,
     wait: Annotated[float, typer.Option("--wait", min=0.01, help="Seconds without a message after which the source counts as drained.")] = 1.0,
     follow: Follow = False,
@@ -91,17 +111,25 @@ def ingest(
     db: Db = None,
     config: ConfigFile = None,
 ) -> None:
-    """Append events from a Redis stream or a RabbitMQ queue into the store, idempotently by id.
+    """Append events from a Redis stream, a RabbitMQ queue or a NATS JetStream consumer into the store, idempotently by id.
 
-    Each batch is acknowledged (XACK / basic.ack) only after it is committed; after a crash the unacknowledged messages are delivered again and appending them is a no-op. A message that is not an evt envelope, or reuses an id with other content, is kept as a dead letter and acknowledged.
+    Messages are evt envelopes or CloudEvents (structured or binary). Each batch is acknowledged (XACK / basic.ack / JetStream ack) only after it is committed; after a crash the unacknowledged messages are delivered again and appending them is a no-op. A message that is not an event, or reuses an id with other content, is kept as a dead letter and acknowledged.
 
     Catches up and exits when nothing arrives for --wait seconds, printing a summary; --follow keeps going.
     """
     from ..relay import Retry, source_for
     from ..relay import ingest as run_ingest
 
+    from ..relay.urls import scheme_of
+
+    scheme = scheme_of(url)
+    if scheme != "nats" and (durable or stream != "events" or subject != "events" or ack_wait != 30.0):
+        raise _usage("--durable, --stream, --subject and --ack-wait apply to nats:// sources")
     keep_sockets_alive()
-    source = source_for(url, group=group, key=key, consumer=consumer, queue=queue, bindings=bind, exchange=exchange, prefetch=batch, wait=wait)
+    nats = {"stream": stream, "subject": subject, "ack_wait": ack_wait} if scheme == "nats" else {}
+    source = source_for(
+        url, group=group, key=key, consumer=consumer, queue=queue, bindings=bind, exchange=exchange, prefetch=batch, wait=wait, durable=durable, **nats
+    )
     store = Context(db, config).open(create=True, with_model=False)
     result = run_ingest(store, source, batch=batch, follow=follow, retry=Retry(retries, backoff, warn))
     print_summary(result.to_dict())
