@@ -155,32 +155,33 @@ def relay(
     retry = retry or Retry()
     result = RelayResult(name, load_position(store, name))
     as_cloudevents = getattr(target, "cloudevents", None) is not None
-    connected = _connect(target, retry)
-    while True:
-        version = data_version(store)
-        rows = read_rows(store, result.position, batch, as_cloudevents)
-        if not rows and not follow:
-            break
-        if not rows:
-            _wait_for_appends(store, version, target if connected else None, poll_interval)
-            continue
-        try:
-            if not connected:
-                target.connect()
-                connected = True
-            published, skipped = target.publish(rows)
-        except BrokerUnavailable as e:
-            target.close()
-            connected = False
-            retry.wait(e)
-            continue
-        retry.reset()
-        with store.transaction():
-            save_position(store, name, rows[-1][0])
-        result.position = rows[-1][0]
-        result.published += published
-        result.skipped += skipped
-    if connected:
+    try:  # whatever ends the loop (the end of the log, Ctrl-C, a refusal) closes the connection
+        connected = _connect(target, retry)
+        while True:
+            version = data_version(store)
+            rows = read_rows(store, result.position, batch, as_cloudevents)
+            if not rows and not follow:
+                break
+            if not rows:
+                _wait_for_appends(store, version, target if connected else None, poll_interval)
+                continue
+            try:
+                if not connected:
+                    target.connect()
+                    connected = True
+                published, skipped = target.publish(rows)
+            except BrokerUnavailable as e:
+                target.close()
+                connected = False
+                retry.wait(e)
+                continue
+            retry.reset()
+            with store.transaction():
+                save_position(store, name, rows[-1][0])
+            result.position = rows[-1][0]
+            result.published += published
+            result.skipped += skipped
+    finally:
         target.close()
     return result
 
@@ -220,22 +221,24 @@ def ingest(
     """
     retry = retry or Retry()
     result = IngestResult(source.name)
-    while True:
-        try:
-            source.connect()
-            while True:
-                messages = source.fetch(batch)
-                if not messages:
-                    if follow:
-                        continue
-                    source.close()
-                    return result
-                store_messages(store, source.name, messages, result)
-                source.ack(messages)
-                retry.reset()
-        except BrokerUnavailable as e:
-            source.close()
-            retry.wait(e)
+    try:  # whatever ends the loop (drained, Ctrl-C, a refusal) closes the connection
+        while True:
+            try:
+                source.connect()
+                while True:
+                    messages = source.fetch(batch)
+                    if not messages:
+                        if follow:
+                            continue
+                        return result
+                    store_messages(store, source.name, messages, result)
+                    source.ack(messages)
+                    retry.reset()
+            except BrokerUnavailable as e:
+                source.close()
+                retry.wait(e)
+    finally:
+        source.close()
 
 
 def store_messages(store: Store, consumer: str, messages: Sequence[Message], result: IngestResult) -> None:

@@ -421,23 +421,37 @@ def _wrong_last_sequence(error: dict) -> int | None:
 class NatsSource:
     """Messages of a JetStream stream through a durable pull consumer (created if missing:
     every message from the start, explicit acks, redelivered after ``ack_wait`` seconds
-    without an ack).
+    without an ack, and at most ``max_ack_pending`` delivered but unacknowledged — one
+    batch — so the batch of an ingest that died is delivered again before anything newer,
+    and events arrive in stream order).
 
     ``fetch`` returns [] only when the consumer has nothing left: no message undelivered
     and none delivered but unacknowledged (a killed ingest's, which come back after the
     ack wait).
     """
 
-    def __init__(self, url: str, *, durable: str, stream: str = "events", subject: str = "events", wait: float = 1.0, ack_wait: float = 30.0):
+    def __init__(
+        self,
+        url: str,
+        *,
+        durable: str,
+        stream: str = "events",
+        subject: str = "events",
+        wait: float = 1.0,
+        ack_wait: float = 30.0,
+        max_ack_pending: int = 500,
+    ):
         self.url = url
         self.durable = check_stream_name(durable)
         self.stream = check_stream_name(stream)
         self.prefix = check_subject_prefix(subject)
         self.wait = wait
         self.ack_wait = ack_wait
+        self.max_ack_pending = max_ack_pending
         self.name = f"{redact(url)}#{stream}/{durable}"
         self.client = Client(url)
         self.js = self.sub = None
+        self.limit: int | None = None  # the consumer's max_ack_pending
 
     def connect(self) -> None:
         import nats.js.errors as jse
@@ -449,23 +463,32 @@ class NatsSource:
 
         async def ensure_consumer():
             try:
-                await js.consumer_info(self.stream, self.durable)
+                info = await js.consumer_info(self.stream, self.durable)
             except jse.NotFoundError:
                 config = ConsumerConfig(
-                    durable_name=self.durable, ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL, ack_wait=self.ack_wait, max_ack_pending=-1
+                    durable_name=self.durable,
+                    ack_policy=AckPolicy.EXPLICIT,
+                    deliver_policy=DeliverPolicy.ALL,
+                    ack_wait=self.ack_wait,
+                    max_ack_pending=self.max_ack_pending,
                 )
-                await js.add_consumer(self.stream, config)
+                info = await js.add_consumer(self.stream, config)
+            # A pull for more than the consumer lets be unacknowledged waits out its whole timeout.
+            self.limit = info.config.max_ack_pending if info.config.max_ack_pending and info.config.max_ack_pending > 0 else None
             return await js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
 
         self.sub = self.client.run(ensure_consumer(), timeout=30)
 
     def fetch(self, count: int) -> list[Message]:
-        import nats.errors as ne
+        import asyncio
+
+        if self.limit is not None:
+            count = min(count, self.limit)
 
         async def fetch():
             try:
                 return await self.sub.fetch(count, timeout=self.wait)
-            except ne.TimeoutError:
+            except asyncio.TimeoutError:  # nats-py's TimeoutError too: nothing came
                 return []
 
         while True:

@@ -84,7 +84,7 @@ def source_for(
             raise UsageError("ingest from NATS needs --durable NAME (the durable consumer)")
         from .nats import NatsSource
 
-        return NatsSource(url, durable=durable, wait=wait, **nats)  # type: ignore[arg-type]
+        return NatsSource(url, durable=durable, wait=wait, max_ack_pending=prefetch, **nats)  # type: ignore[arg-type]
     if scheme_of(url) == "redis":
         if not group:
             raise UsageError("ingest from Redis needs --group NAME (the consumer group)")
