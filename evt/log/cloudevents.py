@@ -40,10 +40,12 @@ standard library: ``evt append`` reads NDJSON through this module.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any, Mapping
 
 from ..errors import EvtError, InvalidInput
 from .envelope import Event, NewEvent, dumps, parse_json
+from .timestamps import format_timestamp
 
 SPECVERSION = "1.0"
 DEFAULT_SOURCE = "urn:evt:store"
@@ -255,6 +257,14 @@ def binary_attributes(headers: Mapping[Any, Any] | None, prefixes: tuple[str, ..
 def from_binary(attributes: Mapping[str, Any], body: bytes | str | None) -> NewEvent:
     "The event of a binary-mode message: attributes from its headers, ``data`` its body."
     ce = dict(attributes)
+    time = ce.get("time")
+    if isinstance(time, int) and not isinstance(time, bool):  # an AMQP timestamp: milliseconds since the epoch
+        try:
+            ce["time"] = format_timestamp(time * 1000)
+        except (OverflowError, OSError, ValueError):
+            raise InvalidInput(f"CloudEvent time {time} (milliseconds since 1970) is out of range") from None
+    elif isinstance(time, datetime):
+        ce["time"] = time.isoformat()
     if body:
         try:
             ce["data"] = parse_json(body)
