@@ -161,7 +161,7 @@ def sdk_json(body):
 
 @pytest.mark.parametrize("mode", ["structured", "binary"])
 def test_redis_ingest_reads_either_mode_back(evt, redis_broker, mode):
-    client, key = redis_broker
+    _, key = redis_broker
     load(evt, ENVELOPES, "a.db")
     evt("relay", REDIS_URL, "--key", key, "--cloudevents", mode, "--db", "a.db")
     r = evt("ingest", REDIS_URL, "--key", key, "--group", "g", "--db", "b.db", "--wait", "0.1")

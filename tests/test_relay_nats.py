@@ -13,7 +13,18 @@ import time
 
 import pytest
 from conftest import NATS_URL
-from relay_data import ENVELOPES, Proxy, count_events, dead_letters, many, positions, query, saved_position, spawn, wait_until
+from relay_data import (
+    ENVELOPES,
+    Proxy,
+    count_events,
+    dead_letters,
+    many,
+    positions,
+    query,
+    saved_position,
+    spawn,
+    wait_until,
+)
 from test_relay_redis import closed_port, ingested, load, summary
 
 

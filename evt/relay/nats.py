@@ -296,7 +296,12 @@ class NatsTarget:
         return self.client.run(self.js.stream_info(self.stream), timeout=self.ack_timeout).state.last_seq
 
     async def _send(self, rows: Sequence[Row]) -> None:
-        from ..log.cloudevents import CONTENT_TYPE, DATA_CONTENT_TYPE, binary_attributes_of, percent_encode
+        from ..log.cloudevents import (
+            CONTENT_TYPE,
+            DATA_CONTENT_TYPE,
+            binary_attributes_of,
+            percent_encode,
+        )
 
         publish, inbox, stream, subject_for = self.client.nc.publish, self.inbox, self.stream, self.subject_for
         mode = self.cloudevents
