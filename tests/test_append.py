@@ -142,6 +142,37 @@ class TestIdempotency:
         assert other_stream.exit_code == 3
         assert count() == 1
 
+    @pytest.mark.parametrize(
+        "option",
+        [
+            ["--schema-version", "2"],
+            ["--source", "billing"],
+            ["--correlation-id", "req-2"],
+            ["--causation-id", "cmd-2"],
+            ["--meta", "user=bob"],
+        ],
+    )
+    def test_every_field_the_writer_gives_is_content(self, evt, option):
+        "The same id with another version, source, correlation, causation or metadata is another event: exit 3."
+        given = ["--source", "shop", "--correlation-id", "req-1", "--causation-id", "cmd-1", "--meta", "user=ann"]
+        evt("append", "s-1", "a.b", '{"x": 1}', "--id", "k1", "-q", *given)
+        assert evt("append", "s-1", "a.b", '{"x": 1}', "--id", "k1", *given).exit_code == 0  # a re-run: the same event
+        changed = dict(zip(given[::2], given[1::2])) | {option[0]: option[1]}
+        result = evt("append", "s-1", "a.b", '{"x": 1}', "--id", "k1", *[x for kv in changed.items() for x in kv])
+        assert (result.exit_code, result.stderr) == (
+            3, "evt: event id 'k1' is already stored (position 1, stream 's-1', type 'a.b') with other content\n"
+        )
+        assert count() == 1
+
+    def test_a_timestamp_is_content_only_when_it_is_given(self, evt):
+        "A re-run stamped anew by the store is the same event; an import giving another time is not."
+        line = '{"stream": "s-1", "type": "a.b", "id": "k1", "data": {}, "timestamp": "2026-01-01T00:00:00Z"}'
+        evt("append", "--ndjson", "-", "-q", input=line)
+        assert evt("append", "s-1", "a.b", "--id", "k1").exit_code == 0
+        assert evt("append", "--ndjson", "-", "-q", input=line.replace("00:00:00Z", "00:00:00.000000+00:00")).exit_code == 0
+        assert evt("append", "--ndjson", "-", "-q", input=line.replace("2026-01-01", "2026-01-02")).exit_code == 3
+        assert count() == 1
+
     @pytest.mark.parametrize("other", ['{"x": true}', '{"x": [1]}', '{"x": 1, "y": null}', '{"x": "1"}'])
     def test_true_is_not_1(self, evt, other):
         evt("append", "s-1", "a.b", '{"x": 1}', "--id", "k1", "-q")

@@ -500,7 +500,7 @@ def test_a_failing_upcaster_halfway_changes_nothing_in_place(evt, failing):
     assert (r.exit_code, r.stdout) == (5, "")
     assert r.stderr.splitlines()[-1] == "evt: cannot upcast the event at position 15001 (order.placed v1): upcaster order.placed v1 raised ValueError: cannot read this order"
     assert dump_events("events.db") == before
-    assert sorted(name for name in os.listdir(failing) if name not in ("events.db-wal", "events.db-shm")) == ["events.db", "evt.toml", "model.py"]  # backup removed
+    assert sorted(name for name in os.listdir(failing) if name not in ("events.db-wal", "events.db-shm", "events.db-lock")) == ["events.db", "evt.toml", "model.py"]  # backup removed
     conn = sqlite3.connect("events.db", isolation_level=None)
     assert conn.execute("SELECT count(*) FROM evt_upcast_runs").fetchone() == (0,)
     with pytest.raises(sqlite3.IntegrityError, match="append-only"):

@@ -18,6 +18,7 @@ from .options import (
     Correlation,
     Db,
     EventFormat,
+    ExactTypes,
     Format,
     From,
     ModelSpec,
@@ -106,6 +107,7 @@ def build_filter(
     end: int | None = None,
     limit: int | None = None,
     backwards: bool = False,
+    exact_types: list[str] | None = None,
 ) -> Filter:
     return Filter(
         stream=stream,
@@ -118,6 +120,7 @@ def build_filter(
         end=end,
         limit=limit,
         backwards=backwards,
+        exact_types=exact_types or (),
     )
 
 
@@ -132,6 +135,7 @@ def read(
     stream: Annotated[Optional[str], typer.Argument(help="Read one stream (default: the whole log).", show_default=False)] = None,
     category: Category = None,
     type: Types = None,
+    exact_type: ExactTypes = None,
     correlation_id: Correlation = None,
     since: Since = None,
     until: Until = None,
@@ -148,7 +152,7 @@ def read(
     """Print events: the whole log or one stream, filtered. Bounds are inclusive."""
     ctx = Context(db, config, model)
     fmt = choose_format(format, EVENT_FORMATS)
-    filter = build_filter(stream, category, type, correlation_id, since, until, from_, to, limit, backwards)
+    filter = build_filter(stream, category, type, correlation_id, since, until, from_, to, limit, backwards, exact_type)
     print_envelopes(ctx.open(), filter, fmt, raw)
 
 
@@ -158,6 +162,7 @@ def tail(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new events as they are appended, until interrupted.")] = False,
     category: Category = None,
     type: Types = None,
+    exact_type: ExactTypes = None,
     correlation_id: Correlation = None,
     raw: Raw = False,
     format: EventFormat = None,
@@ -169,7 +174,7 @@ def tail(
     ctx = Context(db, config, model)
     fmt = choose_format(format, EVENT_FORMATS)
     store = ctx.open()
-    filter = build_filter(stream, category, type, correlation_id)
+    filter = build_filter(stream, category, type, correlation_id, exact_types=exact_type)
     if follow and stream is not None and not store.stream_revision(stream):
         last = []  # following a stream that does not exist yet: wait for it
     else:

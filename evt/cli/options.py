@@ -26,6 +26,7 @@ Raw = Annotated[bool, typer.Option("--raw", help="Show events as stored, without
 
 Category = Annotated[Optional[str], typer.Option("--category", metavar="CATEGORY", help="Only streams of this category (the part of the name before the first '-').", show_default=False)]
 Types = Annotated[Optional[list[str]], typer.Option("--type", metavar="GLOB", help="Only these event types; globs like 'order.*'; repeatable.", show_default=False)]
+ExactTypes = Annotated[Optional[list[str]], typer.Option("--exact-type", metavar="TYPE", help="Only this event type, matched exactly (no globs: for a type holding '*', '?' or '['); repeatable, and adds to --type.", show_default=False)]
 Correlation = Annotated[Optional[str], typer.Option("--correlation-id", metavar="ID", help="Only this request chain, across streams.", show_default=False)]
 Since = Annotated[Optional[str], typer.Option("--since", metavar="TIME", help="From this time: RFC 3339 or an age (30s, 15m, 2h, 7d, 1w).", show_default=False)]
 Until = Annotated[Optional[str], typer.Option("--until", metavar="TIME", help="Up to this time: RFC 3339 or an age.", show_default=False)]
