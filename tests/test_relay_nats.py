@@ -5,6 +5,7 @@ The server is looked at with the official nats-py client (``nats_broker.call``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import signal
@@ -262,9 +263,9 @@ def test_a_server_that_is_down_is_exit_6_after_the_retries(evt):
     assert (r.exit_code, r.stderr) == (6, f"evt: {error} (gave up after 1 attempt; is the broker running?)\n")
 
 
-@pytest.fixture
-def nats_with_login(tmp_path):
-    "A nats-server of this test's own, with JetStream and a user 'evt' (password 'secret'), on a free port."
+@contextlib.contextmanager
+def own_nats_server(folder, *auth: str):
+    "A nats-server of this test's own, with JetStream and the given auth options, on a free port."
     from conftest import require_broker
 
     def find():
@@ -272,11 +273,9 @@ def nats_with_login(tmp_path):
             raise FileNotFoundError("no nats-server on PATH")
 
     require_broker("nats-server (the binary)", find)
-    binary = shutil.which("nats-server")
     port = closed_port()
-    store = tmp_path / "nats-store"
     server = subprocess.Popen(
-        [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store), "--user", "evt", "--pass", "secret"],
+        [shutil.which("nats-server"), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(folder / "nats-store"), *auth],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
@@ -285,6 +284,13 @@ def nats_with_login(tmp_path):
     finally:
         server.kill()
         server.wait()
+
+
+@pytest.fixture
+def nats_with_login(tmp_path):
+    "A user 'evt' with the password 'secret'."
+    with own_nats_server(tmp_path, "--user", "evt", "--pass", "secret") as port:
+        yield port
 
 
 def _accepts(port: int) -> bool:
@@ -309,6 +315,32 @@ def test_refused_credentials_are_exit_6_at_once(evt, nats_with_login):
         assert (r.exit_code, r.stderr) == (6, f"evt: NATS at {shown} refused the login: Authorization Violation\n")
     r = evt("relay", f"nats://evt:secret@127.0.0.1:{port}")
     assert r.stdout == summary(f"nats://evt:***@127.0.0.1:{port}#events", published=1, position=1)
+
+
+def test_a_token_in_the_url_is_never_shown(evt, tmp_path):
+    evt("append", "order-1", "order.placed", "-q")
+    with own_nats_server(tmp_path, "--auth", "s3cr3t-token") as port:
+        r = evt("relay", f"nats://wrong-token@127.0.0.1:{port}", "--retries", "0")
+        assert (r.exit_code, r.stderr) == (6, f"evt: NATS at nats://***@127.0.0.1:{port} refused the login: Authorization Violation\n")
+        r = evt("relay", f"nats://s3cr3t-token@127.0.0.1:{port}")
+        assert r.stdout == summary(f"nats://***@127.0.0.1:{port}#events", published=1, position=1)
+        assert "s3cr3t" not in evt("projections").stdout
+
+
+def test_ingest_follow_keeps_going_until_interrupted(evt, nats_broker, tmp_path):
+    load(evt, ENVELOPES[:2], "a.db")
+    relay(evt, nats_broker, db="a.db")
+    proc = spawn(tmp_path, "ingest", NATS_URL, "--stream", nats_broker.stream, "--durable", "d", "--db", "b.db", "--follow", "--wait", "0.1")
+    try:
+        wait_until(lambda: count_events("b.db") == 2)
+        load(evt, ENVELOPES[2:], "a.db")
+        relay(evt, nats_broker, db="a.db")
+        wait_until(lambda: count_events("b.db") == 4)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 130
+    assert proc.stderr.read() == b""
+    assert evt("read", "--db", "b.db").stdout == evt("read", "--db", "a.db").stdout
 
 
 def test_usage_errors(evt):

@@ -34,7 +34,7 @@ from typing import Any, Iterator, Sequence
 from ..errors import BrokerRefused, BrokerUnavailable, UsageError
 from ..log.envelope import category_of
 from .engine import Message, Row
-from .urls import redact
+from .urls import redact as redact_password
 
 WRONG_LAST_SEQUENCE = 10071  # JetStream's error code for a failed Nats-Expected-Last-Sequence
 NOT_FOUND_CODES = (10059, 10014, 10037)  # stream, consumer, message not found
@@ -76,6 +76,17 @@ def check_subject_prefix(prefix: str) -> str:
     if not all(tokens) or any(set(t) - _TOKEN_SAFE for t in tokens):
         raise UsageError(f"--subject {prefix!r} is not a NATS subject prefix (tokens of printable ASCII, no spaces, '*', '>' or '%')")
     return prefix
+
+
+def redact(url: str) -> str:
+    """The URL fit for messages and names: a password, or a token (``nats://TOKEN@HOST``,
+    a user name without a password), as ***."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.username and parts.password is None:
+        return url.replace(f"{parts.username}@", "***@", 1)
+    return redact_password(url)
 
 
 @contextmanager
