@@ -236,3 +236,23 @@ def test_any_log_survives_the_round_trip_through_cloudevents(tmp_path):
             assert list(b.read_json()) == list(a.read_json())
 
     check()
+
+
+def test_binary_attributes_of_typed_amqp_headers_become_json(tmp_path):
+    "AMQP headers may hold bytes, timestamps and decimals: they arrive as JSON values, the time as evt's timestamp."
+    from decimal import Decimal
+
+    from evt.log.cloudevents import binary_attributes, from_binary
+
+    headers = {
+        "cloudEvents_specversion": b"1.0", "cloudEvents:id": "x-1", "cloudEvents:source": "/s", "cloudEvents:type": "t.x",
+        "cloudEvents:subject": "s-1", "cloudEvents:time": datetime(2026, 1, 2, 3, 4, 5), "cloudEvents:amount": Decimal("1.5"),
+        "cloudEvents:due": datetime(2026, 2, 1), "cloudEvents:evtversion": "3", "stream": "not an attribute",
+    }  # fmt: skip
+    attributes = binary_attributes(headers, ("cloudEvents:", "cloudEvents_"), "application/json; charset=utf-8")
+    event = from_binary(attributes, b'{"n": 1}')
+    assert (event.id, event.stream, event.type, event.version, event.timestamp, event.data) == ("x-1", "s-1", "t.x", 3, "2026-01-02T03:04:05.000000Z", {"n": 1})
+    assert event.metadata == {"amount": "1.5", "due": "2026-02-01T00:00:00Z"}
+    assert binary_attributes({"stream": "s"}, ("cloudEvents:",)) is None  # not a CloudEvent: an envelope message
+    with pytest.raises(Exception, match="CloudEvent data is not valid JSON"):
+        from_binary(attributes, b"{nope")

@@ -245,13 +245,29 @@ def binary_attributes(headers: Mapping[Any, Any] | None, prefixes: tuple[str, ..
         low = name.lower()
         for prefix in lowered:
             if low.startswith(prefix):
-                found[low[len(prefix) :]] = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+                attribute = low[len(prefix) :]
+                found[attribute] = value if attribute == "time" and isinstance(value, datetime) else _plain(value)
                 break
     if "specversion" not in found:
         return None
     if content_type is not None and "datacontenttype" not in found:
         found["datacontenttype"] = content_type.decode() if isinstance(content_type, bytes) else content_type
     return found
+
+
+def _plain(value: Any) -> Any:
+    "A header value as JSON can hold it (AMQP headers may be bytes, timestamps, decimals, tables)."
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, datetime):
+        return value.isoformat() if value.tzinfo else f"{value.isoformat()}Z"  # AMQP timestamps are UTC
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return str(value)
 
 
 def from_binary(attributes: Mapping[str, Any], body: bytes | str | None) -> NewEvent:
@@ -264,7 +280,7 @@ def from_binary(attributes: Mapping[str, Any], body: bytes | str | None) -> NewE
         except (OverflowError, OSError, ValueError):
             raise InvalidInput(f"CloudEvent time {time} (milliseconds since 1970) is out of range") from None
     elif isinstance(time, datetime):
-        ce["time"] = time.isoformat()
+        ce["time"] = time.isoformat() if time.tzinfo else f"{time.isoformat()}Z"  # AMQP timestamps are UTC
     if body:
         try:
             ce["data"] = parse_json(body)

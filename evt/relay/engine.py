@@ -163,7 +163,7 @@ def relay(
             if not rows and not follow:
                 break
             if not rows:
-                _wait_for_appends(store, version, target if connected else None, poll_interval)
+                connected = _wait_for_appends(store, version, target if connected else None, poll_interval)
                 continue
             try:
                 if not connected:
@@ -197,14 +197,17 @@ def _connect(target: Target, retry: Retry) -> bool:
             retry.wait(e)
 
 
-def _wait_for_appends(store: Store, version: int, target: Target | None, poll_interval: float) -> None:
+def _wait_for_appends(store: Store, version: int, target: Target | None, poll_interval: float) -> bool:
+    "Wait for another connection's commit; whether the target is still connected."
     while data_version(store) == version:
         if target is not None:
             try:
                 target.idle()
             except BrokerUnavailable:
-                return  # the next publish reconnects
+                target.close()  # the next publish reconnects (waiting on, not spinning on a dead connection)
+                target = None
         time.sleep(poll_interval)
+    return target is not None
 
 
 def ingest(
