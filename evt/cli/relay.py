@@ -57,7 +57,7 @@ def relay(
         typer.Option("--cloudevents", metavar="MODE", help="Publish CloudEvents 1.0 instead of evt envelopes: structured (the event as JSON) or binary (attributes in headers, data as the body).", show_default=False),
     ] = None,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Events per confirmed batch (the position is saved after each).")] = 1000,
-    name: Annotated[Optional[str], typer.Option("--name", help="The relay's name, under which its position is kept [default: the URL and key or exchange].", show_default=False)] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="The relay's name, under which its position is kept [default: the URL and key, exchange or stream].", show_default=False)] = None,
     follow: Follow = False,
     retries: Retries = 5,
     backoff: Backoff = 0.5,

@@ -126,7 +126,9 @@ def _describe(error: BaseException) -> str:
     if isinstance(error, OSError) and error.errno:
         return os.strerror(error.errno)
     text = str(error).removeprefix("nats: ").strip("'")
-    return text or type(error).__name__.removesuffix("Error").replace("NoServers", "no server answered") or "error"
+    if not text and isinstance(error, TimeoutError):
+        return "no answer in time"
+    return text or type(error).__name__
 
 
 class Client:
