@@ -88,7 +88,13 @@ def test_quiet_prints_nothing(evt):
         (["s-1", "a.b", "@missing.json"], "evt: cannot read missing.json: No such file or directory", 2),
         (["s-1"], "evt: append needs STREAM and TYPE (or --ndjson FILE); see evt append --help", 2),
         (["s-1", "a.b", "--bogus"], "evt: No such option: --bogus (see 'evt append --help')", 2),
-        ([" s-1", "a.b"], "evt: stream must be a non-empty string without control characters or surrounding spaces, not ' s-1'", 5),
+        ([" s-1", "a.b"], "evt: stream ' s-1' contains a space: stream names may not contain whitespace", 5),
+        (["order 1", "a.b"], "evt: stream 'order 1' contains a space: stream names may not contain whitespace", 5),
+        (["s-1", "a.b\t"], "evt: type 'a.b\\t' contains whitespace ('\\t'): type names may not contain whitespace", 5),
+        (["s-1\x07", "a.b"], "evt: stream 's-1\\x07' contains the unprintable character '\\x07': stream names must be printable", 5),
+        (["s-1", ""], "evt: type must not be empty", 5),
+        (["s-1", "a.b", '{total:5}'], "evt: DATA is not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1) "
+         """(quote the JSON in single quotes, so the shell keeps it whole with its double quotes: '{"total": 5}')""", 5),
     ],
 )
 def test_bad_input_is_one_line_an_exit_code_and_no_store(evt, tmp_path, args, message, code):
@@ -107,7 +113,7 @@ class TestExpectedRevision:
     def test_zero_means_the_stream_must_not_exist(self, evt):
         assert evt("append", "s-1", "a.b", "--expect", "0", "-q").exit_code == 0
         result = evt("append", "s-1", "a.b", "--expect", "0")
-        assert (result.exit_code, result.stderr) == (3, "evt: stream 's-1' is at revision 1, expected 0\n")
+        assert (result.exit_code, result.stderr) == (3, "evt: stream 's-1' already exists, at revision 1 (expected it not to exist)\n")
         assert count() == 1
 
     def test_a_number_must_match_the_revision(self, evt):
@@ -115,6 +121,13 @@ class TestExpectedRevision:
         assert evt("append", "s-1", "a.b", "--expect", "1").json()[0]["revision"] == 2
         assert evt("append", "s-1", "a.b", "--expect", "1").exit_code == 3
         assert count() == 2
+
+    def test_a_revision_expected_of_a_missing_stream_says_it_does_not_exist(self, evt):
+        result = evt("append", "s-1", "a.b", "--expect", "5")
+        assert (result.exit_code, result.stdout, result.stderr) == (3, "", "evt: stream 's-1' does not exist (expected it at revision 5)\n")
+        evt("append", "s-1", "a.b", "-q")
+        result = evt("append", "s-1", "a.b", "--expect", "5")
+        assert (result.exit_code, result.stderr) == (3, "evt: stream 's-1' is at revision 1, expected 5\n")
 
     def test_exists(self, evt):
         result = evt("append", "s-1", "a.b", "--expect", "exists")
@@ -197,6 +210,13 @@ class TestNdjson:
         stored = result.json()[0]
         assert (stored["version"], stored["metadata"], stored["source"]) == (1, {}, None)
 
+    def test_a_line_without_data_means_an_empty_object_as_a_single_append_does(self, evt):
+        lines = '{"stream": "s-1", "type": "a.b"}\n{"stream": "s-1", "type": "a.b", "data": null}\n'
+        result = evt("append", "--ndjson", "-", input=lines)
+        assert result.exit_code == 0, result.stderr
+        single = evt("append", "s-1", "a.b")
+        assert [e["data"] for e in result.json() + single.json()] == [{}, {}, {}]
+
     def test_a_batch_is_stored_in_order_and_printed(self, evt, tmp_path):
         lines = [envelope("s-1", data={"n": 1}), "", envelope("s-2", data={"n": 2}), envelope("s-1", data={"n": 3})]
         (tmp_path / "batch.ndjson").write_text("\n".join(lines) + "\n")
@@ -223,8 +243,9 @@ class TestNdjson:
     @pytest.mark.parametrize(
         "bad, message",
         [
-            ("{not json", "evt: line 2: invalid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
-            ('{"stream": "s-1", "type": "a.b"}', "evt: line 2: missing field 'data'"),
+            ("{not json", "evt: line 2: invalid JSON at column 2: Expecting property name enclosed in double quotes"),
+            ('{"stream": "s-1", "data": {}}', "evt: line 2: missing field 'type'"),
+            ('{"stream": "s 1", "type": "a.b"}', "evt: line 2: stream 's 1' contains a space: stream names may not contain whitespace"),
             ('{"stream": "s-1", "type": "a.b", "data": 5}', "evt: line 2: data must be a JSON object, not int"),
             ('{"stream": "s-1", "type": "a.b", "data": {}, "correlation_id": "x"}', "evt: line 2: unknown field 'correlation_id' (allowed: causationId, correlationId, data, expectedRevision, id, metadata, position, revision, source, stream, timestamp, type, version)"),
             ('{"stream": "s-1", "type": "a.b", "data": {}, "timestamp": "yesterday"}', "evt: line 2: timestamp 'yesterday' is not RFC 3339"),

@@ -130,8 +130,8 @@ def test_a_table_too_wide_for_the_terminal_cuts_the_data_column_and_keeps_the_ot
     lines = evt("read", "--format", "table").stdout.splitlines()
     assert lines[0].split() == ["pos", "stream", "rev", "type", "v", "timestamp", "data"]
     assert lines[1].split()[:5] == ["1", "s-1", "1", "t.x", "1"]
-    assert lines[1].endswith('{"pad":"' + 'x' * 15 + '…')
-    assert [len(line) for line in lines] == [80, 80]
+    assert lines[1].endswith('{"pad":"' + 'x' * 22 + '…')
+    assert [len(line) for line in lines] == [len("pos  stream  rev  type  v  timestamp             data"), 80]
 
 
 def test_bounds_and_limits_beyond_64_bits_mean_no_bound(evt):

@@ -164,7 +164,7 @@ def test_a_store_created_by_another_writer_meanwhile_keeps_both_batches(tmp_path
 def test_expected_revisions_are_checked_again_against_a_store_created_meanwhile(tmp_path):
     path = tmp_path / "events.db"
     mine = [NewEvent("s-9", "t.x"), NewEvent("s-1", "t.x", expected=0)]
-    with pytest.raises(WrongExpectedRevision, match="'s-1' is at revision 1, expected 0"):
+    with pytest.raises(WrongExpectedRevision, match="'s-1' already exists, at revision 1 \\(expected it not to exist\\)"):
         Store.write_creating(path, creating_meanwhile(path, mine, [NewEvent("s-1", "t.other")]))
     with Store(path) as store:
         assert [e.type for e in store.read()] == ["t.other"]

@@ -153,7 +153,7 @@ def test_a_refused_write_among_grouped_writes_is_undone_alone(tmp_path):
     store.close()
     assert results["a"] == [2] and results["c"] == [3]
     assert isinstance(results["b"], WrongExpectedRevision)
-    assert str(results["b"]) == "stream 'taken-1' is at revision 1, expected 0"
+    assert str(results["b"]) == "stream 'taken-1' already exists, at revision 1 (expected it not to exist)"
     assert [r[1] for r in stored(path)] == ["taken-1", "s-a", "s-c"]
 
 

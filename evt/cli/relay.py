@@ -7,23 +7,24 @@ from typing import Annotated, Optional
 
 import typer
 
+from .command import EvtCommand
 from .context import Context
-from .options import ConfigFile, Db
+from .options import ConfigFile, Db, at_least
 
-Url = Annotated[str, typer.Argument(help="redis://HOST:PORT/DB, amqp://USER:PASS@HOST:PORT/VHOST or nats://HOST:PORT.", show_default=False)]
-Key = Annotated[str, typer.Option("--key", help="Redis: the stream key.")]
-Exchange = Annotated[str, typer.Option("--exchange", help="RabbitMQ: the durable topic exchange.")]
+Url = Annotated[str, typer.Argument(metavar="URL", help="redis://HOST:PORT/DB, amqp://USER:PASS@HOST:PORT/VHOST or nats://HOST:PORT.", show_default=False)]
+Key = Annotated[str, typer.Option("--key", metavar="KEY", help="Redis: the stream key.")]
+Exchange = Annotated[str, typer.Option("--exchange", metavar="NAME", help="RabbitMQ: the durable topic exchange.")]
 Follow = Annotated[bool, typer.Option("--follow", "-f", help="Keep going as new events arrive, until interrupted [default: catch up and exit].")]
-Retries = Annotated[int, typer.Option("--retries", min=0, help="Reconnect attempts when the broker is down or goes away, before giving up (exit 6).")]
-Backoff = Annotated[float, typer.Option("--backoff", min=0.0, help="Seconds before the first reconnect; doubling, at most 30.")]
-JsStream = Annotated[str, typer.Option("--stream", help="NATS: the JetStream stream (created if missing, taking SUBJECT.>).")]
-Subject = Annotated[str, typer.Option("--subject", help="NATS: the subject prefix; events go to SUBJECT.TYPE (or SUBJECT.CATEGORY).")]
+Retries = Annotated[int, typer.Option("--retries", metavar="N", callback=at_least(0), help="Reconnect attempts when the broker is down or goes away, before giving up (exit 6).")]
+Backoff = Annotated[float, typer.Option("--backoff", metavar="SECONDS", callback=at_least(0), help="Seconds before the first reconnect; doubling, at most 30.")]
+JsStream = Annotated[str, typer.Option("--stream", metavar="NAME", help="NATS: the JetStream stream (created if missing, taking SUBJECT.>).")]
+Subject = Annotated[str, typer.Option("--subject", metavar="SUBJECT", help="NATS: the subject prefix; events go to SUBJECT.TYPE (or SUBJECT.CATEGORY).")]
 CLOUDEVENTS_MODES = ("structured", "binary")
 
 
 def register(app: typer.Typer) -> None:
-    app.command(no_args_is_help=True)(relay)
-    app.command(no_args_is_help=True)(ingest)
+    app.command(cls=EvtCommand, no_args_is_help=True)(relay)
+    app.command(cls=EvtCommand, no_args_is_help=True)(ingest)
 
 
 def keep_sockets_alive() -> None:
@@ -47,7 +48,7 @@ def relay(
     url: Url,
     key: Key = "events",
     key_per_category: Annotated[bool, typer.Option("--key-per-category", help="Redis: one stream per category, KEY:CATEGORY (e.g. events:order).")] = False,
-    maxlen: Annotated[Optional[int], typer.Option("--maxlen", min=1, help="Redis: trim each stream to about N entries.", show_default=False)] = None,
+    maxlen: Annotated[Optional[int], typer.Option("--maxlen", metavar="N", callback=at_least(1), help="Redis: trim each stream to about N entries.", show_default=False)] = None,
     exchange: Exchange = "events",
     stream: JsStream = "events",
     subject: Subject = "events",
@@ -56,17 +57,19 @@ def relay(
         Optional[str],
         typer.Option("--cloudevents", metavar="MODE", help="Publish CloudEvents 1.0 instead of evt envelopes: structured (the event as JSON) or binary (attributes in headers, data as the body).", show_default=False),
     ] = None,
-    batch: Annotated[int, typer.Option("--batch", min=1, help="Events per confirmed batch (the position is saved after each).")] = 1000,
-    name: Annotated[Optional[str], typer.Option("--name", help="The relay's name, under which its position is kept [default: the URL and key, exchange or stream].", show_default=False)] = None,
+    batch: Annotated[int, typer.Option("--batch", metavar="N", callback=at_least(1), help="Events per confirmed batch (the position is saved after each).")] = 1000,
+    name: Annotated[Optional[str], typer.Option("--name", metavar="NAME", help="The relay's name, under which its position is kept [default: the URL and key, exchange or stream].", show_default=False)] = None,
     follow: Follow = False,
     retries: Retries = 5,
     backoff: Backoff = 0.5,
     db: Db = None,
     config: ConfigFile = None,
 ) -> None:
-    """Publish the log to Redis Streams, a RabbitMQ exchange or a NATS JetStream stream, from where this relay left off.
+    """Publish the log to Redis Streams, RabbitMQ or NATS JetStream.
 
-    Redis: XADD with the entry id <position>-0, so Redis refuses an event published twice (exactly once in the stream). RabbitMQ: persistent messages routed by event type, message_id = event id, confirmed before the position moves (at least once). NATS: message number <position> in the stream, guarded by Nats-Expected-Last-Sequence and Nats-Msg-Id (exactly once in the stream).
+    It resumes from where this relay left off.
+
+    Redis: XADD with the entry id <position>-0, so Redis refuses an event published twice (exactly once in the stream). RabbitMQ: persistent messages routed by event type, message_id = event id, confirmed before the position moves (at least once). NATS: message number <position> in the stream, guarded by Nats-Expected-Last-Sequence and Nats-Msg-Id (exactly once in the stream). --cloudevents publishes CloudEvents instead of evt envelopes.
 
     Catches up, prints a summary (published, alreadyPublished, position) and exits; --follow keeps going.
     """
@@ -93,27 +96,29 @@ def relay(
 
 def ingest(
     url: Url,
-    group: Annotated[Optional[str], typer.Option("--group", help="Redis: the consumer group (created at the start of the stream if missing).", show_default=False)] = None,
+    group: Annotated[Optional[str], typer.Option("--group", metavar="GROUP", help="Redis: the consumer group (created at the start of the stream if missing).", show_default=False)] = None,
     key: Key = "events",
-    consumer: Annotated[str, typer.Option("--consumer", help="Redis: this consumer's name in the group.")] = "evt",
-    queue: Annotated[Optional[str], typer.Option("--queue", help="RabbitMQ: the durable queue to consume (declared if missing).", show_default=False)] = None,
-    bind: Annotated[Optional[list[str]], typer.Option("--bind", help="RabbitMQ: bind the queue to the exchange with this key, e.g. 'order.*'; repeatable [default: # for a new queue, everything; an existing queue keeps its bindings].", show_default=False)] = None,
+    consumer: Annotated[str, typer.Option("--consumer", metavar="NAME", help="Redis: this consumer's name in the group.")] = "evt",
+    queue: Annotated[Optional[str], typer.Option("--queue", metavar="QUEUE", help="RabbitMQ: the durable queue to consume (declared if missing).", show_default=False)] = None,
+    bind: Annotated[Optional[list[str]], typer.Option("--bind", metavar="KEY", help="RabbitMQ: bind the queue to the exchange with this key, e.g. 'order.*'; repeatable [default: # for a new queue, everything; an existing queue keeps its bindings].", show_default=False)] = None,
     exchange: Exchange = "events",
-    durable: Annotated[Optional[str], typer.Option("--durable", help="NATS: the durable pull consumer (created if missing, from the start of the stream).", show_default=False)] = None,
+    durable: Annotated[Optional[str], typer.Option("--durable", metavar="NAME", help="NATS: the durable pull consumer (created if missing, from the start of the stream).", show_default=False)] = None,
     stream: JsStream = "events",
-    subject: Annotated[str, typer.Option("--subject", help="NATS: the subject prefix of a stream created here (SUBJECT.>).")] = "events",
-    ack_wait: Annotated[float, typer.Option("--ack-wait", min=0.1, help="NATS: seconds before a delivered message nobody acknowledged is delivered again (set when the consumer is created).")] = 30.0,
-    batch: Annotated[int, typer.Option("--batch", min=1, help="Messages per local transaction (acknowledged after it commits).")] = 500,
-    wait: Annotated[float, typer.Option("--wait", min=0.01, help="Seconds without a message after which the source counts as drained.")] = 1.0,
+    subject: Annotated[str, typer.Option("--subject", metavar="SUBJECT", help="NATS: the subject prefix of a stream created here (SUBJECT.>).")] = "events",
+    ack_wait: Annotated[float, typer.Option("--ack-wait", metavar="SECONDS", callback=at_least(0.1), help="NATS: seconds before a delivered message nobody acknowledged is delivered again (set when the consumer is created).")] = 30.0,
+    batch: Annotated[int, typer.Option("--batch", metavar="N", callback=at_least(1), help="Messages per local transaction (acknowledged after it commits).")] = 500,
+    wait: Annotated[float, typer.Option("--wait", metavar="SECONDS", callback=at_least(0.01), help="Seconds without a message after which the source counts as drained.")] = 1.0,
     follow: Follow = False,
     retries: Retries = 5,
     backoff: Backoff = 0.5,
     db: Db = None,
     config: ConfigFile = None,
 ) -> None:
-    """Append events from a Redis stream, a RabbitMQ queue or a NATS JetStream consumer into the store, idempotently by id.
+    """Append events from Redis, RabbitMQ or NATS JetStream, idempotently by id.
 
-    Messages are evt envelopes or CloudEvents (structured or binary). Each batch is acknowledged (XACK / basic.ack / JetStream ack) only after it is committed; after a crash the unacknowledged messages are delivered again and appending them is a no-op. A message that is not an event, or reuses an id with other content, is kept as a dead letter and acknowledged.
+    Reads a Redis stream (in a consumer group), a RabbitMQ queue or a JetStream durable consumer. Messages are evt envelopes or CloudEvents (structured or binary).
+
+    Each batch is acknowledged (XACK / basic.ack / JetStream ack) only after it is committed; after a crash the unacknowledged messages are delivered again and appending them is a no-op. A message that is not an event, or reuses an id with other content, is kept as a dead letter and acknowledged.
 
     Catches up and exits when nothing arrives for --wait seconds, printing a summary; --follow keeps going.
     """

@@ -198,6 +198,10 @@ def _check_expected(stream: str, head: int, expected: int | str) -> None:
         if head == 0:
             raise WrongExpectedRevision(f"stream {stream!r} does not exist (expected it to exist)")
     elif head != expected:
+        if head == 0:
+            raise WrongExpectedRevision(f"stream {stream!r} does not exist (expected it at revision {expected})")
+        if expected == 0:
+            raise WrongExpectedRevision(f"stream {stream!r} already exists, at revision {head} (expected it not to exist)")
         raise WrongExpectedRevision(f"stream {stream!r} is at revision {head}, expected {expected}")
 
 

@@ -192,7 +192,7 @@ class NewEvent:
         self.stream = check_name("stream", stream)
         self.type = check_name("type", type)
         self.data = check_object("data", {} if data is None else data)
-        self.id = None if id is None else check_name("id", id)
+        self.id = None if id is None else check_id(id)
         self.version = check_version(version)
         self.source = check_optional("source", source)
         self.correlation_id = check_optional("correlationId", correlation_id)
@@ -206,20 +206,21 @@ class NewEvent:
     def from_envelope(cls, envelope: Any) -> "NewEvent":
         """An event from one envelope object (a line of NDJSON, or ``evt read`` output).
 
-        ``position`` and ``revision`` are ignored: the store assigns them.
+        ``position`` and ``revision`` are ignored: the store assigns them. ``data``
+        may be left out (or null): it is then ``{}``, as for ``evt append STREAM TYPE``.
         """
         if not isinstance(envelope, dict):
             raise InvalidInput("expected a JSON object")
         unknown = envelope.keys() - WRITABLE
         if unknown:
             raise InvalidInput(f"unknown field {sorted(unknown)[0]!r} (allowed: {', '.join(sorted(WRITABLE))})")
-        for required in ("stream", "type", "data"):
+        for required in ("stream", "type"):
             if required not in envelope:
                 raise InvalidInput(f"missing field {required!r}")
         return cls(
             envelope["stream"],
             envelope["type"],
-            envelope["data"],
+            envelope.get("data"),
             id=envelope.get("id"),
             version=_or(envelope.get("version"), 1),
             source=envelope.get("source"),
@@ -237,9 +238,47 @@ def _or(value: Any, default: Any) -> Any:
 
 
 def check_name(field: str, value: Any) -> str:
-    if not isinstance(value, str) or not value or not value.isprintable() or value.strip() != value:
-        raise InvalidInput(f"{field} must be a non-empty string without control characters or surrounding spaces, not {value!r}")
+    """A stream or type name: the one place their rule is enforced.
+
+    A name is non-empty text with no whitespace (no spaces, tabs or line breaks,
+    anywhere) and no control or other unprintable characters, so it can be passed
+    unquoted in a shell, used as a broker key or subject, and read back as typed.
+    Anything else printable is allowed (``order-ord_1``, ``Bestellung.aufgegeben``,
+    ``tenant/42``).
+    """
+    if not isinstance(value, str):
+        raise InvalidInput(f"{field} must be a string, not {_json_type(value)}")
+    if not value:
+        raise InvalidInput(f"{field} must not be empty")
+    for char in value:
+        if char.isspace():
+            what = "a space" if char == " " else f"whitespace ({char!r})"
+            raise InvalidInput(f"{field} {value!r} contains {what}: {field} names may not contain whitespace")
+        if not char.isprintable():
+            raise InvalidInput(f"{field} {value!r} contains the unprintable character {char!r}: {field} names must be printable")
     return value
+
+
+def check_id(value: Any) -> str:
+    "An event id: printable text, with no whitespace around it (inside is allowed: ids come from other systems)."
+    if not isinstance(value, str) or not value or not value.isprintable() or value.strip() != value:
+        raise InvalidInput(f"id must be a non-empty string without control characters or surrounding spaces, not {value!r}")
+    return value
+
+
+def _json_type(value: Any) -> str:
+    "A value's JSON type name, as a user who wrote JSON knows it."
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, (list, tuple)):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
 
 
 def check_optional(field: str, value: Any) -> str | None:

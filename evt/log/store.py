@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import copy
 import glob
 import os
 import sqlite3
@@ -595,6 +594,8 @@ class _Write:
     def fail(self, error: BaseException) -> None:
         "The transaction carrying this write failed: so did the write."
         if self.error is None:
+            import copy
+
             self.error = copy.copy(error) if isinstance(error, EvtError) else StoreUnavailable(
                 f"the transaction carrying this write failed ({type(error).__name__}: {error}); nothing was written"
             )
