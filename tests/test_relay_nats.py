@@ -177,7 +177,7 @@ def test_a_stream_that_was_deleted_since_is_refused_until_the_relay_starts_over(
 def test_subjects_per_type_or_per_category_with_unsafe_characters_escaped(evt, nats_broker):
     events = [
         {"stream": "order-1", "type": "order.placed", "data": {}},
-        {"stream": "odd.cat-1", "type": "a b*c>d%", "data": {}},
+        {"stream": "odd.cat-1", "type": "a*c>d%", "data": {}},
         {"stream": "x-1", "type": "x..y.", "data": {}},
         {"stream": "ünï-1", "type": ".ünï", "data": {}},
     ]
@@ -186,7 +186,7 @@ def test_subjects_per_type_or_per_category_with_unsafe_characters_escaped(evt, n
     subject = nats_broker.subject
     assert [m.subject for m in nats_broker.messages()] == [
         f"{subject}.order.placed",
-        f"{subject}.a%20b%2Ac%3Ed%25",
+        f"{subject}.a%2Ac%3Ed%25",
         f"{subject}.x%2E.y%2E",
         f"{subject}.%2E%C3%BCn%C3%AF",
     ]
@@ -219,7 +219,7 @@ def test_bad_messages_become_dead_letters_and_are_acknowledged(evt, nats_broker)
     subject = f"{nats_broker.subject}.x"
     conflicting = json.dumps(dict(ENVELOPES[0], data={"other": True}))
     publish(nats_broker, subject, b"not json")
-    publish(nats_broker, subject, json.dumps({"stream": "s", "type": "t"}).encode())
+    publish(nats_broker, subject, json.dumps({"stream": "s", "data": {}}).encode())
     publish(nats_broker, subject, conflicting.encode())
     publish(nats_broker, subject, json.dumps({"specversion": "0.3", "id": "c", "source": "/x", "type": "t"}).encode())
     publish(nats_broker, subject, b'{"n": 1}', headers={"ce-specversion": "1.0", "ce-id": "c-2", "ce-type": "t.x", "ce-subject": "s-1"})
@@ -229,7 +229,7 @@ def test_bad_messages_become_dead_letters_and_are_acknowledged(evt, nats_broker)
     name = f"{NATS_URL}#{nats_broker.stream}/d"
     assert [(c, p, e, a) for c, p, e, a in dead_letters("b.db")] == [
         (name, "not json", "not JSON: Expecting value: line 1 column 1 (char 0)", 1),
-        (name, json.dumps({"stream": "s", "type": "t"}), "not an evt envelope: missing field 'data'", 1),
+        (name, json.dumps({"stream": "s", "data": {}}), "not an evt envelope: missing field 'type'", 1),
         (name, json.dumps({"specversion": "0.3", "id": "c", "source": "/x", "type": "t"}), "unsupported CloudEvents specversion '0.3' (evt reads '1.0')", 1),
         (name, '{"specversion":"1.0","id":"c-2","type":"t.x","subject":"s-1","data":{"n":1}}', "CloudEvent is missing the required attribute 'source'", 1),
         (name, conflicting, "event id 'e-1' is already stored (position 1, stream 'order-ord_1', type 'order.placed') with other content", 1),

@@ -114,7 +114,7 @@ def ingest(
     db: Db = None,
     config: ConfigFile = None,
 ) -> None:
-    """Append events from Redis, RabbitMQ or NATS JetStream, idempotently by id.
+    """Append events from Redis, RabbitMQ or NATS; idempotent by id.
 
     Reads a Redis stream (in a consumer group), a RabbitMQ queue or a JetStream durable consumer. Messages are evt envelopes or CloudEvents (structured or binary).
 
