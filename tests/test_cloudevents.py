@@ -143,7 +143,7 @@ BAD = [
     ({"specversion": "1.0", "id": "a", "source": "/s", "type": "t"}, "CloudEvent has no 'subject': evt stores an event in the stream its subject names"),
     ({"specversion": "1.0", "id": "a", "source": "/s", "type": "t", "subject": " s"},
      "CloudEvent subject ' s' contains a space: stream names may not contain whitespace"),
-    ({"specversion": "1.0", "id": "a", "source": "/s", "type": "t", "subject": "s-1", "data": [1]}, "CloudEvent data must be a JSON object, not list"),
+    ({"specversion": "1.0", "id": "a", "source": "/s", "type": "t", "subject": "s-1", "data": [1]}, "CloudEvent data must be a JSON object, not an array"),
     ({"specversion": "1.0", "id": "a", "source": "/s", "type": "t", "subject": "s-1", "data_base64": "AAA="},
      "CloudEvent carries binary data (data_base64): evt stores JSON objects"),
     ({"specversion": "1.0", "id": "a", "source": "/s", "type": "t", "subject": "s-1", "datacontenttype": "text/xml", "data": {}},

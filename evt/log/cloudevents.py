@@ -44,7 +44,7 @@ from datetime import datetime
 from typing import Any, Mapping
 
 from ..errors import EvtError, InvalidInput
-from .envelope import Event, NewEvent, dumps, parse_json
+from .envelope import Event, NewEvent, dumps, json_kind, parse_json
 from .timestamps import format_timestamp
 
 SPECVERSION = "1.0"
@@ -220,7 +220,7 @@ def _metadata(ce: Mapping[str, Any]) -> dict:
     except (ValueError, RecursionError) as e:
         raise InvalidInput(f"CloudEvent attribute 'evtmetadata' is not valid JSON: {e}") from None
     if not isinstance(value, dict):
-        raise InvalidInput(f"CloudEvent attribute 'evtmetadata' must be a JSON object, not {type(value).__name__}")
+        raise InvalidInput(f"CloudEvent attribute 'evtmetadata' must be a JSON object, not {json_kind(value)}")
     return value
 
 
