@@ -78,6 +78,17 @@ def check_subject_prefix(prefix: str) -> str:
     return prefix
 
 
+def check_url(url: str) -> None:
+    "UsageError unless the URL is one nats-py connects with as written: nats://[USER:PASS@ or TOKEN@]HOST[:PORT]."
+    from urllib.parse import urlsplit
+
+    from .urls import usage_error
+
+    parts = urlsplit(url)
+    if parts.path not in ("", "/") or parts.query or not parts.hostname:
+        raise usage_error("NATS", url, "a NATS URL is nats://[USER:PASSWORD@ or TOKEN@]HOST[:PORT], with no path or query")
+
+
 def redact(url: str) -> str:
     """The URL fit for messages and names: a password, or a token (``nats://TOKEN@HOST``,
     a user name without a password), as ***."""
