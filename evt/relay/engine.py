@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
 from ..errors import BrokerUnavailable, Conflict, EvtError, InvalidInput
+from ..log import cloudevents
 from ..log.envelope import NewEvent, loads
 from ..log.filters import Filter
 from ..log.sqlite import translate_errors
@@ -22,15 +23,20 @@ from ..log.store import JSON_LINE, Store
 from .state import RelayLock, load_position, record_bad_message, save_position
 
 # One row per event: everything a target puts on the wire, built by SQLite.
-Row = tuple  # (position, stream, id, type, timestamp, data, envelope JSON)
+Row = tuple  # (position, stream, id, type, timestamp, data, envelope JSON or structured CloudEvent JSON)
 
-ROW_COLUMNS = f"position, stream, id, type, timestamp, data, {JSON_LINE}"
+ROW_COLUMNS = "position, stream, id, type, timestamp, data, {line}"
 SELECT_ROWS = f"SELECT {ROW_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?"
+SELECT_ENVELOPES = SELECT_ROWS.format(line=JSON_LINE)
+SELECT_CLOUDEVENTS = SELECT_ROWS.format(line=cloudevents.SQL_LINE)
 
 
 class Target(Protocol):
     kind: str
     name: str
+    # None: the evt envelope as the message; "structured" or "binary": a CloudEvent in
+    # that content mode (rows then carry the structured CloudEvent's JSON).
+    cloudevents: str | None
 
     def connect(self) -> None: ...
     def publish(self, rows: Sequence[Row]) -> tuple[int, int]: ...  # (published, already there)
@@ -48,6 +54,8 @@ class Message:
     # The broker's own identity for the message (a Redis entry id, an AMQP message_id):
     # the event id of an envelope that carries none, so a redelivery stays idempotent.
     broker_id: str | None = None
+    # A binary-mode CloudEvent: its attributes, from the message's headers (the body is its data).
+    attributes: dict | None = None
 
 
 class Source(Protocol):
@@ -119,13 +127,19 @@ class IngestResult:
         }
 
 
-def read_rows(store: Store, after: int, limit: int, filter: Filter | None = None) -> list[Row]:
-    "The next ``limit`` events after a position (those ``filter`` selects, by their stored type), as wire rows."
+def read_rows(store: Store, after: int, limit: int, cloudevents: bool = False, filter: Filter | None = None) -> list[Row]:
+    """The next ``limit`` events after a position (those ``filter`` selects, by their stored type),
+    as wire rows (carrying CloudEvents, if asked)."""
     with translate_errors(store.path):
         if filter is None:
-            return store.conn.execute(SELECT_ROWS, (after, limit)).fetchall()
-        sql, params = filter.replace(after=after, limit=limit, backwards=False).to_sql(ROW_COLUMNS)
+            return store.conn.execute(SELECT_CLOUDEVENTS if cloudevents else SELECT_ENVELOPES, (after, limit)).fetchall()
+        line = _cloudevents_line() if cloudevents else JSON_LINE
+        sql, params = filter.replace(after=after, limit=limit, backwards=False).to_sql(ROW_COLUMNS.format(line=line))
         return store.conn.execute(sql, params).fetchall()
+
+
+def _cloudevents_line() -> str:
+    return cloudevents.SQL_LINE
 
 
 def data_version(store: Store) -> int:
@@ -161,38 +175,40 @@ def relay(
 
 def _relay(store: Store, target: Target, name: str, filter: Filter | None, batch: int, follow: bool, retry: Retry, poll_interval: float) -> RelayResult:
     result = RelayResult(name, load_position(store, name))
-    connected = _connect(target, retry)
-    while True:
-        version = data_version(store)
-        head = store.head() if filter is not None else 0  # read first: every event up to it is examined below
-        rows = read_rows(store, result.position, batch, filter)
-        passed = max(rows[-1][0] if rows else 0, head if len(rows) < batch else 0)
-        if not rows:
-            if passed > result.position:  # only events the filter leaves out: the position passes them
-                with store.transaction():
-                    save_position(store, name, passed)
-                result.position = passed
-            if not follow:
-                break
-            _wait_for_appends(store, version, target if connected else None, poll_interval)
-            continue
-        try:
-            if not connected:
-                target.connect()
-                connected = True
-            published, skipped = target.publish(rows)
-        except BrokerUnavailable as e:
-            target.close()
-            connected = False
-            retry.wait(e)
-            continue
-        retry.reset()
-        with store.transaction():
-            save_position(store, name, passed)
-        result.position = passed
-        result.published += published
-        result.skipped += skipped
-    if connected:
+    as_cloudevents = getattr(target, "cloudevents", None) is not None
+    try:  # whatever ends the loop (the end of the log, Ctrl-C, a refusal) closes the connection
+        connected = _connect(target, retry)
+        while True:
+            version = data_version(store)
+            head = store.head() if filter is not None else 0  # read first: every event up to it is examined below
+            rows = read_rows(store, result.position, batch, as_cloudevents, filter)
+            passed = max(rows[-1][0] if rows else 0, head if len(rows) < batch else 0)
+            if not rows:
+                if passed > result.position:  # only events the filter leaves out: the position passes them
+                    with store.transaction():
+                        save_position(store, name, passed)
+                    result.position = passed
+                if not follow:
+                    break
+                connected = _wait_for_appends(store, version, target if connected else None, poll_interval)
+                continue
+            try:
+                if not connected:
+                    target.connect()
+                    connected = True
+                published, skipped = target.publish(rows)
+            except BrokerUnavailable as e:
+                target.close()
+                connected = False
+                retry.wait(e)
+                continue
+            retry.reset()
+            with store.transaction():
+                save_position(store, name, passed)
+            result.position = passed
+            result.published += published
+            result.skipped += skipped
+    finally:
         target.close()
     return result
 
@@ -208,14 +224,17 @@ def _connect(target: Target, retry: Retry) -> bool:
             retry.wait(e)
 
 
-def _wait_for_appends(store: Store, version: int, target: Target | None, poll_interval: float) -> None:
+def _wait_for_appends(store: Store, version: int, target: Target | None, poll_interval: float) -> bool:
+    "Wait for another connection's commit; whether the target is still connected."
     while data_version(store) == version:
         if target is not None:
             try:
                 target.idle()
             except BrokerUnavailable:
-                return  # the next publish reconnects
+                target.close()  # the next publish reconnects (waiting on, not spinning on a dead connection)
+                target = None
         time.sleep(poll_interval)
+    return target is not None
 
 
 def ingest(
@@ -232,22 +251,24 @@ def ingest(
     """
     retry = retry or Retry()
     result = IngestResult(source.name)
-    while True:
-        try:
-            source.connect()
-            while True:
-                messages = source.fetch(batch)
-                if not messages:
-                    if follow:
-                        continue
-                    source.close()
-                    return result
-                store_messages(store, source.name, messages, result)
-                source.ack(messages)
-                retry.reset()
-        except BrokerUnavailable as e:
-            source.close()
-            retry.wait(e)
+    try:  # whatever ends the loop (drained, Ctrl-C, a refusal) closes the connection
+        while True:
+            try:
+                source.connect()
+                while True:
+                    messages = source.fetch(batch)
+                    if not messages:
+                        if follow:
+                            continue
+                        return result
+                    store_messages(store, source.name, messages, result)
+                    source.ack(messages)
+                    retry.reset()
+            except BrokerUnavailable as e:
+                source.close()
+                retry.wait(e)
+    finally:
+        source.close()
 
 
 def store_messages(store: Store, consumer: str, messages: Sequence[Message], result: IngestResult) -> None:
@@ -287,20 +308,27 @@ def decode(message: Message) -> NewEvent:
     "The event a message carries; InvalidInput when it carries none."
     if message.error is not None:
         raise InvalidInput(message.error)
-    try:
-        envelope = loads(message.body)
-    except ValueError as e:
-        raise InvalidInput(f"not JSON: {e}") from None
-    try:
-        event = NewEvent.from_envelope(envelope)
-    except EvtError as e:
-        raise InvalidInput(f"not an evt envelope: {e}") from None
+    if message.attributes is not None:
+        event = cloudevents.from_binary(message.attributes, message.body)
+    else:
+        try:
+            envelope = loads(message.body)
+        except ValueError as e:
+            raise InvalidInput(f"not JSON: {e}") from None
+        try:
+            event = cloudevents.new_event(envelope)
+        except EvtError as e:
+            if cloudevents.is_cloudevent(envelope):
+                raise InvalidInput(str(e)) from None  # it names the CloudEvent already
+            raise InvalidInput(f"not an evt envelope: {e}") from None
     if event.id is None and message.broker_id is not None:
         event.id = message.broker_id
     return event
 
 
 def _payload_text(message: Message) -> str:
+    if message.attributes is not None:
+        return cloudevents.binary_payload(message.attributes, message.body)
     if message.body is None:
         return ""
     if isinstance(message.body, bytes):
