@@ -193,3 +193,24 @@ def test_the_relay_lock_excludes_whoever_comes_while_it_is_handed_over(tmp_path)
     assert holders == ["b", "/b", "c", "/c"]
     assert len(lock_files) == 1 and lock_files[0].startswith("events.db-relay-") and lock_files[0].endswith(".lock")
     assert list(tmp_path.iterdir()) == []  # removed by the last holder
+
+
+def test_a_nats_relay_takes_no_filters(evt):
+    "JetStream numbers each message by its position: a filtered relay would leave gaps it refuses."
+    load(evt, many(3))
+    r = evt("relay", "nats://127.0.0.1:4222", "--type", "order.*")
+    assert (r.exit_code, r.stdout) == (2, "")
+    assert r.stderr == (
+        "evt: a nats relay publishes every event, as the message numbered by its position: it takes no filters "
+        "(consumers can pick by subject, SUBJECT.TYPE or SUBJECT.CATEGORY)\n"
+    )
+
+
+def test_filters_with_cloudevents(evt, redis_broker):
+    client, key = redis_broker
+    load(evt, many(9))
+    r = evt("relay", REDIS_URL, "--key", key, "--type", "order.shipped", "--cloudevents", "structured")
+    assert r.exit_code == 0, r.stderr
+    assert ids(client, key) == [2, 5, 8]
+    documents = [json.loads(fields[b"cloudevent"]) for _, fields in client.xrange(key)]
+    assert [(d["specversion"], d["type"], d["sequence"]) for d in documents] == [("1.0", "order.shipped", f"{p:019d}") for p in (2, 5, 8)]

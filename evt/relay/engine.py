@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
-from ..errors import BrokerUnavailable, Conflict, EvtError, InvalidInput
+from ..errors import BrokerUnavailable, Conflict, EvtError, InvalidInput, UsageError
 from ..log import cloudevents
 from ..log.envelope import NewEvent, loads
 from ..log.filters import Filter
@@ -169,6 +169,11 @@ def relay(
     """
     name = name or target.name
     retry = retry or Retry()
+    if filter is not None and not getattr(target, "takes_gaps", True):
+        raise UsageError(
+            f"a {target.kind} relay publishes every event, as the message numbered by its position: it takes no filters "
+            "(consumers can pick by subject, SUBJECT.TYPE or SUBJECT.CATEGORY)"
+        )
     with RelayLock(store.path, name, on_wait):
         return _relay(store, target, name, filter, batch, follow, retry, poll_interval)
 
