@@ -153,7 +153,9 @@ def relay(
         if not rows and not follow:
             break
         if not rows:
-            _wait_for_appends(store, version, target if connected else None, poll_interval)
+            if not _wait_for_appends(store, version, target if connected else None, poll_interval):
+                target.close()  # the broker went away while there was nothing to publish:
+                connected = False  # the next batch reconnects (a dead connection is never used again)
             continue
         try:
             if not connected:
@@ -187,14 +189,16 @@ def _connect(target: Target, retry: Retry) -> bool:
             retry.wait(e)
 
 
-def _wait_for_appends(store: Store, version: int, target: Target | None, poll_interval: float) -> None:
+def _wait_for_appends(store: Store, version: int, target: Target | None, poll_interval: float) -> bool:
+    "Wait until another connection commits; False (at once) if the target's connection is lost meanwhile."
     while data_version(store) == version:
         if target is not None:
             try:
                 target.idle()
             except BrokerUnavailable:
-                return  # the next publish reconnects
+                return False
         time.sleep(poll_interval)
+    return True
 
 
 def ingest(
