@@ -62,15 +62,12 @@ def show(
     config: ConfigFile = None,
     model: ModelSpec = None,
 ) -> None:
-    """Show one dead letter (exit 4 if there is none with that id).
+    """Show one dead letter in full (exit 4 if there is none with that id).
 
-    A message evt ingest could not store has no position; its payload is shown too.
+    The fields of evt dlq list, then errorDetail (the whole error: a Python handler's traceback, a command's stderr, the failing SQL statement) and the event as evt read prints it. A message evt ingest could not store has no position: the message is shown as payload instead.
     """
     fmt = choose_format(format)
-    (entry,) = queue(db, config, model).get([id])
-    shown = entry.to_dict()
-    if entry.payload is not None:
-        shown["payload"] = entry.payload
+    shown = queue(db, config, model).show(id)
     if fmt == "table":
         emit([{"field": k, "value": v} for k, v in shown.items()], fmt, ("field", "value"))
     else:
@@ -142,10 +139,40 @@ def discard(
 
 
 @dlq_app.command()
-def purge(consumer: Consumer = None, dry_run: DryRun = False, db: Db = None, config: ConfigFile = None, model: ModelSpec = None) -> int:
-    """Delete every dead letter (of --consumer, if given), in every file."""
+def purge(
+    consumer: Consumer = None,
+    dry_run: DryRun = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Purge every consumer's dead letters without asking (needed when stdin is not a terminal).")] = False,
+    db: Db = None,
+    config: ConfigFile = None,
+    model: ModelSpec = None,
+) -> int:
+    """Delete every dead letter (of --consumer, if given), in every file.
+
+    Without --consumer it asks first on a terminal; elsewhere (a script) it needs --yes.
+    """
     q = queue(db, config, model)
     entries = q.entries(consumer)
+    if consumer is None and not dry_run and not yes and not confirmed(entries):
+        say("nothing purged")
+        return 0
     if announce("purge", entries, dry_run):
         q.discard(entries)
     return 0
+
+
+def confirmed(entries: list) -> bool:
+    """Ask on the terminal before purging every consumer's dead letters; a script must say
+    --yes (UsageError, exit 2): a destructive command run unattended does nothing unasked."""
+    consumers = sorted({e.consumer for e in entries})
+    if not sys.stdin.isatty():
+        raise UsageError(
+            f"dlq purge without --consumer deletes the dead letters of every consumer ({plural(len(entries))}): "
+            "pass --yes to confirm, or --consumer NAME to purge one consumer's"
+        )
+    if not entries:
+        return True
+    whose = ", ".join(consumers) if len(consumers) <= 5 else f"{len(consumers)} consumers"
+    sys.stderr.write(f"delete {plural(len(entries))} of {whose}? [y/N] ")
+    sys.stderr.flush()
+    return sys.stdin.readline().strip().lower() in ("y", "yes")

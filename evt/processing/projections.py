@@ -34,7 +34,7 @@ from ..errors import ConfigError, NotFound
 from ..log.envelope import dumps
 from ..model.projections import DeclaredProjection
 from ..model.retry import RetryPolicy
-from .runner import Runner, Target, describe_exception
+from .runner import Runner, Target, describe_exception, user_traceback
 
 SQL_KEYS = {"setup", "on", "target", "max_attempts", "backoff", "on_error"}
 
@@ -74,6 +74,11 @@ class Projection(ABC):
     def atomic(self, plan: list) -> bool:
         "True when a failure can leave no partial writes behind without a savepoint."
         return False
+
+    def detail(self, error: BaseException) -> str | None:
+        "The full error of a failed event: the message and the notes evt added (the SQL statement)."
+        notes = getattr(error, "__notes__", None)
+        return "\n".join([self.describe(error), *notes]) if notes else None
 
     @abstractmethod
     def owned_tables(self) -> list[str]:
@@ -160,20 +165,28 @@ class SqlProjection(Projection):
             "data": row[10],
             "metadata": row[11],
         }
-        for statement in plan:
-            conn.execute(statement, params)
+        execute_plan(conn, plan, params)
 
     def apply_event(self, conn: sqlite3.Connection, plan: list, event) -> None:
         params = event.to_dict()
         params["data"] = dumps(event.data)
         params["metadata"] = dumps(event.metadata)
-        for statement in plan:
-            conn.execute(statement, params)
+        execute_plan(conn, plan, params)
 
     def describe(self, error: BaseException) -> str:
         if isinstance(error, sqlite3.Error):
             return f"{type(error).__name__}: {error}"
         return describe_exception(error)
+
+
+def execute_plan(conn: sqlite3.Connection, plan: list[str], params: dict) -> None:
+    "Run an event's statements; a failing one is named in a note on the error (the dead letter's detail)."
+    for statement in plan:
+        try:
+            conn.execute(statement, params)
+        except sqlite3.Error as e:
+            e.add_note(f"in: {statement}")
+            raise
 
 
 def quote(name: str) -> str:
@@ -294,6 +307,10 @@ class PythonProjection(Projection):
 
     def describe(self, error: BaseException) -> str:
         return describe_exception(error, user_frame(error))
+
+    def detail(self, error: BaseException) -> str | None:
+        "The traceback, from the handler down."
+        return user_traceback(error)
 
 
 def user_frame(error: BaseException) -> str:
