@@ -12,6 +12,8 @@ Measures, in one run (with the same Python that runs this script):
 2. reading all N events: ``evt read --format ndjson`` and ``--format json`` into
    /dev/null, against a baseline loop that selects the rows, decodes data and metadata
    and re-encodes each envelope. Target: >= the baseline's rate; evt's peak RSS <= 80 MiB.
+   The bulk append's peak RSS is reported too (target: <= 150 MiB for 1,000,000 events:
+   run with --events 1000000).
 3. one ``evt append`` per process (median of K runs, into a store of a few events),
    against ``python -c "import sqlite3, json"``. Target: <= 3x.
 4. reading one 10-event stream in the N-event log against the same stream in a tiny
@@ -228,9 +230,14 @@ def bench_bulk_append(work: Path, data: Path, repeat: int, evt: list[str]) -> di
     script = work / "baseline_append.py"
     script.write_text(BASELINE_APPEND)
 
+    peaks: list[int] = []
+
     def evt_cli() -> float:
         remove_store(store)
-        return run(evt + ["append", "--ndjson", str(data), "-q", "--db", str(store)])[0]
+        seconds, rss = run(evt + ["append", "--ndjson", str(data), "-q", "--db", str(store)], rss=True)
+        if rss is not None:
+            peaks.append(rss)
+        return seconds
 
     def evt_api() -> float:
         remove_store(store)
@@ -245,7 +252,9 @@ def bench_bulk_append(work: Path, data: Path, repeat: int, evt: list[str]) -> di
 
     # Interleaved, so that a busy moment on the machine hits evt and the baseline alike;
     # the last evt_cli run leaves the N-event store for the read benchmarks.
-    return interleaved({"baseline": baseline, "api": evt_api, "cli": evt_cli}, repeat)
+    results = interleaved({"baseline": baseline, "api": evt_api, "cli": evt_cli}, repeat)
+    results["cli_rss"] = max(peaks) if peaks else None
+    return results
 
 
 def bench_read_all(work: Path, repeat: int, evt: list[str]) -> dict:
@@ -334,6 +343,11 @@ def report(n: int, bulk: dict, reads: dict, single: dict, stream: dict) -> list[
     for key, label in (("cli", "bulk append: evt append --ndjson"), ("api", "bulk append: Store.write (API)")):
         r = bulk["baseline"] / bulk[key]  # evt rate / baseline rate
         row(label, bulk[key], bulk["baseline"], rate, r, "rate >= 0.75x", r >= 0.75)
+    if bulk["cli_rss"] is None:
+        rows.append(("peak RSS: evt append --ndjson", "?", "", "", "<= 150 MiB at 1,000,000", "install GNU time"))
+    else:
+        mem = bulk["cli_rss"] / MIB
+        rows.append(("peak RSS: evt append --ndjson", f"{mem:.1f} MiB", "", "", "<= 150 MiB at 1,000,000", "yes" if mem <= 150 else "NO"))
     for fmt in ("ndjson", "json"):
         r = reads["baseline"] / reads[fmt]
         row(f"read all: evt read --format {fmt}", reads[fmt], reads["baseline"], rate, r, "rate >= 1x", r >= 1)

@@ -2,7 +2,8 @@
 
 ``evt append`` runs in shell loops, so its common forms are parsed here without
 importing typer or rich (see ``evt.cli.append.parse_fast``); everything else, and
-anything the fast parser does not recognise, goes to the typer app.
+anything the fast parser does not recognise, goes to the typer app. The options
+every command shares may come before the command (``evt.cli.argv``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else list(argv)
+    from .cli.argv import hoist_global_options
+
+    args = hoist_global_options(sys.argv[1:] if argv is None else list(argv))
     if args[:1] == ["append"]:
         from .cli.append import parse_fast, run_append
         from .cli.boundary import guarded

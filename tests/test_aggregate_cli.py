@@ -80,6 +80,40 @@ def test_at_a_revision_past_the_head_is_not_found(bank):
     assert (result.exit_code, result.stderr) == (4, "evt: stream 'account-7' has revisions 1 to 5; there is no revision 6\n")
 
 
+@pytest.mark.parametrize("revision", ["0", "-1"])
+def test_at_revision_zero_is_before_the_stream_not_found_as_in_python(bank, revision):
+    "Revision 0 is the state before the stream's first event: there is none, exit 4 (not a usage error)."
+    from evt import Store, load_model
+    from evt.model.aggregates import RevisionNotFound, get_aggregate, load
+
+    result = bank("aggregate", "account", "account-7", "--at-revision", revision)
+    message = f"revision {revision} is before stream 'account-7': its revisions are 1 to 5"
+    assert (result.exit_code, result.stdout, result.stderr) == (4, "", f"evt: {message}\n")
+    with Store("events.db") as store, pytest.raises(RevisionNotFound) as raised:
+        load(store, get_aggregate(load_model("model.py"), "account"), "account-7", at_revision=int(revision))
+    assert (str(raised.value), raised.value.exit_code) == (message, 4)
+
+
+def test_a_stream_none_of_whose_events_has_a_handler_says_so_on_stderr(bank):
+    bank("append", "order-1", "order.placed", '{"total": 5}', "-q")
+    bank("append", "order-1", "order.shipped", "-q")
+    result = bank("aggregate", "account", "order-1")
+    assert (result.exit_code, result.json()) == (0, [{"owner": None, "balance": 0.0}])
+    assert result.stderr == (
+        "evt: no event of order-1 has a handler in aggregate 'account' (its types: order.placed, order.shipped); "
+        "the state is the initial one\n"
+    )
+    assert bank("aggregate", "account", "account-7").stderr == ""
+
+
+def test_a_handled_stream_back_at_its_initial_state_says_nothing(bank):
+    "The note is about events no handler saw, not about a state that happens to be the initial one."
+    bank("append", "account-8", "account.credited", '{"amount": 5}', "-q")
+    bank("append", "account-8", "account.debited", '{"amount": 5, "reason": "x"}', "-q")
+    result = bank("aggregate", "account", "account-8")
+    assert (result.exit_code, result.json(), result.stderr) == (0, [{"owner": None, "balance": 0.0}], "")
+
+
 def test_bad_time_is_a_usage_error(bank):
     result = bank("aggregate", "account", "account-7", "--at", "yesterday")
     assert result.exit_code == 2
@@ -240,7 +274,8 @@ def test_an_aggregate_that_raises_is_exit_7_naming_the_event(evt):
     evt("append", "--ndjson", "-", "-q", "--model", "model.py", input=ndjson(ACCOUNT_7))
     result = evt("aggregate", "fragile", "account-7", "--model", "model.py")
     assert result.exit_code == 7
-    assert result.stderr == "evt: aggregate 'fragile' raised KeyError: 'amount' on account-7 revision 1 (account.opened)\n"
+    line = next(n for n, text in enumerate(Path("model.py").read_text().splitlines(), 1) if "state[\"n\"] + event.data" in text)
+    assert result.stderr == f"evt: aggregate 'fragile' raised KeyError: 'amount' (model.py, line {line}) on account-7 revision 1 (account.opened)\n"
 
 
 def test_a_function_aggregate_with_dict_state(evt):

@@ -88,7 +88,13 @@ def test_quiet_prints_nothing(evt):
         (["s-1", "a.b", "@missing.json"], "evt: cannot read missing.json: No such file or directory", 2),
         (["s-1"], "evt: append needs STREAM and TYPE (or --ndjson FILE); see evt append --help", 2),
         (["s-1", "a.b", "--bogus"], "evt: No such option: --bogus (see 'evt append --help')", 2),
-        ([" s-1", "a.b"], "evt: stream must be a non-empty string without control characters or surrounding spaces, not ' s-1'", 5),
+        ([" s-1", "a.b"], "evt: stream ' s-1' contains a space: stream names may not contain whitespace", 5),
+        (["order 1", "a.b"], "evt: stream 'order 1' contains a space: stream names may not contain whitespace", 5),
+        (["s-1", "a.b\t"], "evt: type 'a.b\\t' contains whitespace ('\\t'): type names may not contain whitespace", 5),
+        (["s-1\x07", "a.b"], "evt: stream 's-1\\x07' contains the unprintable character '\\x07': stream names must be printable", 5),
+        (["s-1", ""], "evt: type must not be empty", 5),
+        (["s-1", "a.b", '{total:5}'], "evt: DATA is not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1) "
+         """(quote the JSON in single quotes, so the shell keeps it whole with its double quotes: '{"total": 5}')""", 5),
     ],
 )
 def test_bad_input_is_one_line_an_exit_code_and_no_store(evt, tmp_path, args, message, code):
@@ -107,7 +113,7 @@ class TestExpectedRevision:
     def test_zero_means_the_stream_must_not_exist(self, evt):
         assert evt("append", "s-1", "a.b", "--expect", "0", "-q").exit_code == 0
         result = evt("append", "s-1", "a.b", "--expect", "0")
-        assert (result.exit_code, result.stderr) == (3, "evt: stream 's-1' is at revision 1, expected 0\n")
+        assert (result.exit_code, result.stderr) == (3, "evt: stream 's-1' already exists, at revision 1 (expected it not to exist)\n")
         assert count() == 1
 
     def test_a_number_must_match_the_revision(self, evt):
@@ -115,6 +121,13 @@ class TestExpectedRevision:
         assert evt("append", "s-1", "a.b", "--expect", "1").json()[0]["revision"] == 2
         assert evt("append", "s-1", "a.b", "--expect", "1").exit_code == 3
         assert count() == 2
+
+    def test_a_revision_expected_of_a_missing_stream_says_it_does_not_exist(self, evt):
+        result = evt("append", "s-1", "a.b", "--expect", "5")
+        assert (result.exit_code, result.stdout, result.stderr) == (3, "", "evt: stream 's-1' does not exist (expected it at revision 5)\n")
+        evt("append", "s-1", "a.b", "-q")
+        result = evt("append", "s-1", "a.b", "--expect", "5")
+        assert (result.exit_code, result.stderr) == (3, "evt: stream 's-1' is at revision 1, expected 5\n")
 
     def test_exists(self, evt):
         result = evt("append", "s-1", "a.b", "--expect", "exists")
@@ -142,6 +155,37 @@ class TestIdempotency:
         assert other_stream.exit_code == 3
         assert count() == 1
 
+    @pytest.mark.parametrize(
+        "option",
+        [
+            ["--schema-version", "2"],
+            ["--source", "billing"],
+            ["--correlation-id", "req-2"],
+            ["--causation-id", "cmd-2"],
+            ["--meta", "user=bob"],
+        ],
+    )
+    def test_every_field_the_writer_gives_is_content(self, evt, option):
+        "The same id with another version, source, correlation, causation or metadata is another event: exit 3."
+        given = ["--source", "shop", "--correlation-id", "req-1", "--causation-id", "cmd-1", "--meta", "user=ann"]
+        evt("append", "s-1", "a.b", '{"x": 1}', "--id", "k1", "-q", *given)
+        assert evt("append", "s-1", "a.b", '{"x": 1}', "--id", "k1", *given).exit_code == 0  # a re-run: the same event
+        changed = dict(zip(given[::2], given[1::2])) | {option[0]: option[1]}
+        result = evt("append", "s-1", "a.b", '{"x": 1}', "--id", "k1", *[x for kv in changed.items() for x in kv])
+        assert (result.exit_code, result.stderr) == (
+            3, "evt: event id 'k1' is already stored (position 1, stream 's-1', type 'a.b') with other content\n"
+        )
+        assert count() == 1
+
+    def test_a_timestamp_is_content_only_when_it_is_given(self, evt):
+        "A re-run stamped anew by the store is the same event; an import giving another time is not."
+        line = '{"stream": "s-1", "type": "a.b", "id": "k1", "data": {}, "timestamp": "2026-01-01T00:00:00Z"}'
+        evt("append", "--ndjson", "-", "-q", input=line)
+        assert evt("append", "s-1", "a.b", "--id", "k1").exit_code == 0
+        assert evt("append", "--ndjson", "-", "-q", input=line.replace("00:00:00Z", "00:00:00.000000+00:00")).exit_code == 0
+        assert evt("append", "--ndjson", "-", "-q", input=line.replace("2026-01-01", "2026-01-02")).exit_code == 3
+        assert count() == 1
+
     @pytest.mark.parametrize("other", ['{"x": true}', '{"x": [1]}', '{"x": 1, "y": null}', '{"x": "1"}'])
     def test_true_is_not_1(self, evt, other):
         evt("append", "s-1", "a.b", '{"x": 1}', "--id", "k1", "-q")
@@ -165,6 +209,13 @@ class TestNdjson:
         assert result.exit_code == 0, result.stderr
         stored = result.json()[0]
         assert (stored["version"], stored["metadata"], stored["source"]) == (1, {}, None)
+
+    def test_a_line_without_data_means_an_empty_object_as_a_single_append_does(self, evt):
+        lines = '{"stream": "s-1", "type": "a.b"}\n{"stream": "s-1", "type": "a.b", "data": null}\n'
+        result = evt("append", "--ndjson", "-", input=lines)
+        assert result.exit_code == 0, result.stderr
+        single = evt("append", "s-1", "a.b")
+        assert [e["data"] for e in result.json() + single.json()] == [{}, {}, {}]
 
     def test_a_batch_is_stored_in_order_and_printed(self, evt, tmp_path):
         lines = [envelope("s-1", data={"n": 1}), "", envelope("s-2", data={"n": 2}), envelope("s-1", data={"n": 3})]
@@ -192,8 +243,9 @@ class TestNdjson:
     @pytest.mark.parametrize(
         "bad, message",
         [
-            ("{not json", "evt: line 2: invalid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
-            ('{"stream": "s-1", "type": "a.b"}', "evt: line 2: missing field 'data'"),
+            ("{not json", "evt: line 2: invalid JSON at column 2: Expecting property name enclosed in double quotes"),
+            ('{"stream": "s-1", "data": {}}', "evt: line 2: missing field 'type'"),
+            ('{"stream": "s 1", "type": "a.b"}', "evt: line 2: stream 's 1' contains a space: stream names may not contain whitespace"),
             ('{"stream": "s-1", "type": "a.b", "data": 5}', "evt: line 2: data must be a JSON object, not int"),
             ('{"stream": "s-1", "type": "a.b", "data": {}, "correlation_id": "x"}', "evt: line 2: unknown field 'correlation_id' (allowed: causationId, correlationId, data, expectedRevision, id, metadata, position, revision, source, stream, timestamp, type, version)"),
             ('{"stream": "s-1", "type": "a.b", "data": {}, "timestamp": "yesterday"}', "evt: line 2: timestamp 'yesterday' is not RFC 3339"),

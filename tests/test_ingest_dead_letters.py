@@ -40,7 +40,7 @@ def test_retry_appends_the_message_and_clears_the_entry(evt):
     assert again.exit_code == 7
     assert again.stderr.splitlines()[1] == (
         "evt: dead letter 1 (redis://127.0.0.1:6379/0#events, a message ingest could not store) failed again: "
-        "invalid JSON: Expecting value: line 1 column 1 (char 0)"
+        "invalid JSON at column 1: Expecting value"
     )
     assert [e["attempts"] for e in evt("dlq", "list").json()] == [2]
 

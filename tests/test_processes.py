@@ -143,7 +143,7 @@ def test_a_failing_writer_on_a_new_store_loses_no_one_elses_events(tmp_path):
     conn = sqlite3.connect(tmp_path / "events.db")
     assert conn.execute("SELECT count(*), max(position) FROM events").fetchone() == (6, 6)
     conn.close()
-    assert sorted(os.listdir(tmp_path)) == ["events.db"]
+    assert sorted(os.listdir(tmp_path)) == ["events.db", "events.db-lock"]  # -lock: the writers' queue
 
 
 def test_kill_9_in_the_middle_of_a_batch_writes_all_or_nothing(evt_proc, tmp_path):

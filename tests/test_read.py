@@ -130,8 +130,8 @@ def test_a_table_too_wide_for_the_terminal_cuts_the_data_column_and_keeps_the_ot
     lines = evt("read", "--format", "table").stdout.splitlines()
     assert lines[0].split() == ["pos", "stream", "rev", "type", "v", "timestamp", "data"]
     assert lines[1].split()[:5] == ["1", "s-1", "1", "t.x", "1"]
-    assert lines[1].endswith('{"pad":"' + 'x' * 15 + '…')
-    assert [len(line) for line in lines] == [80, 80]
+    assert lines[1].endswith('{"pad":"' + 'x' * 22 + '…')
+    assert [len(line) for line in lines] == [len("pos  stream  rev  type  v  timestamp             data"), 80]
 
 
 def test_bounds_and_limits_beyond_64_bits_mean_no_bound(evt):
@@ -209,3 +209,23 @@ def test_an_age_older_than_any_time_means_the_beginning(evt):
     assert positions(evt("read", "--since", "99999999999999999999d")) == [1, 2, 3, 4, 5, 6]
     assert positions(evt("read", "--until", "700000d")) == []  # year 0110: before every event
     assert evt("read", "--since", "５d").exit_code == 2  # ages are ASCII digits
+
+
+def test_exact_types_match_names_that_hold_glob_characters(evt, tmp_path):
+    "A type holding '*', '?' or '[' is matched as it is with --exact-type (and Filter(exact_types=…))."
+    batch = "\n".join(
+        json.dumps({"stream": "odd-1", "type": t, "data": {}})
+        for t in ("price.set", "price.*", "price.[eu]", "price.?", "price.e")
+    )
+    assert evt("append", "--ndjson", "-", "-q", input=batch).exit_code == 0
+    assert positions(evt("read", "--type", "price.*")) == [1, 2, 3, 4, 5]  # a glob: everything
+    assert positions(evt("read", "--exact-type", "price.*")) == [2]
+    assert positions(evt("read", "--exact-type", "price.[eu]")) == [3]
+    assert positions(evt("read", "--exact-type", "price.?", "--exact-type", "price.e")) == [4, 5]
+    assert positions(evt("read", "--exact-type", "price.[eu]", "--type", "*.set")) == [1, 3]
+    assert positions(evt("tail", "-n", "5", "--exact-type", "price.?")) == [4]
+    from evt import Filter, Store
+
+    with Store(tmp_path / "events.db", create=False) as store:
+        assert [e.position for e in store.read(Filter(exact_types=["price.*"]))] == [2]
+        assert [e.position for e in store.read(Filter(types=["price.[eu]"]))] == [5]  # the glob matches 'price.e'

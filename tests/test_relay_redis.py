@@ -149,7 +149,7 @@ def test_bad_messages_become_dead_letters_and_are_acknowledged(evt, redis_broker
     conflicting = dict(ENVELOPES[0], data={"other": True})
     client.xadd(key, {"envelope": "not json"})
     client.xadd(key, {"type": "x"})
-    client.xadd(key, {"envelope": json.dumps({"stream": "s", "type": "t"})})
+    client.xadd(key, {"envelope": json.dumps({"stream": "s", "data": {}})})
     client.xadd(key, {"envelope": json.dumps(conflicting)})
     client.xadd(key, {"envelope": json.dumps(ENVELOPES[1])})
     r = evt("ingest", REDIS_URL, "--key", key, "--group", "g", "--db", "b.db", "--wait", "0.1")
@@ -159,13 +159,13 @@ def test_bad_messages_become_dead_letters_and_are_acknowledged(evt, redis_broker
     assert [(c, p, a) for c, p, _, a in rows] == [
         (name, "not json", 1),
         (name, '{"type":"x"}', 1),
-        (name, json.dumps({"stream": "s", "type": "t"}), 1),
+        (name, json.dumps({"stream": "s", "data": {}}), 1),
         (name, json.dumps(conflicting), 1),
     ]
     assert [e for _, _, e, _ in rows] == [
         "not JSON: Expecting value: line 1 column 1 (char 0)",
         "the entry has no 'envelope' field",
-        "not an evt envelope: missing field 'data'",
+        "not an evt envelope: missing field 'type'",
         "event id 'e-1' is already stored (position 1, stream 'order-ord_1', type 'order.placed') with other content",
     ]
     assert [e["id"] for e in evt("read", "--db", "b.db").json()] == ["e-1", "e-2"]

@@ -36,10 +36,10 @@ def test_list_schemas_as_a_table(evt, model_file):
     lines = [line.rstrip() for line in evt("schema", "--model", model_file, "--format", "table").lines]
     assert lines == [
         "type              version  schema      fields",
-        'account.credited  1        Credited    ["amount"]',
-        'account.credited  2        CreditedV2  ["amount","currency"]',
-        'account.debited   1        Debited     ["amount","reason"]',
-        'account.opened    1        Opened      ["owner"]',
+        'account.credited        1  Credited    ["amount"]',
+        'account.credited        2  CreditedV2  ["amount","currency"]',
+        'account.debited         1  Debited     ["amount","reason"]',
+        'account.opened          1  Opened      ["owner"]',
     ]
 
 

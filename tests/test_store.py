@@ -132,7 +132,7 @@ def test_the_first_append_publishes_a_complete_store(tmp_path):
     store, positions = Store.write_creating(tmp_path / "events.db", [NewEvent("s-1", "t.x"), NewEvent("s-2", "t.y")])
     store.close()
     assert positions == [1, 2]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["events.db"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["events.db"]  # no staging file left (the lock file comes with the next write)
     conn = sqlite3.connect(tmp_path / "events.db")
     assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     assert conn.execute("SELECT stream, revision FROM events ORDER BY position").fetchall() == [("s-1", 1), ("s-2", 1)]
@@ -158,17 +158,17 @@ def test_a_store_created_by_another_writer_meanwhile_keeps_both_batches(tmp_path
         ("s-2", 1, "t.x", False),
     ]
     store.close()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["events.db"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["events.db", "events.db-lock"]
 
 
 def test_expected_revisions_are_checked_again_against_a_store_created_meanwhile(tmp_path):
     path = tmp_path / "events.db"
     mine = [NewEvent("s-9", "t.x"), NewEvent("s-1", "t.x", expected=0)]
-    with pytest.raises(WrongExpectedRevision, match="'s-1' is at revision 1, expected 0"):
+    with pytest.raises(WrongExpectedRevision, match="'s-1' already exists, at revision 1 \\(expected it not to exist\\)"):
         Store.write_creating(path, creating_meanwhile(path, mine, [NewEvent("s-1", "t.other")]))
     with Store(path) as store:
         assert [e.type for e in store.read()] == ["t.other"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["events.db"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["events.db", "events.db-lock"]
 
 
 def test_an_interrupt_after_the_store_closed_is_still_the_interrupt(tmp_path):

@@ -241,9 +241,9 @@ def test_status_as_a_table(evt, store):
     r = evt("upcast", "status", "--format", "table")
     assert [line.rstrip() for line in r.lines] == [
         "type           versions      latest  pending",
-        "cart.opened    v1: 1         3       1",
-        "order.placed   v1: 1, v2: 1  2       1",
-        "order.shipped  v1: 1         1       0",
+        "cart.opened    v1: 1              3        1",
+        "order.placed   v1: 1, v2: 1       2        1",
+        "order.shipped  v1: 1              1        0",
     ]
 
 
@@ -314,7 +314,7 @@ def test_dry_run_finds_a_failing_upcaster(evt, store):
 def test_dry_run_as_a_table(evt, store):
     r = evt("upcast", "run", "--dry-run", "--sample", "1", "--format", "table")
     lines = [line.rstrip() for line in r.lines]
-    assert "cart.opened v1   order.opened v3  1" in lines
+    assert "cart.opened v1   order.opened v3       1" in lines
     assert lines[-3:] == [
         "position 3 (cart-3 revision 1): cart.opened v1 -> order.opened v3",
         '  before: {"cartId":"3"}',
@@ -500,7 +500,7 @@ def test_a_failing_upcaster_halfway_changes_nothing_in_place(evt, failing):
     assert (r.exit_code, r.stdout) == (5, "")
     assert r.stderr.splitlines()[-1] == "evt: cannot upcast the event at position 15001 (order.placed v1): upcaster order.placed v1 raised ValueError: cannot read this order"
     assert dump_events("events.db") == before
-    assert sorted(name for name in os.listdir(failing) if name not in ("events.db-wal", "events.db-shm")) == ["events.db", "evt.toml", "model.py"]  # backup removed
+    assert sorted(name for name in os.listdir(failing) if name not in ("events.db-wal", "events.db-shm", "events.db-lock")) == ["events.db", "evt.toml", "model.py"]  # backup removed
     conn = sqlite3.connect("events.db", isolation_level=None)
     assert conn.execute("SELECT count(*) FROM evt_upcast_runs").fetchone() == (0,)
     with pytest.raises(sqlite3.IntegrityError, match="append-only"):

@@ -133,16 +133,28 @@ def read_argument(text: str) -> bytes:
     return text.encode()
 
 
-def parse_object(text: str | bytes, what: str) -> dict:
+QUOTE_HINT = """quote the JSON in single quotes, so the shell keeps it whole with its double quotes: '{"total": 5}'"""
+
+
+def parse_object(text: str | bytes, what: str, typed: bool = False) -> dict:
+    "A JSON object given by the user; ``typed``: on the command line, where the shell may have eaten its quotes."
     from ..log.envelope import parse_json
 
     try:
         value = parse_json(text)
     except (ValueError, RecursionError) as e:
-        raise InvalidInput(f"{what} is not valid JSON: {e}") from None
+        hint = f" ({QUOTE_HINT})" if typed and _quotes_eaten(text) else ""
+        raise InvalidInput(f"{what} is not valid JSON: {e}{hint}") from None
     if not isinstance(value, dict):
         raise InvalidInput(f"{what} must be a JSON object, not {type(value).__name__}")
     return value
+
+
+def _quotes_eaten(text: str | bytes) -> bool:
+    "{total: 5} or {total:5}: what the shell leaves of unquoted JSON."
+    body = text.decode(errors="replace") if isinstance(text, bytes) else text
+    body = body.strip()
+    return body.startswith("{") and ":" in body and '"' not in body
 
 
 def single_event(req: AppendRequest):
@@ -150,8 +162,9 @@ def single_event(req: AppendRequest):
 
     if req.stream is None or req.type is None:
         raise UsageError("append needs STREAM and TYPE (or --ndjson FILE); see evt append --help")
-    data = parse_object(read_argument(req.data), "DATA") if req.data is not None else {}
-    metadata = parse_object(req.metadata, "--metadata") if req.metadata is not None else {}
+    typed = req.data not in (None, "-") and not req.data.startswith("@")
+    data = parse_object(read_argument(req.data), "DATA", typed) if req.data is not None else {}
+    metadata = parse_object(req.metadata, "--metadata", typed=True) if req.metadata is not None else {}
     for item in req.meta:
         key, eq, value = item.partition("=")
         if not eq or not key:
@@ -210,8 +223,8 @@ def run_append(req: AppendRequest) -> int:
 
 def print_events(store, positions: list[int], requested: str | None) -> None:
     from .output import (
-        ENVELOPE_COLUMNS,
         choose_format,
+        envelope_layout,
         envelope_row,
         print_table,
         write_json_lines,
@@ -219,6 +232,6 @@ def print_events(store, positions: list[int], requested: str | None) -> None:
 
     fmt = choose_format(requested)
     if fmt == "table":
-        print_table((envelope_row(e) for e in store.events_at(positions, raw=True)), ENVELOPE_COLUMNS)
+        print_table((envelope_row(e) for e in store.events_at(positions, raw=True)), envelope_layout(max(positions, default=0)))
     else:
         write_json_lines(store.json_at(positions, raw=True), fmt)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import sys
+import time
+from typing import Callable
 
 from ..config import Config
-from ..errors import ConfigError
+from ..errors import ConfigError, StoreMissing
 from ..log.store import Store
 
 
@@ -48,6 +51,26 @@ class Context:
     def open(self, *, create: bool = False, with_model: bool = True) -> Store:
         "The store; read commands never create one (``create=False``)."
         return Store(self.db_path, create=create, **self._options(with_model))
+
+    def open_when_created(self, idle: Callable[[], None] | None = None, poll_interval: float = 0.05) -> tuple[Store, bool]:
+        """The store, waiting for the first append to create it if there is none yet.
+
+        Returns the store and whether it had to wait (then every event in it is new).
+        ``idle`` is called once per poll interval while waiting (it may raise to stop).
+        """
+        try:
+            return self.open(), False
+        except StoreMissing:
+            sys.stderr.write(f"evt: no store at {self.db_path} yet; waiting for the first append (Ctrl-C to stop)\n")
+            sys.stderr.flush()
+        while True:
+            if idle is not None:
+                idle()
+            time.sleep(poll_interval)
+            try:
+                return self.open(), True
+            except StoreMissing:
+                pass
 
     def _options(self, with_model: bool = True) -> dict:
         return {

@@ -8,21 +8,30 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import HandlerFailed, UsageError
+from .command import EvtCommand
 from .context import Context
 from .options import ConfigFile, Db, Format, ModelSpec
-from .output import choose_format, emit
+from .output import Layout, choose_format, emit
 
-COLUMNS = ("id", "consumer", "position", "eventId", "type", "error", "attempts", "firstFailedAt", "lastFailedAt")
+# id (for show, retry, discard), consumer and position are never left out; the error
+# takes the room that is left; a narrow terminal loses the event id and times first.
+COLUMNS = Layout(
+    "id", "consumer", "position", "eventId", "type", "error", "attempts", "firstFailedAt", "lastFailedAt",
+    keys=("id", "consumer", "position"), flex=("error",),
+    drop=("eventId", "firstFailedAt", "attempts", "type", "lastFailedAt"),
+)
 
-Consumer = Annotated[Optional[str], typer.Option("--consumer", help="Only this projection's or consumer's dead letters.", show_default=False)]
+Consumer = Annotated[Optional[str], typer.Option("--consumer", metavar="NAME", help="Only this projection's or consumer's dead letters.", show_default=False)]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Show what would be touched; change nothing.")]
 All = Annotated[bool, typer.Option("--all", help="Every dead letter (of --consumer, if given).")]
-Ids = Annotated[Optional[list[int]], typer.Argument(help="Dead-letter ids (evt dlq list shows them).", show_default=False)]
+Ids = Annotated[Optional[list[int]], typer.Argument(metavar="ID", help="Dead-letter ids (evt dlq list shows them).", show_default=False)]
 
 dlq_app = typer.Typer(
     rich_markup_mode=None,  # help text as written: [brackets] are not markup
     help="The dead letters of projections and consumers: list, show, retry, discard, purge.",
+    short_help="Dead letters: list, show, retry, discard, purge.",
     no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
@@ -47,16 +56,16 @@ def plural(n: int) -> str:
     return f"{n} dead letter{'' if n == 1 else 's'}"
 
 
-@dlq_app.command("list")
+@dlq_app.command("list", cls=EvtCommand)
 def list_(consumer: Consumer = None, format: Format = None, db: Db = None, config: ConfigFile = None, model: ModelSpec = None) -> None:
     """List dead letters, oldest event first."""
     fmt = choose_format(format)
     emit((e.to_dict() for e in queue(db, config, model).entries(consumer)), fmt, COLUMNS)
 
 
-@dlq_app.command()
+@dlq_app.command(cls=EvtCommand)
 def show(
-    id: Annotated[int, typer.Argument(help="The dead letter's id.", show_default=False)],
+    id: Annotated[int, typer.Argument(metavar="ID", help="The dead letter's id.", show_default=False)],
     format: Format = None,
     db: Db = None,
     config: ConfigFile = None,
@@ -92,7 +101,7 @@ def announce(verb: str, entries: list, dry_run: bool) -> bool:
     return True
 
 
-@dlq_app.command()
+@dlq_app.command(cls=EvtCommand)
 def retry(
     ids: Ids = None,
     all: All = False,
@@ -102,7 +111,7 @@ def retry(
     config: ConfigFile = None,
     model: ModelSpec = None,
 ) -> int:
-    """Run the handler as it is now on dead letters' events; clear each that succeeds.
+    """Run the handler again on dead letters; clear each that succeeds.
 
     Exit 7 if any fails again (its attempts and error are updated).
     """
@@ -120,7 +129,7 @@ def retry(
     return 0
 
 
-@dlq_app.command()
+@dlq_app.command(cls=EvtCommand)
 def discard(
     ids: Ids = None,
     all: All = False,
@@ -138,7 +147,7 @@ def discard(
     return 0
 
 
-@dlq_app.command()
+@dlq_app.command(cls=EvtCommand)
 def purge(
     consumer: Consumer = None,
     dry_run: DryRun = False,
@@ -147,9 +156,9 @@ def purge(
     config: ConfigFile = None,
     model: ModelSpec = None,
 ) -> int:
-    """Delete every dead letter (of --consumer, if given), in every file.
+    """Delete every dead letter (of --consumer, if given).
 
-    Without --consumer it asks first on a terminal; elsewhere (a script) it needs --yes.
+    Dead letters are kept in every file projections write to; purge clears them all. Without --consumer it asks first on a terminal; elsewhere (a script) it needs --yes.
     """
     q = queue(db, config, model)
     entries = q.entries(consumer)

@@ -10,12 +10,14 @@ from ..log.envelope import dumps
 from ..log.filters import Filter
 from ..log.timestamps import parse_time_bound
 from .append import AppendRequest, run_append
+from .command import EvtCommand
 from .context import Context
 from .options import (
     Category,
     ConfigFile,
     Correlation,
     Db,
+    ExactTypes,
     Format,
     From,
     ModelSpec,
@@ -24,39 +26,50 @@ from .options import (
     To,
     Types,
     Until,
+    at_least,
 )
 from .output import (
-    ENVELOPE_COLUMNS,
+    Layout,
+    TableWriter,
     choose_format,
     emit,
     end_if_nobody_reads,
+    envelope_layout,
     envelope_row,
+    human_size,
+    natural_key,
     print_table,
     write_json_lines,
 )
 
 
+STREAM_COLUMNS = Layout(
+    "stream", "category", "revision", "firstTimestamp", "lastTimestamp",
+    keys=("stream",), flex=(), drop=("category", "firstTimestamp", "lastTimestamp", "revision"),
+)
+
+
 def register(app: typer.Typer) -> None:
-    app.command()(append)
-    app.command()(read)
-    app.command()(tail)
-    app.command()(streams)
-    app.command()(stats)
+    app.command(cls=EvtCommand)(append)
+    app.command(cls=EvtCommand)(read)
+    app.command(cls=EvtCommand)(tail)
+    app.command(cls=EvtCommand)(streams)
+    app.command(cls=EvtCommand)(stats)
 
 
 def append(
-    stream: Annotated[Optional[str], typer.Argument(help="The stream, e.g. order-ord_123.", show_default=False)] = None,
-    type: Annotated[Optional[str], typer.Argument(help="The event type, e.g. order.placed.", show_default=False)] = None,
-    data: Annotated[Optional[str], typer.Argument(help="A JSON object, @FILE, or - for stdin (default: {}).", show_default=False)] = None,
-    ndjson: Annotated[Optional[str], typer.Option("--ndjson", help="Append a batch: one envelope per line from FILE (- for stdin), all or nothing.", show_default=False)] = None,
-    id: Annotated[Optional[str], typer.Option("--id", help="The event id (an idempotency key); default: a new time-ordered id.", show_default=False)] = None,
-    schema_version: Annotated[int, typer.Option("--schema-version", help="The schema version of DATA.")] = 1,
-    source: Annotated[Optional[str], typer.Option("--source", help="The originating service.", show_default=False)] = None,
-    correlation_id: Annotated[Optional[str], typer.Option("--correlation-id", help="The request chain's id.", show_default=False)] = None,
-    causation_id: Annotated[Optional[str], typer.Option("--causation-id", help="The id of what caused this event.", show_default=False)] = None,
-    meta: Annotated[Optional[list[str]], typer.Option("--meta", help="A metadata entry KEY=VALUE; repeatable.", show_default=False)] = None,
-    metadata: Annotated[Optional[str], typer.Option("--metadata", help="Metadata as a JSON object.", show_default=False)] = None,
-    expect: Annotated[str, typer.Option("--expect", help="The stream's expected revision: N (0: must not exist), any, exists.")] = "any",
+    stream: Annotated[Optional[str], typer.Argument(metavar="STREAM", help="The stream, e.g. order-ord_123 (no whitespace).", show_default=False)] = None,
+    type: Annotated[Optional[str], typer.Argument(metavar="TYPE", help="The event type, e.g. order.placed (no whitespace).", show_default=False)] = None,
+    data: Annotated[Optional[str], typer.Argument(metavar="DATA", help="A JSON object in quotes ('{\"total\": 5}'), @FILE, or - for stdin (default: {}).", show_default=False)] = None,
+    ndjson: Annotated[Optional[str], typer.Option("--ndjson", metavar="FILE", help="Append a batch: one envelope per line from FILE (- for stdin), all or nothing.", show_default=False)] = None,
+    id: Annotated[Optional[str], typer.Option("--id", metavar="ID", help="The event id (an idempotency key); default: a new time-ordered id.", show_default=False)] = None,
+    schema_version: Annotated[int, typer.Option("--schema-version", metavar="N", help="The schema version of DATA.")] = 1,
+    source: Annotated[Optional[str], typer.Option("--source", metavar="NAME", help="The originating service.", show_default=False)] = None,
+    correlation_id: Annotated[Optional[str], typer.Option("--correlation-id", metavar="ID", help="The request chain's id.", show_default=False)] = None,
+    causation_id: Annotated[Optional[str], typer.Option("--causation-id", metavar="ID", help="The id of what caused this event.", show_default=False)] = None,
+    meta: Annotated[Optional[list[str]], typer.Option("--meta", metavar="KEY=VALUE", help="A metadata entry; repeatable.", show_default=False)] = None,
+    metadata: Annotated[Optional[str], typer.Option("--metadata", metavar="JSON", help="Metadata as a JSON object.", show_default=False)] = None,
+    expect: Annotated[str, typer.Option("--expect", metavar="REVISION", help="The stream's expected revision: N (0: must not exist), any, exists.")] = "any",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing.")] = False,
     no_validate: Annotated[bool, typer.Option("--no-validate", help="Skip schema validation (trusted imports).")] = False,
     format: Format = None,
@@ -64,9 +77,10 @@ def append(
     config: ConfigFile = None,
     model: ModelSpec = None,
 ) -> int:
-    """Append events to a stream; print what was stored.
+    """Append an event (or an NDJSON batch); print what was stored.
 
-    One call is one transaction: all of its events or none.
+    One call is one transaction: all of its events or none. Quote DATA for the shell:
+    evt append order-1 order.placed '{"total": 5}'.
     """
     return run_append(
         AppendRequest(
@@ -103,6 +117,7 @@ def build_filter(
     end: int | None = None,
     limit: int | None = None,
     backwards: bool = False,
+    exact_types: list[str] | None = None,
 ) -> Filter:
     return Filter(
         stream=stream,
@@ -115,26 +130,28 @@ def build_filter(
         end=end,
         limit=limit,
         backwards=backwards,
+        exact_types=exact_types or (),
     )
 
 
 def print_envelopes(store, filter: Filter, fmt: str, raw: bool) -> None:
     if fmt == "table":
-        print_table((envelope_row(e) for e in store.read(filter, raw=raw)), ENVELOPE_COLUMNS)
+        print_table((envelope_row(e) for e in store.read(filter, raw=raw)), envelope_layout(store.head()))
     else:
         write_json_lines(store.read_json(filter, raw=raw), fmt)
 
 
 def read(
-    stream: Annotated[Optional[str], typer.Argument(help="Read one stream (default: the whole log).", show_default=False)] = None,
+    stream: Annotated[Optional[str], typer.Argument(metavar="STREAM", help="Read one stream (default: the whole log).", show_default=False)] = None,
     category: Category = None,
     type: Types = None,
+    exact_type: ExactTypes = None,
     correlation_id: Correlation = None,
     since: Since = None,
     until: Until = None,
     from_: From = None,
     to: To = None,
-    limit: Annotated[Optional[int], typer.Option("--limit", min=0, help="At most N events.", show_default=False)] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", "-n", metavar="N", callback=at_least(0), help="At most N events.", show_default=False)] = None,
     backwards: Annotated[bool, typer.Option("--backwards", help="Newest first.")] = False,
     raw: Raw = False,
     format: Format = None,
@@ -142,19 +159,23 @@ def read(
     config: ConfigFile = None,
     model: ModelSpec = None,
 ) -> None:
-    """Print events: the whole log or one stream, filtered. Bounds are inclusive."""
+    """Print events: the whole log or one stream, filtered.
+
+    Bounds are inclusive. On a terminal, a table; --format json or ndjson for every field.
+    """
     ctx = Context(db, config, model)
     fmt = choose_format(format)
-    filter = build_filter(stream, category, type, correlation_id, since, until, from_, to, limit, backwards)
+    filter = build_filter(stream, category, type, correlation_id, since, until, from_, to, limit, backwards, exact_type)
     print_envelopes(ctx.open(), filter, fmt, raw)
 
 
 def tail(
-    stream: Annotated[Optional[str], typer.Argument(help="Tail one stream (default: the whole log).", show_default=False)] = None,
-    n: Annotated[int, typer.Option("-n", "--lines", min=0, help="How many of the last events to print.")] = 10,
+    stream: Annotated[Optional[str], typer.Argument(metavar="STREAM", help="Tail one stream (default: the whole log).", show_default=False)] = None,
+    n: Annotated[int, typer.Option("-n", "--lines", metavar="N", callback=at_least(0), help="How many of the last events to print.")] = 10,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new events as they are appended, until interrupted.")] = False,
     category: Category = None,
     type: Types = None,
+    exact_type: ExactTypes = None,
     correlation_id: Correlation = None,
     raw: Raw = False,
     format: Format = None,
@@ -162,21 +183,31 @@ def tail(
     config: ConfigFile = None,
     model: ModelSpec = None,
 ) -> None:
-    """Print the last N events; with -f, keep following the log."""
+    """Print the last N events; with -f, keep following the log.
+
+    With -f, a stream or a store that does not exist yet is waited for.
+    """
     ctx = Context(db, config, model)
     fmt = choose_format(format)
-    store = ctx.open()
-    filter = build_filter(stream, category, type, correlation_id)
-    if follow and stream is not None and not store.stream_revision(stream):
-        last = []  # following a stream that does not exist yet: wait for it
+    filter = build_filter(stream, category, type, correlation_id, exact_types=exact_type)
+    if follow:  # a store that does not exist yet is waited for, as a stream is
+        store, created = ctx.open_when_created(idle=end_if_nobody_reads)
+    else:
+        store, created = ctx.open(), False
+    if created:
+        last, after = [], 0  # every event of a store that appeared while waiting is new
+    elif follow and stream is not None and not store.stream_revision(stream):
+        last, after = [], store.head()  # following a stream that does not exist yet: wait for it
     else:
         last = list(store.read(filter.replace(limit=n, backwards=True), raw=raw))[::-1]
-    after = last[-1].position if last else store.head()
-    if fmt == "table":
-        print_table((envelope_row(e) for e in last), ENVELOPE_COLUMNS)
+        after = last[-1].position if last else store.head()
+    if fmt == "table":  # one table, its widths set by the first rows, however long it follows
+        head = store.head()  # following, positions grow: room for five digits from the start
+        table = TableWriter(envelope_layout(head).with_widths(pos=max(len(str(head)), 5)))
+        table.write([envelope_row(e) for e in last])
         if follow:
             for event in store.follow(filter, after=after, raw=raw, idle=end_if_nobody_reads):
-                print_table([envelope_row(event)], ENVELOPE_COLUMNS, header=False)
+                table.write([envelope_row(event)])
         return
     lines = [e.to_json() for e in last]
     if follow:
@@ -192,9 +223,17 @@ def streams(
     db: Db = None,
     config: ConfigFile = None,
 ) -> None:
-    """List streams: name, category, revision, first and last timestamp."""
+    """List streams: name, category, revision, first and last time.
+
+    A table sorts names as people do (account-2 before account-10); JSON and NDJSON
+    list them in plain string order (account-10 before account-2), as SQLite sorts.
+    """
     ctx = Context(db, config)
-    emit(ctx.open(with_model=False).streams(category), choose_format(format))
+    rows = ctx.open(with_model=False).streams(category)
+    fmt = choose_format(format)
+    if fmt == "table":  # for people: account-2 before account-10
+        rows = sorted(rows, key=lambda row: natural_key(row["stream"]))
+    emit(rows, fmt, STREAM_COLUMNS)
 
 
 def stats(
@@ -202,14 +241,14 @@ def stats(
     db: Db = None,
     config: ConfigFile = None,
 ) -> None:
-    """Summarise the store: counts by type and version, positions, file size."""
+    """Summarise the store: counts by type and version, file size."""
     ctx = Context(db, config)
     summary = ctx.open(with_model=False).stats()
     fmt = choose_format(format)
     if fmt != "table":
         write_json_lines([dumps(summary)], "ndjson")  # one object, in either JSON format
         return
-    rows = [{"key": k, "value": v} for k, v in summary.items() if k != "types"]
+    rows = [{"key": k, "value": human_size(v) if k == "fileSize" else v} for k, v in summary.items() if k != "types"]
     print_table(rows, ("key", "value"), title="store")
     types = [
         {"type": t, "count": info["count"], "versions": ", ".join(f"v{v}: {n}" for v, n in info["versions"].items())}

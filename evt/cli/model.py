@@ -10,27 +10,28 @@ import typer
 from ..errors import UsageError
 from ..log.envelope import dumps
 from ..log.timestamps import parse_time_bound
+from .command import EvtCommand
 from .context import Context
-from .options import ConfigFile, Db, Format, ModelSpec
-from .output import choose_format, console, emit, write_json_lines
+from .options import ConfigFile, Db, Format, ModelSpec, at_least
+from .output import Layout, choose_format, console, emit, write_json_lines
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(schema)
-    app.command(no_args_is_help=True)(aggregate)
+    app.command(cls=EvtCommand)(schema)
+    app.command(cls=EvtCommand, no_args_is_help=True)(aggregate)
 
 
 # -- evt schema -------------------------------------------------------------------
 
 
 def schema(
-    type: Annotated[Optional[str], typer.Argument(help="Print this event type's JSON Schema (without it: list every type and version).", show_default=False)] = None,
-    version: Annotated[Optional[int], typer.Option("--version", min=1, help="The schema version to print (default: the highest registered).", show_default=False)] = None,
+    type: Annotated[Optional[str], typer.Argument(metavar="TYPE", help="Print this event type's JSON Schema (without it: list every type and version).", show_default=False)] = None,
+    version: Annotated[Optional[int], typer.Option("--version", metavar="N", callback=at_least(1), help="The schema version to print (default: the highest registered).", show_default=False)] = None,
     format: Format = None,
     config: ConfigFile = None,
     model: ModelSpec = None,
 ) -> None:
-    """List the model's event schemas, or print one type's JSON Schema."""
+    """List the model's schemas, or print one type's JSON Schema."""
     from ..model.schemas import json_schema, list_schemas
 
     registry = Context(None, config, model).require_model()
@@ -38,7 +39,7 @@ def schema(
     if type is None:
         if version is not None:
             raise UsageError("--version needs a TYPE (evt schema TYPE --version N)")
-        emit(list_schemas(registry), fmt, ("type", "version", "schema", "fields"))
+        emit(list_schemas(registry), fmt, Layout("type", "version", "schema", "fields", keys=("type", "version"), drop=("schema",)))
         return
     print_document(json_schema(registry, type, version), fmt)
 
@@ -68,10 +69,10 @@ def print_document(document: Any, fmt: str) -> None:
 
 
 def aggregate(
-    name: Annotated[str, typer.Argument(help="The aggregate, as registered in the model (@model.aggregate(NAME)).", show_default=False)],
-    stream: Annotated[str, typer.Argument(help="The stream to fold, e.g. account-7.", show_default=False)],
-    at_revision: Annotated[Optional[int], typer.Option("--at-revision", min=1, help="The state after this revision of the stream.", show_default=False)] = None,
-    at: Annotated[Optional[str], typer.Option("--at", help="The state as it was at this time: RFC 3339 or an age (30s, 15m, 2h, 7d, 1w).", show_default=False)] = None,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The aggregate, as registered in the model (@model.aggregate(NAME)).", show_default=False)],
+    stream: Annotated[str, typer.Argument(metavar="STREAM", help="The stream to fold, e.g. account-7.", show_default=False)],
+    at_revision: Annotated[Optional[int], typer.Option("--at-revision", metavar="N", help="The state after the stream's N-th event (exit 4 if the stream has no revision N).", show_default=False)] = None,
+    at: Annotated[Optional[str], typer.Option("--at", metavar="TIME", help="The state as it was at this time: RFC 3339 or an age (30s, 15m, 2h, 7d, 1w).", show_default=False)] = None,
     history: Annotated[bool, typer.Option("--history", help="Every event with the state after it and what changed.")] = False,
     find: Annotated[Optional[str], typer.Option("--find", help="The first event after which EXPR holds over the state, e.g. 'balance < 0' (exit 4 if none).", metavar="EXPR", show_default=False)] = None,
     snapshot: Annotated[bool, typer.Option("--snapshot", help="Store a snapshot of the state now (snapshots are also taken every snapshot_every events).")] = False,
@@ -81,7 +82,11 @@ def aggregate(
     config: ConfigFile = None,
     model: ModelSpec = None,
 ) -> None:
-    """Fold a stream into the state of an aggregate from the model; travel in time; find what broke it."""
+    """Fold a stream into an aggregate's state; travel in time.
+
+    --history shows every event with the state after it; --find the first event after
+    which an expression holds (what broke an invariant).
+    """
     from ..model import aggregates
 
     check_aggregate_options(history, find, snapshot, no_snapshots, at_revision, at)
@@ -105,6 +110,14 @@ def aggregate(
     else:
         folded = aggregates.load(store, agg, stream, at_revision=at_revision, at=at_time, use_snapshots=not no_snapshots)
         print_state(folded, fmt)
+        unhandled = aggregates.unhandled_types(store, agg, folded)
+        if unhandled is not None:
+            listed = ", ".join(unhandled[:5]) + (", …" if len(unhandled) > 5 else "")
+            sys.stderr.write(
+                f"evt: no event of {stream} has a handler in aggregate {name!r} (its types: {listed}); "
+                "the state is the initial one\n"
+            )
+            sys.stderr.flush()
 
 
 def check_aggregate_options(history, find, snapshot, no_snapshots, at_revision, at) -> None:

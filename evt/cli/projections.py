@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import HandlerFailed, UsageError
+from .command import EvtCommand
 from .context import Context
 from .options import (
     Category,
@@ -19,17 +20,24 @@ from .options import (
     Since,
     Types,
     Until,
+    at_least,
 )
-from .output import choose_format, emit
+from .output import Layout, choose_format, emit
 
-SUMMARY_COLUMNS = ("name", "kind", "events", "seconds", "rate", "failures", "checkpoint")
-STATUS_COLUMNS = ("name", "kind", "checkpoint", "head", "lag", "deadLetters", "lastRunAt")
+SUMMARY_COLUMNS = Layout(
+    "name", "kind", "events", "seconds", "rate", "failures", "checkpoint",
+    flex=(), drop=("kind", "seconds", "checkpoint", "rate", "events", "failures"),
+)
+STATUS_COLUMNS = Layout(
+    "name", "kind", "checkpoint", "head", "lag", "deadLetters", "lastRunAt",
+    flex=(), drop=("head", "lastRunAt", "checkpoint", "kind", "deadLetters", "lag"),
+)
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(replay)
-    app.command()(projections)
-    app.command(no_args_is_help=True)(consume)
+    app.command(cls=EvtCommand)(replay)
+    app.command(cls=EvtCommand)(projections)
+    app.command(cls=EvtCommand, no_args_is_help=True)(consume)
 
 
 def warn(line: str) -> None:
@@ -38,16 +46,16 @@ def warn(line: str) -> None:
 
 
 def replay(
-    names: Annotated[Optional[list[str]], typer.Argument(help="The projections to replay [default: all].", show_default=False)] = None,
+    names: Annotated[Optional[list[str]], typer.Argument(metavar="NAME", help="The projections to replay [default: all].", show_default=False)] = None,
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Drop the projections' tables and dead letters, and replay from the start.")] = False,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Stay live: keep applying new events as they are appended, until interrupted.")] = False,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Commit (tables and checkpoint together) every N events, or every 0.2 s.")] = 1000,
+    batch_size: Annotated[int, typer.Option("--batch-size", metavar="N", callback=at_least(1), help="Commit (tables and checkpoint together) every N events, or every 0.2 s.")] = 1000,
     format: Format = None,
     db: Db = None,
     config: ConfigFile = None,
     model: ModelSpec = None,
 ) -> int:
-    """Bring projections up to date from their checkpoints; print a summary per projection.
+    """Bring projections up to date; print a summary per projection.
 
     The summary (name, kind, events, seconds, rate, failures, checkpoint) is one JSON
     object per projection on stdout, or a table on a terminal. Failed events go to the
@@ -126,7 +134,10 @@ def projections(
     config: ConfigFile = None,
     model: ModelSpec = None,
 ) -> None:
-    """List projections and consumers: name, kind, checkpoint, head, lag, deadLetters, lastRunAt."""
+    """Where projections and consumers stand: lag, dead letters.
+
+    One object each: name, kind, checkpoint, head, lag, deadLetters, lastRunAt.
+    """
     from ..processing.projections import configured, status
 
     ctx = Context(db, config, model)
@@ -135,25 +146,26 @@ def projections(
 
 
 def consume(
-    name: Annotated[str, typer.Argument(help="The consumer's name: its position and dead letters are kept under it.", show_default=False)],
-    stream: Annotated[Optional[str], typer.Argument(help="Only this stream [default: the whole log].", show_default=False)] = None,
-    exec_: Annotated[Optional[str], typer.Option("--exec", help="The shell command run per event (envelope on stdin) [default: the consumer's last one].", show_default=False)] = None,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The consumer's name: its position and dead letters are kept under it.", show_default=False)],
+    stream: Annotated[Optional[str], typer.Argument(metavar="STREAM", help="Only this stream [default: the whole log].", show_default=False)] = None,
+    exec_: Annotated[Optional[str], typer.Option("--exec", metavar="COMMAND", help="The shell command run per event (envelope on stdin) [default: the consumer's last one].", show_default=False)] = None,
     category: Category = None,
     type: Types = None,
     correlation_id: Correlation = None,
     since: Since = None,
     until: Until = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep consuming new events as they are appended, until interrupted.")] = False,
-    max_attempts: Annotated[int, typer.Option("--max-attempts", min=1, help="Tries per event before giving up on it.")] = 3,
-    backoff: Annotated[float, typer.Option("--backoff", min=0, help="Seconds before the second try; doubling after.")] = 0.1,
-    on_error: Annotated[str, typer.Option("--on-error", help="After the last try: dlq (dead-letter it, go on), stop (exit 7 before it), park-stream (dead-letter it and the stream's later events).")] = "dlq",
+    max_attempts: Annotated[int, typer.Option("--max-attempts", metavar="N", callback=at_least(1), help="Tries per event before giving up on it.")] = 3,
+    backoff: Annotated[float, typer.Option("--backoff", metavar="SECONDS", callback=at_least(0), help="Seconds before the second try; doubling after.")] = 0.1,
+    on_error: Annotated[str, typer.Option("--on-error", metavar="POLICY", help="After the last try: dlq (dead-letter it, go on), stop (exit 7 before it), park-stream (dead-letter it and the stream's later events).")] = "dlq",
     db: Db = None,
     config: ConfigFile = None,
     model: ModelSpec = None,
 ) -> int:
-    """Run a shell command per event, the envelope as one JSON line on its stdin.
+    """Run a shell command per event (the envelope on its stdin).
 
-    Exit 0 acknowledges the event; the consumer's position is saved in the store after
+    The command gets the envelope as one JSON line on its stdin; its exit 0
+    acknowledges the event. The consumer's position is saved in the store after
     each one, so a restart resumes. At-least-once: use the event's id to make the
     command idempotent. Catches up and exits 0, or keeps going with --follow.
     """

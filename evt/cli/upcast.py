@@ -8,14 +8,17 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import ConfigError, UsageError
+from .command import EvtCommand
 from .context import Context
-from .options import ConfigFile, Db, Format, ModelSpec
-from .output import choose_format, emit, print_table
+from .options import ConfigFile, Db, Format, ModelSpec, at_least
+from .output import Layout, choose_format, emit, print_table
 
 upcast_app = typer.Typer(
     rich_markup_mode=None,  # help text as written: [brackets] are not markup
     help="Migrate stored events to their latest version: status, dry run, copy or in place.",
+    short_help="Migrate stored events to their latest version.",
     no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
@@ -27,37 +30,42 @@ def versions_text(versions: dict) -> str:
     return ", ".join(f"v{v}: {n}" for v, n in versions.items())
 
 
-@upcast_app.command()
+@upcast_app.command(cls=EvtCommand)
 def status(
     format: Format = None,
     db: Db = None,
     config: ConfigFile = None,
     model: ModelSpec = None,
 ) -> None:
-    """Per stored type: its versions and counts, the latest version, and how many events a run would change."""
+    """Stored versions per type, and what a run would change.
+
+    Per stored type: its versions and counts, the latest version, and how many events
+    a run would change.
+    """
     from ..ops.upcast import status as upcast_status
 
     ctx = Context(db, config, model)
     rows = upcast_status(ctx.open())
     fmt = choose_format(format)
     if fmt == "table":
-        print_table(({**r, "versions": versions_text(r["versions"])} for r in rows), ("type", "versions", "latest", "pending"))
+        layout = Layout("type", "versions", "latest", "pending", flex=("versions",), drop=("latest",))
+        print_table(({**r, "versions": versions_text(r["versions"])} for r in rows), layout)
     else:
         emit(rows, fmt)
 
 
-@upcast_app.command()
+@upcast_app.command(cls=EvtCommand)
 def run(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change (counts, a sample before and after); change nothing.")] = False,
-    out: Annotated[Optional[str], typer.Option("--out", help="Write the migrated log to this NEW file (never overwritten); the store is untouched.", show_default=False)] = None,
+    out: Annotated[Optional[str], typer.Option("--out", metavar="NEW.db", help="Write the migrated log to this NEW file (never overwritten); the store is untouched.", show_default=False)] = None,
     in_place: Annotated[bool, typer.Option("--in-place", help="Rewrite the store itself, after a backup next to it.")] = False,
-    sample: Annotated[int, typer.Option("--sample", min=0, help="With --dry-run: how many events to show before and after.")] = 3,
+    sample: Annotated[int, typer.Option("--sample", metavar="N", callback=at_least(0), help="With --dry-run: how many events to show before and after.")] = 3,
     format: Format = None,
     db: Db = None,
     config: ConfigFile = None,
     model: ModelSpec = None,
 ) -> None:
-    """Upcast the stored events to their latest version, verified before it is reported done.
+    """Upcast the stored events to their latest version, verified.
 
     Choose one: --dry-run, --out NEW.db (a copy; the default way) or --in-place.
     An upcaster that fails stops the run with the event's position (exit 5); nothing changes.
@@ -100,7 +108,7 @@ def print_run(result: dict) -> None:
     print_table(facts, ("key", "value"), title=f"upcast {result['mode']}")
     print_table(
         ({"from": f"{c['type']} v{c['version']}", "to": f"{c['toType']} v{c['toVersion']}", "events": c["count"]} for c in result["changes"]),
-        ("from", "to", "events"),
+        Layout("from", "to", "events", keys=("from", "to"), flex=()),
         title="changes",
     )
     for shown in result.get("sample", []):

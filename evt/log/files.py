@@ -10,7 +10,7 @@ from __future__ import annotations
 import glob
 import os
 
-SQLITE_SUFFIXES = ("", "-wal", "-shm", "-journal")
+SQLITE_SUFFIXES = ("", "-wal", "-shm", "-journal", "-lock")  # -lock: the writers' queue (evt.log.writers)
 
 
 def remove_sqlite_files(path: str) -> None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import sqlite3
 from typing import Callable, Sequence
 
-# How ``--type`` globs become SQL when upcasting renames types: it gets the globs and
-# returns (condition, params).
-TypeCondition = Callable[[Sequence[str]], tuple[str, list]]
+# How ``--type`` globs and exact types become SQL when upcasting renames types: it gets
+# the globs and the exact types and returns (condition, params).
+TypeCondition = Callable[[Sequence[str], Sequence[str]], tuple[str, list]]
 
 # SQLite's largest integer: a bound or limit beyond it means "no bound" (and would not bind).
 MAX_INTEGER = 2**63 - 1
@@ -20,6 +20,9 @@ MAX_INTEGER = 2**63 - 1
 class Filter:
     """What to read. Bounds are inclusive.
 
+    ``types`` are glob patterns (``order.*``; SQLite's GLOB: ``*``, ``?``, ``[...]``);
+    ``exact_types`` are type names matched as they are, whatever characters they hold.
+    An event matches if its type matches any of either.
     ``start``/``end`` are revisions when ``stream`` is set, positions otherwise.
     ``after`` is an exclusive position bound (used by followers and consumers).
     """
@@ -28,6 +31,7 @@ class Filter:
         "stream",
         "category",
         "types",
+        "exact_types",
         "correlation_id",
         "since",
         "until",
@@ -51,10 +55,12 @@ class Filter:
         after: int | None = None,
         limit: int | None = None,
         backwards: bool = False,
+        exact_types: Sequence[str] = (),
     ):
         self.stream = stream
         self.category = category
         self.types = tuple(types)
+        self.exact_types = tuple(exact_types)
         self.correlation_id = correlation_id
         self.since = since
         self.until = until
@@ -88,12 +94,12 @@ class Filter:
             bound = "position"
         if self.category is not None:
             add("category = ?", self.category)
-        if self.types:
+        if self.types or self.exact_types:
             if type_condition is not None:
-                condition, values = type_condition(self.types)
-                add(condition, *values)
+                condition, values = type_condition(self.types, self.exact_types)
             else:
-                add("(" + " OR ".join("type GLOB ?" for _ in self.types) + ")", *self.types)
+                condition, values = stored_type_condition(self.types, self.exact_types)
+            add(condition, *values)
         if self.correlation_id is not None:
             add("correlation_id = ?", self.correlation_id)
         # A time range is turned into a position range found through the timestamp
@@ -127,14 +133,13 @@ def renamed_type_condition(conn: sqlite3.Connection, renamed: dict[tuple[str, in
     SQLite's own (``GLOB``), so both sides agree exactly.
     """
 
-    def matches(type_: str, globs: Sequence[str]) -> bool:
-        return any(conn.execute("SELECT ? GLOB ?", (type_, g)).fetchone()[0] for g in globs)
+    def matches(type_: str, globs: Sequence[str], exact: Sequence[str]) -> bool:
+        return type_ in exact or any(conn.execute("SELECT ? GLOB ?", (type_, g)).fetchone()[0] for g in globs)
 
-    def condition(globs: Sequence[str]) -> tuple[str, list]:
-        hit = [key for key, final in renamed.items() if matches(final, globs)]
+    def condition(globs: Sequence[str], exact: Sequence[str]) -> tuple[str, list]:
+        hit = [key for key, final in renamed.items() if matches(final, globs, exact)]
         miss = [key for key in renamed if key not in hit]
-        sql = "(" + " OR ".join("type GLOB ?" for _ in globs) + ")"
-        params: list = list(globs)
+        sql, params = stored_type_condition(globs, exact)
         if miss:
             sql = f"({sql} AND (type, version) NOT IN ({pairs_values(miss)}))"
             params += flat(miss)
@@ -144,6 +149,14 @@ def renamed_type_condition(conn: sqlite3.Connection, renamed: dict[tuple[str, in
         return sql, params
 
     return condition
+
+
+def stored_type_condition(globs: Sequence[str], exact: Sequence[str]) -> tuple[str, list]:
+    "SQL: the stored type matches one of the globs or is one of the exact types."
+    terms = ["type GLOB ?"] * len(globs)
+    if exact:
+        terms.append(f"type IN ({', '.join('?' * len(exact))})")
+    return "(" + " OR ".join(terms) + ")", [*globs, *exact]
 
 
 def pairs_values(pairs: Sequence[tuple]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import IO, Any, Iterator
 
@@ -24,6 +25,8 @@ def parse_line(line: bytes) -> Any:
             pass
     try:
         return parse_json(line)
+    except json.JSONDecodeError as e:  # the line is named by the caller: say only the column
+        raise InvalidInput(f"invalid JSON at column {e.colno}: {e.msg}") from None
     except (ValueError, RecursionError) as e:
         raise InvalidInput(f"invalid JSON: {e}") from None
 

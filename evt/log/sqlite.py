@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from contextlib import contextmanager
 from typing import Iterator
@@ -25,5 +26,7 @@ def translate_errors(path: str) -> Iterator[None]:
         if "not a database" in message or "malformed" in message:
             raise NotAStore(f"{path} is not an evt store ({message})") from e
         if "unable to open" in message:
+            if os.path.isdir(path):
+                raise StoreUnavailable(f"{path} is a folder, not a store file (name the file in it, e.g. {os.path.join(path, 'events.db')})") from e
             raise StoreUnavailable(f"cannot open {path}: {message}") from e
         raise StoreUnavailable(f"{path}: {message}") from e

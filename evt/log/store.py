@@ -6,33 +6,38 @@
 
 from __future__ import annotations
 
+import copy
 import glob
 import os
 import sqlite3
+import threading
 import time
+import weakref
+from array import array
 from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator
 
 from ..errors import (
-    DuplicateEventId,
+    Conflict,
     EvtError,
     InvalidInput,
-    LineError,
     NotAStore,
     StoreMissing,
     StoreTooNew,
     StoreUnavailable,
     StreamNotFound,
-    WrongExpectedRevision,
 )
-from . import files, migrations
-from .envelope import ANY, EXISTS, Event, IdFactory, NewEvent, dumps, fast_dumps, loads
+from . import batch, checkpoints, files, migrations, writers
+from .batch import INSERT  # noqa: F401 (the insert statement, for whole-store operations)
+from .envelope import ANY, Event, NewEvent, loads
 from .filters import Filter, renamed_type_condition
 from .hooks import ModelHooks
 from .sqlite import translate_errors
 from .timestamps import now
+from .writers import WriterQueue
 
 DEFAULT_PATH = "events.db"
+REACTOR = "reactor"  # the kind of a checkpoint saved with appends (a process manager's)
 DEFAULT_BUSY_TIMEOUT = 10.0
 
 COLUMNS = (
@@ -50,13 +55,6 @@ JSON_LINE = (
     """||',"data":'||data||',"metadata":'||metadata||'}'"""
 )
 
-INSERT = (
-    "INSERT INTO events (position, stream, revision, id, type, version, timestamp, source, "
-    "correlation_id, causation_id, data, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-
-# Given ids are looked up in chunks (well under SQLite's limit on host parameters).
-ID_CHUNK = 500
 
 
 def row_to_event(row: tuple) -> Event:
@@ -71,6 +69,11 @@ class Store:
     cut) or ``"normal"`` (faster; the last appends may be lost on a power cut, never
     corrupted). ``model`` is the user's model, or anything else with the ``ModelHooks``
     of ``evt.log.hooks``: it validates appends and upcasts reads.
+
+    One Store may be shared by many threads: each thread gets its own connection to the
+    file (``store.conn`` is the calling thread's), and writers — threads and processes
+    alike — queue for their turn (``evt.log.writers``). A store in memory (``":memory:"``)
+    has one connection, and its threads take turns on it.
     """
 
     def __init__(
@@ -85,14 +88,22 @@ class Store:
         self.path = os.fspath(path)
         self.model = model
         self.create = create
+        self.busy_timeout = busy_timeout
         if synchronous not in ("full", "normal"):
             raise ValueError("synchronous must be 'full' or 'normal'")
+        self.synchronous = synchronous
         if not create and not os.path.exists(self.path):
             raise StoreMissing(
                 f"no store at {self.path} (evt append creates one; pass --db PATH or set EVT_DB to use another)"
             )
+        self._local = threading.local()
+        self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
+        self._shared: sqlite3.Connection | None = None  # the one connection of a store in memory
+        self._target = self.path
+        self._closed = False
+        in_memory = self.path == ":memory:"
         try:
-            self._open(self.path, busy_timeout, synchronous)
+            conn = self._connect()
         except StoreUnavailable:
             if not (os.path.exists(self.path) and _on_read_only_filesystem(self.path)):
                 raise
@@ -100,38 +111,67 @@ class Store:
             # can change the file either, so it may be read as immutable.
             from urllib.parse import quote
 
-            self._open("file:" + quote(os.path.abspath(self.path)) + "?immutable=1", busy_timeout, synchronous)
-
-    # -- opening -------------------------------------------------------------------
-
-    def _open(self, target: str, busy_timeout: float, synchronous: str) -> None:
+            self._target = "file:" + quote(os.path.abspath(self.path)) + "?immutable=1"
+            conn = self._connect()
+        if in_memory:
+            self._shared = conn
+        self.queue = WriterQueue(None if in_memory else self.path, create=create)
+        _STORES.add(self)
         with translate_errors(self.path):
-            self.conn = sqlite3.connect(
-                target, timeout=busy_timeout, isolation_level=None, check_same_thread=False, uri=target.startswith("file:")
-            )
-            self.conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
-            self._ensure_format()
+            self._ensure_format(conn)
 
-    def _ensure_format(self) -> None:
-        app_id, version = self._format()
+    # -- connections -----------------------------------------------------------------
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        "The calling thread's connection to the store (made on first use)."
+        if self._shared is not None:
+            return self._shared
+        try:
+            return self._local.conn
+        except AttributeError:
+            if self._closed:
+                raise StoreUnavailable(f"{self.path}: the store is closed") from None
+            return self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        "A new connection for this thread, kept in its thread-locals (closed when the thread ends)."
+        with translate_errors(self.path):
+            conn = sqlite3.connect(
+                self._target, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False,
+                uri=self._target.startswith("file:"),
+            )
+            try:
+                conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
+            except BaseException:
+                conn.close()
+                raise
+        holder = _Connection(conn)
+        self._local.holder = holder
+        self._local.conn = conn
+        self._connections.add(holder)
+        return conn
+
+    def _ensure_format(self, conn: sqlite3.Connection) -> None:
+        app_id, version = self._format(conn)
         if app_id == migrations.APPLICATION_ID and version == migrations.FORMAT_VERSION:
             return
-        self._check_format(app_id, version)
-        if self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            self.conn.execute("PRAGMA journal_mode = WAL")
+        self._check_format(conn, app_id, version)
+        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            conn.execute("PRAGMA journal_mode = WAL")
         with self.transaction():
-            app_id, version = self._format()  # another process may have just done it
-            self._check_format(app_id, version)
-            migrations.apply_migrations(self.conn, version, now())
+            app_id, version = self._format(conn)  # another process may have just done it
+            self._check_format(conn, app_id, version)
+            migrations.apply_migrations(conn, version, now())
 
-    def _format(self) -> tuple[int, int]:
-        app_id = self.conn.execute("PRAGMA application_id").fetchone()[0]
-        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+    def _format(self, conn: sqlite3.Connection) -> tuple[int, int]:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
         return app_id, version
 
-    def _check_format(self, app_id: int, version: int) -> None:
+    def _check_format(self, conn: sqlite3.Connection, app_id: int, version: int) -> None:
         if app_id == 0:
-            if self.conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]:
+            if conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]:
                 raise NotAStore(f"{self.path} is a SQLite file but not an evt store")
             if not self.create:  # an empty file: reading never turns it into a store
                 raise StoreMissing(f"{self.path} is empty, not an evt store yet (evt append creates one)")
@@ -144,8 +184,28 @@ class Store:
                 f"({migrations.FORMAT_VERSION}); upgrade evt"
             )
 
+    def _after_fork(self) -> None:
+        """In a child process: start afresh, leaving the parent's connections alone.
+
+        SQLite connections must not be used across ``fork()``, nor closed in the child
+        (closing the last connection of a process checkpoints and removes the WAL the
+        parent still uses), so they are kept, unused, for the child's lifetime.
+        """
+        if self._shared is None:
+            _INHERITED.extend(holder.conn for holder in self._connections)
+            self._connections = weakref.WeakSet()
+            self._local = threading.local()
+        self.queue.after_fork()
+
     def close(self) -> None:
-        self.conn.close()
+        "Close every thread's connection (and the writers' queue); the store is unusable after."
+        self._closed = True
+        for holder in list(self._connections):
+            holder.close()
+        self._local = threading.local()
+        if self._shared is not None:
+            self._shared.close()
+        self.queue.close()
 
     def __enter__(self) -> "Store":
         return self
@@ -153,43 +213,125 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # -- transactions ----------------------------------------------------------------
+
+    @property
+    def in_transaction(self) -> bool:
+        "Whether the calling thread holds a write transaction on the store."
+        return self.queue.held()
+
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        "One write transaction, taken up front (BEGIN IMMEDIATE) so writers queue."
-        with translate_errors(self.path):
-            self.conn.execute("BEGIN IMMEDIATE")
+    def transaction(self, *, timeout: float | None = None) -> Iterator[sqlite3.Connection]:
+        """One write transaction on this thread's connection, after queueing for the turn.
+
+        ``timeout`` (default: the busy timeout) bounds the whole wait, in the queue and
+        for SQLite's lock; past it, ``StoreLocked``. Committed when the block ends,
+        rolled back (nothing written) if it raises.
+        """
+        conn = self.conn
+        writers.begin(conn, self.queue, self.path, self.busy_timeout if timeout is None else timeout, self.busy_timeout)
         try:
-            yield self.conn
+            yield conn
         except BaseException:
-            try:
-                if self.conn.in_transaction:
-                    self.conn.execute("ROLLBACK")
-            except sqlite3.ProgrammingError:  # closed already: Ctrl-C came between two steps
-                pass
+            writers.rollback(conn, self.queue)
             raise
-        with translate_errors(self.path):
-            self.conn.execute("COMMIT")
+        writers.commit(conn, self.queue, self.path)
 
     # -- appending -----------------------------------------------------------------
 
-    def append(self, events: Iterable[NewEvent] | NewEvent) -> list[Event]:
+    def append(
+        self, events: Iterable[NewEvent] | NewEvent, *, checkpoint: tuple[str, int] | None = None
+    ) -> list[Event]:
         """Append events in one transaction; return them as stored.
 
-        An event whose id is already stored with the same stream, type and data is not
-        stored again: the stored event is returned in its place.
+        An event whose id is already stored with the same content is not stored again:
+        the stored event is returned in its place. ``checkpoint`` as for ``write``.
         """
         if isinstance(events, NewEvent):
             events = [events]
-        return list(self.events_at(self.write(events), raw=True))
+        return list(self.events_at(self.write(events, checkpoint=checkpoint), raw=True))
 
-    def write(self, events: Iterable[NewEvent], *, validate: bool = True) -> list[int]:
+    def write(
+        self, events: Iterable[NewEvent], *, validate: bool = True, checkpoint: tuple[str, int] | None = None
+    ) -> list[int]:
         """Append events in one transaction; return the position of each, in order.
 
         Events carrying a ``line`` attribute (an NDJSON batch) name it in errors.
         ``validate=False`` skips the model's schema validation (trusted imports).
+        ``checkpoint=(name, position)`` moves that checkpoint forward in the same
+        transaction (a reader that appends what it makes of the log — a process manager —
+        commits its events and how far it has read together: exactly once). A checkpoint
+        only moves forward: a position below the stored one is a ``Conflict`` and nothing
+        is written.
+
+        The events are validated and encoded before the write queues for the lock (all
+        of them for a write of up to 500), so a bad event is refused without waiting.
         """
+        if self.in_transaction:  # inside the caller's ``with store.transaction():``
+            return self.write_in_transaction(events, validate=validate, checkpoint=checkpoint)
+        chunks = batch.prepare(events, self.model if validate else None)
+        first = next(chunks, [])
+        if len(first) < batch.CHUNK:  # all of it is prepared: it may go in one transaction with others'
+            return self._write_small(_Write(first, checkpoint))
+        with translate_errors(self.path), _conflicts(), self.transaction() as conn:
+            placement = batch.Placement(conn)
+            positions = placement.place(first)
+            for chunk in chunks:
+                positions += placement.place(chunk)
+            if checkpoint is not None:
+                _save_checkpoint(conn, checkpoint)
+            return positions
+
+    def _write_small(self, request: "_Write") -> list[int]:
+        """A write of up to one chunk, as one transaction — or in one with the writes of
+        other threads of this process waiting behind it (group commit).
+
+        The thread whose turn it is leads: it takes the small writes queued right behind
+        it, carries out each in a savepoint of one transaction (a write that fails —
+        an expected revision, a reused id — is undone alone and its writer gets the error)
+        and commits once: one sync to disk for them all, and each writer returns only
+        once that commit is done. Every write stays atomic and in queue order.
+        """
+        conn = self.conn
+        waited = self.queue.join(self.busy_timeout, request)
+        if waited is None:  # carried out by the thread whose turn it was
+            return request.outcome()
+        taken = self.queue.take(GROUP_EVENTS, _Write.size)
+        group = [request] + [waiter.request for waiter in taken]
+        try:
+            writers.begin_immediate(conn, self.path, self.busy_timeout, self.busy_timeout, waited)
+            try:
+                for each in group:
+                    each.carry_out(conn, self.path, alone=len(group) == 1)
+                with translate_errors(self.path):
+                    conn.execute("COMMIT")
+            except BaseException:
+                writers.rollback_only(conn)
+                raise
+        except BaseException as e:
+            for each in group[1:]:
+                each.fail(e)
+            raise
+        finally:
+            self.queue.finish(taken)
+            self.queue.release()
+        return request.outcome()
+
+    def checkpoint(self, name: str) -> int:
+        "The position a reader saved under ``name`` (0 when it has saved none)."
+        with translate_errors(self.path):
+            return checkpoints.load(self.conn, name) or 0
+
+    def save_checkpoint(self, name: str, position: int) -> None:
+        """Move the checkpoint ``name`` forward to ``position``: in the transaction this
+        thread holds (``with store.transaction(): …``), else in one of its own.
+        A position below the stored one is a ``Conflict``."""
+        conn = self.conn
+        if self.in_transaction:
+            _save_checkpoint(conn, (name, position))
+            return
         with translate_errors(self.path), self.transaction():
-            return self.write_in_transaction(events, validate=validate)
+            _save_checkpoint(conn, (name, position))
 
     @classmethod
     def write_creating(
@@ -214,9 +356,19 @@ class Store:
                 raise
         return _create_with(cls, path, events, validate, options)
 
-    def write_in_transaction(self, events: Iterable[NewEvent], *, validate: bool = True) -> list[int]:
+    def write_in_transaction(
+        self, events: Iterable[NewEvent], *, validate: bool = True, checkpoint: tuple[str, int] | None = None
+    ) -> list[int]:
         "Like ``write``, inside a transaction the caller holds (``with store.transaction():``)."
-        return _Batch(self, validate and self.model is not None).write(events)
+        conn = self.conn
+        placement = batch.Placement(conn)
+        positions: list[int] = []
+        with translate_errors(self.path), _conflicts():
+            for chunk in batch.prepare(events, self.model if validate else None):
+                positions += placement.place(chunk)
+            if checkpoint is not None:
+                _save_checkpoint(conn, checkpoint)
+        return positions
 
     def head(self) -> int:
         "The position of the last event (0 for an empty log)."
@@ -374,6 +526,108 @@ class Store:
         }
 
 
+# Every open Store, so that a forked child starts with its own connections (see _after_fork);
+# the connections a child inherited, never used nor closed there.
+_STORES: "weakref.WeakSet[Store]" = weakref.WeakSet()
+_INHERITED: list[sqlite3.Connection] = []
+
+
+def _forget_the_parents_connections() -> None:
+    for store in list(_STORES):
+        store._after_fork()
+
+
+os.register_at_fork(after_in_child=_forget_the_parents_connections)
+
+# A write carried out for others takes at most this many events from the line behind it.
+GROUP_EVENTS = 1000
+
+
+class _Write:
+    "A small write (one prepared chunk), carried out by its own thread or by the one whose turn it is."
+
+    __slots__ = ("chunk", "checkpoint", "positions", "error")
+
+    def __init__(self, chunk: list, checkpoint: tuple[str, int] | None):
+        if checkpoint is not None:
+            _check_checkpoint(checkpoint)
+        self.chunk = chunk
+        self.checkpoint = checkpoint
+        self.positions: list[int] | None = None
+        self.error: BaseException | None = None
+
+    def size(self) -> int:
+        return len(self.chunk)
+
+    def carry_out(self, conn: sqlite3.Connection, path: str, alone: bool) -> None:
+        """Place the write in the open transaction. Among others (not ``alone``), in a
+        savepoint: evt's errors undo this write only and are kept for its writer."""
+        if alone:
+            self.positions = self._place(conn, path)
+            return
+        with translate_errors(path):
+            conn.execute("SAVEPOINT evt_write")
+        try:
+            self.positions = self._place(conn, path)
+        except (Conflict, InvalidInput) as e:  # this write's own fault: the others go on
+            with translate_errors(path):
+                conn.execute("ROLLBACK TO evt_write")
+            self.error = e
+        with translate_errors(path):
+            conn.execute("RELEASE evt_write")
+
+    def _place(self, conn: sqlite3.Connection, path: str) -> list[int]:
+        with translate_errors(path), _conflicts():
+            positions = batch.Placement(conn).place(self.chunk) if self.chunk else []
+            if self.checkpoint is not None:
+                _save_checkpoint(conn, self.checkpoint)
+        return positions
+
+    def fail(self, error: BaseException) -> None:
+        "The transaction carrying this write failed: so did the write."
+        if self.error is None:
+            self.error = copy.copy(error) if isinstance(error, EvtError) else StoreUnavailable(
+                f"the transaction carrying this write failed ({type(error).__name__}: {error}); nothing was written"
+            )
+            self.positions = None
+
+    def outcome(self) -> list[int]:
+        if self.error is not None:
+            raise self.error
+        return self.positions
+
+
+def _check_checkpoint(checkpoint: Any) -> None:
+    if not (isinstance(checkpoint, tuple) and len(checkpoint) == 2 and isinstance(checkpoint[0], str)):
+        raise ValueError(f"checkpoint is (name, position), not {checkpoint!r}")
+
+
+def _save_checkpoint(conn: sqlite3.Connection, checkpoint: tuple[str, int]) -> None:
+    _check_checkpoint(checkpoint)
+    checkpoints.save(conn, checkpoint[0], REACTOR, checkpoint[1])
+
+
+@contextmanager
+def _conflicts() -> Iterator[None]:
+    "A unique constraint of the events table refusing a row: another writer got there first."
+    try:
+        yield
+    except sqlite3.IntegrityError as e:
+        raise Conflict(f"the store refused the append ({e}); another writer changed it meanwhile: try again") from e
+
+
+class _Connection:
+    "A thread's connection, weakly listed by its Store so that ``close`` reaches every thread's."
+
+    __slots__ = ("conn", "__weakref__")
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 def _on_read_only_filesystem(path: str) -> bool:
     try:
         return bool(os.statvfs(os.path.dirname(os.path.abspath(path))).f_flag & os.ST_RDONLY)
@@ -415,10 +669,11 @@ def _create_with(cls, path: str, events: Iterable[NewEvent], validate: bool, opt
         raise StoreUnavailable(f"cannot create {path}: folder {folder} does not exist")
     staging_path = files.temporary_name(path, STAGING)
     files.remove_abandoned(glob.escape(path), STAGING)
-    expectations: dict[int, tuple] = {}
+    given: dict[int, tuple] = {}
+    lines = array("q")
     try:
         with _naming(staging_path, path), cls(staging_path, **options) as staging:
-            positions = staging.write(_remembering(events, expectations), validate=validate)
+            positions = staging.write(_remembering(events, given, lines), validate=validate)
             staging.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         try:
             files.publish(staging_path, path)
@@ -426,7 +681,7 @@ def _create_with(cls, path: str, events: Iterable[NewEvent], validate: bool, opt
             with _naming(staging_path, path), cls(staging_path, create=False, **options) as staging:
                 store = cls(path, **options)
                 try:
-                    staged = _staged_events(staging, positions, expectations)
+                    staged = _staged_events(staging, positions, given, lines)
                     return store, store.write(staged, validate=False)
                 except BaseException:
                     store.close()
@@ -446,15 +701,17 @@ def _naming(staging_path: str, path: str) -> Iterator[None]:
         raise type(e)(str(e).replace(staging_path, path)) from e
 
 
-def _remembering(events: Iterable[NewEvent], expectations: dict[int, tuple]) -> Iterator[NewEvent]:
-    "The events, noting each one's expected revision and line (needed if they must be appended again)."
+def _remembering(events: Iterable[NewEvent], given: dict[int, tuple], lines: array) -> Iterator[NewEvent]:
+    """The events, noting what must be given again if they are appended elsewhere: the
+    line of each (compactly), and each expected revision or timestamp the writer gave."""
     for index, event in enumerate(events):
-        if event.expected != ANY or event.line is not None:
-            expectations[index] = (event.expected, event.line)
+        if event.expected != ANY or event.timestamp is not None:
+            given[index] = (event.expected, event.timestamp)
+        lines.append(event.line or 0)
         yield event
 
 
-def _staged_events(staging: Store, positions: list[int], expectations: dict[int, tuple]) -> Iterator[NewEvent]:
+def _staged_events(staging: Store, positions: list[int], given: dict[int, tuple], lines: array) -> Iterator[NewEvent]:
     "The events of a staged batch as they were given (an id given twice, twice), to append elsewhere."
     stored = staging.read(raw=True)
     seen = 0
@@ -463,7 +720,7 @@ def _staged_events(staging: Store, positions: list[int], expectations: dict[int,
             event, seen = next(stored), position
         else:
             event = next(staging.events_at([position], raw=True))
-        expected, line = expectations.get(index, (ANY, None))
+        expected, timestamp = given.get(index, (ANY, None))
         again = NewEvent(
             event.stream,
             event.type,
@@ -474,152 +731,8 @@ def _staged_events(staging: Store, positions: list[int], expectations: dict[int,
             correlation_id=event.correlation_id,
             causation_id=event.causation_id,
             metadata=event.metadata,
-            timestamp=event.timestamp,
+            timestamp=timestamp,
             expected=expected,
         )
-        again.line = line
+        again.line = lines[index] or None
         yield again
-
-
-class _Batch:
-    "The work of one append transaction: ids, expected revisions, positions."
-
-    def __init__(self, store: Store, validate: bool):
-        self.conn = store.conn
-        self.model = store.model if validate else None
-        self.position = store.conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0]
-        self.heads: dict[str, int] = {}
-        self.seen: dict[str, tuple] = {}  # id -> (stream, type, data json, position, line), this batch
-        self.new_id = IdFactory()
-        self.timestamp = now()
-        self.dumps = dumps  # orjson after the first chunk: small appends skip importing it
-
-    def write(self, events: Iterable[NewEvent]) -> list[int]:
-        positions: list[int] = []
-        chunk: list[NewEvent] = []
-        for event in events:
-            chunk.append(event)
-            if len(chunk) >= ID_CHUNK:
-                positions += self._write_chunk(chunk)
-                chunk = []
-                self.dumps = fast_dumps
-        if chunk:
-            positions += self._write_chunk(chunk)
-        return positions
-
-    def _write_chunk(self, chunk: list[NewEvent]) -> list[int]:
-        stored = self._stored_ids([e.id for e in chunk if e.id is not None])
-        rows, positions, placed = [], [], []
-        for event in chunk:
-            try:
-                positions.append(self._place(event, stored, rows))
-            except EvtError as e:
-                raise _on_line(event, e)
-            if len(placed) < len(rows):
-                placed.append(event)
-        try:
-            self.conn.executemany(INSERT, rows)
-        except UnicodeEncodeError:  # a lone surrogate ("\ud800") is JSON, but not text SQLite can store
-            raise _unencodable(rows, placed) from None
-        return positions
-
-    def _place(self, event: NewEvent, stored: dict, rows: list) -> int:
-        if self.model is not None:
-            self.model.validate(event)
-        data = self.dumps(event.data)
-        if event.id is not None:
-            existing = self.seen.get(event.id) or stored.get(event.id)
-            if existing is not None:
-                return _same_event(event, data, existing)
-        revision = self._revision(event) + 1
-        self.position += 1
-        self.heads[event.stream] = revision
-        event_id = event.id or self.new_id()
-        self.seen[event_id] = (event.stream, event.type, data, self.position, event.line)
-        rows.append(
-            (
-                self.position,
-                event.stream,
-                revision,
-                event_id,
-                event.type,
-                event.version,
-                event.timestamp or self.timestamp,
-                event.source,
-                event.correlation_id,
-                event.causation_id,
-                data,
-                self.dumps(event.metadata),
-            )
-        )
-        return self.position
-
-    def _revision(self, event: NewEvent) -> int:
-        "The stream's current revision, checked against the event's expectation."
-        head = self.heads.get(event.stream)
-        if head is None:
-            row = self.conn.execute("SELECT max(revision) FROM events WHERE stream = ?", (event.stream,)).fetchone()
-            head = self.heads[event.stream] = row[0] or 0
-        expected = event.expected
-        if expected == ANY:
-            return head
-        if expected == EXISTS:
-            if head == 0:
-                raise WrongExpectedRevision(f"stream {event.stream!r} does not exist (expected it to exist)")
-        elif head != expected:
-            raise WrongExpectedRevision(f"stream {event.stream!r} is at revision {head}, expected {expected}")
-        return head
-
-    def _stored_ids(self, ids: list[str]) -> dict[str, tuple]:
-        if not ids:
-            return {}
-        marks = ",".join("?" * len(ids))
-        rows = self.conn.execute(
-            f"SELECT id, stream, type, data, position FROM events WHERE id IN ({marks})", ids
-        ).fetchall()
-        return {row[0]: row[1:] for row in rows}
-
-
-def _on_line(event: NewEvent, error: EvtError) -> EvtError:
-    "The error, naming the NDJSON line of the event when it came from one."
-    return LineError(event.line, error) if event.line is not None else error
-
-
-def _unencodable(rows: list[tuple], events: list[NewEvent]) -> EvtError:
-    "InvalidInput for the first row holding text that is not valid Unicode."
-    for row, event in zip(rows, events):
-        for value in row:
-            try:
-                if isinstance(value, str):
-                    value.encode()
-            except UnicodeEncodeError as e:
-                bad = value[e.start : e.end].encode("unicode_escape").decode()
-                return _on_line(event, InvalidInput(f"{bad} is not valid Unicode text (a lone surrogate)"))
-    return InvalidInput("the events hold text that is not valid Unicode")
-
-
-def _same_event(event: NewEvent, data: str, existing: tuple) -> int:
-    "The stored position of an idempotent re-append; DuplicateEventId if it differs."
-    stream, type_, stored_data, position = existing[:4]
-    if stream == event.stream and type_ == event.type and (stored_data == data or same_json(loads(stored_data), event.data)):
-        return position
-    if len(existing) > 4:  # an earlier event of this batch, not stored yet
-        first = f" (first on line {existing[4]})" if existing[4] is not None else ""
-        raise DuplicateEventId(f"event id {event.id!r} is given twice in this batch with other content{first}")
-    raise DuplicateEventId(
-        f"event id {event.id!r} is already stored (position {position}, stream {stream!r}, type {type_!r}) with other content"
-    )
-
-
-def same_json(a: Any, b: Any) -> bool:
-    """Whether two JSON values are the same: key order aside, and 1 == 1.0.
-
-    Python's ``==`` also holds ``true == 1`` and ``false == 0``, which JSON does not.
-    """
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(same_json(a[k], b[k]) for k in a)
-    if isinstance(a, list):
-        return isinstance(b, list) and len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b))
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    return a == b

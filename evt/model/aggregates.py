@@ -21,6 +21,7 @@ which an expression over the state holds. States leave this module as JSON data.
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from fnmatch import fnmatchcase
 from typing import Any, Callable, Iterator
@@ -29,6 +30,7 @@ from ..errors import ConfigError, HandlerFailed, NotFound, StreamNotFound, one_l
 from ..log.envelope import Event, dumps, loads
 from ..log.filters import Filter
 from .diff import diff
+from .loader import user_frame
 
 GLOB_CHARS = frozenset("*?[")
 
@@ -102,10 +104,16 @@ class Aggregate(ABC):
         try:
             return self.apply(state, event)
         except Exception as e:
+            frame = user_frame(e)
+            where = f" ({os.path.basename(frame[0])}, line {frame[1]})" if frame else ""
             raise AggregateFailed(
-                f"aggregate {self.name!r} raised {e.__class__.__name__}: {one_line(e)} "
+                f"aggregate {self.name!r} raised {e.__class__.__name__}: {one_line(e)}{where} "
                 f"on {event.stream} revision {event.revision} ({event.type})"
             ) from e
+
+    def handles(self, type_: str) -> bool:
+        "Whether an event of this type reaches the aggregate's code (a fold function gets every event)."
+        return True
 
     def canonical(self, state: Any) -> Any:
         """The state as JSON data, as a snapshot would restore it.
@@ -193,6 +201,9 @@ class ClassAggregate(Aggregate):
 
     def initial(self) -> Any:
         return self.cls()
+
+    def handles(self, type_: str) -> bool:
+        return self.handler(type_) is not None
 
     def apply(self, state: Any, event: Event) -> Any:
         handler = self.handler(event.type)
@@ -355,7 +366,9 @@ def target_revision(store, stream: str, at_revision: int | None = None, at: str 
         raise StreamNotFound(f"stream {stream!r} not found (no events)")
     target = head
     if at_revision is not None:
-        if at_revision < 1 or at_revision > head:
+        if at_revision < 1:  # revision 0 is the state before the stream: there is none to show
+            raise RevisionNotFound(f"revision {at_revision} is before stream {stream!r}: its revisions are 1 to {head}")
+        if at_revision > head:
             raise RevisionNotFound(f"stream {stream!r} has revisions 1 to {head}; there is no revision {at_revision}")
         target = at_revision
     if at is not None:
@@ -403,6 +416,23 @@ def load(
     if use_snapshots and target == head and snapshots.due(aggregate, snapshot, revision):
         snapshots.save(store, aggregate, folded)
     return folded
+
+
+def unhandled_types(store, aggregate: Aggregate, folded: Folded) -> list[str] | None:
+    """The event types of a folded stream when none of its events had a handler — the
+    state is then the initial one, which is seldom what was meant (the wrong stream,
+    or an ``@on`` type misspelt); None when some event was handled.
+
+    Only a state equal to the initial one is checked, so a normal load reads nothing more.
+    """
+    if not isinstance(aggregate, ClassAggregate) or folded.state != aggregate.canonical(aggregate.initial()):
+        return None
+    types: dict[str, None] = {}
+    for event in store.read(Filter(stream=folded.stream, end=folded.revision)):
+        if aggregate.handles(event.type):
+            return None
+        types.setdefault(event.type)
+    return list(types)
 
 
 def snapshot(store, aggregate: Aggregate, stream: str) -> Folded:

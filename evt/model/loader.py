@@ -36,13 +36,13 @@ def load_model(spec: str, search_path: list[str] | tuple[str, ...] = ()) -> Mode
     if not found:
         raise ConfigError(f"model {spec} defines no evt.Model (add: model = evt.Model())")
     if len(found) > 1:
-        several = _several_models(list(found.values()), getattr(module, "__file__", None))
-        raise ConfigError(f"model {spec}: {several}; name the one to use 'model'")
+        several = _several_models(spec, list(found.values()), getattr(module, "__file__", None))
+        raise ConfigError(f"{several}; name the one to use 'model'")
     return next(iter(found.values()))[1]
 
 
-def _several_models(found: list[tuple[str, Model]], module_file: str | None) -> str:
-    "'FILE, line N: N evt.Model instances, a (line 2) and b (line 3)' — where each was created."
+def _several_models(spec: str, found: list[tuple[str, Model]], module_file: str | None) -> str:
+    "'model SPEC, line N: N evt.Model instances, a (line 2) and b (line 3)' — where each was created."
     found = sorted(found, key=lambda item: (item[1].created_at[0] == module_file, item[1].created_at))
     files = {model.created_at[0] for _, model in found}
     last_file, last_line = found[-1][1].created_at  # the module's own file when it made one
@@ -53,7 +53,7 @@ def _several_models(found: list[tuple[str, Model]], module_file: str | None) -> 
 
     named = [f"{name} ({where(model)})" for name, model in found]
     listed = ", ".join(named[:-1]) + " and " + named[-1]
-    return f"{last_file}, line {last_line}: {len(found)} evt.Model instances, {listed}"
+    return f"{_model_at(spec, last_file, last_line)}: {len(found)} evt.Model instances, {listed}"
 
 
 def _import(spec: str):
@@ -72,22 +72,32 @@ def _import(spec: str):
         module_spec.loader.exec_module(module)
         return module
     except ConfigError as e:
-        where = _where(e)  # a registration the model made wrongly (two upcasters, a bad aggregate)
-        if where:
-            raise ConfigError(f"model {spec}: {where}{e}") from None
+        frame = user_frame(e)  # a registration the model made wrongly (two upcasters, a bad aggregate)
+        if frame is not None:
+            raise ConfigError(f"{_model_at(spec, *frame)}: {e}") from None
         raise
     except ModuleNotFoundError as e:
         if not is_path and e.name is not None and (spec == e.name or spec.startswith(e.name + ".")):  # the model itself, or its package
             raise ConfigError(f"model module {spec!r} not found (give a .py path, or a module in the current folder, evt.toml's folder or on PYTHONPATH)") from None
-        raise ConfigError(f"model {spec}: {_where(e)}{type(e).__name__}: {one_line(e)}") from None
+        raise ConfigError(f"{_model_at(spec, *(user_frame(e) or (None, None)))}: {type(e).__name__}: {one_line(e)}") from None
     except SyntaxError as e:
-        raise ConfigError(f"model {spec}: {e.filename}, line {e.lineno}: SyntaxError: {e.msg}") from None
+        raise ConfigError(f"{_model_at(spec, e.filename, e.lineno)}: SyntaxError: {e.msg}") from None
     except (Exception, SystemExit) as e:  # SystemExit: a model that calls sys.exit() while importing
-        raise ConfigError(f"model {spec}: {_where(e)}{type(e).__name__}: {one_line(e)}") from None
+        raise ConfigError(f"{_model_at(spec, *(user_frame(e) or (None, None)))}: {type(e).__name__}: {one_line(e)}") from None
 
 
-def _where(error: BaseException) -> str:
-    """The innermost frame of the user's code where an import failed: 'file, line N: '.
+def _model_at(spec: str, filename: str | None, line: int | None) -> str:
+    """'model SPEC, line N' when the line is in the model's own file; 'model SPEC: FILE, line N'
+    when it is in a module the model imports; 'model SPEC' when nobody knows."""
+    if filename is None:
+        return f"model {spec}"
+    if os.path.abspath(filename) == os.path.abspath(spec):
+        return f"model {spec}, line {line}"
+    return f"model {spec}: {filename}, line {line}"
+
+
+def user_frame(error: BaseException) -> tuple[str, int] | None:
+    """The innermost frame of the user's code in an error's traceback: (file, line).
 
     Frames in evt, the standard library and installed packages (pydantic raising on a
     bad field, json on bad text) are passed over: the line to fix is the user's.
@@ -96,9 +106,8 @@ def _where(error: BaseException) -> str:
     frames = [f for f in traceback.extract_tb(error.__traceback__) if "importlib" not in f.filename and not f.filename.startswith(evt_folder)]
     user = [f for f in frames if not _library_file(f.filename)] or frames[:1]  # [:1]: a model installed as a package
     if not user:
-        return ""
-    frame = user[-1]
-    return f"{frame.filename}, line {frame.lineno}: "
+        return None
+    return user[-1].filename, user[-1].lineno
 
 
 def _library_file(filename: str) -> bool:

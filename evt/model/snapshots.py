@@ -15,8 +15,8 @@ from ..log.envelope import dumps
 from ..log.sqlite import translate_errors
 from ..log.timestamps import now
 
-# A reader saving a snapshot waits this long for the write lock, then gives up.
-READER_BUSY_TIMEOUT_MS = 200
+# A reader saving a snapshot waits this long (seconds) for the write lock, then gives up.
+READER_WAIT = 0.2
 
 UPSERT = """
     INSERT INTO snapshots (aggregate, stream, revision, position, timestamp, fingerprint, state, taken_at)
@@ -89,22 +89,17 @@ def save(store, aggregate, folded, *, wait: bool = False) -> bool:
         dumps(folded.state),
         now(),
     )
-    if wait:
-        _upsert(store, row)
-        return True
-    old_timeout = store.conn.execute("PRAGMA busy_timeout").fetchone()[0]
-    store.conn.execute(f"PRAGMA busy_timeout = {READER_BUSY_TIMEOUT_MS}")
     try:
-        _upsert(store, row)
+        _upsert(store, row, None if wait else READER_WAIT)
         return True
     except StoreUnavailable:
+        if wait:
+            raise
         return False
-    finally:
-        store.conn.execute(f"PRAGMA busy_timeout = {old_timeout}")
 
 
-def _upsert(store, row: tuple) -> None:
-    with store.transaction() as conn:
+def _upsert(store, row: tuple, timeout: float | None) -> None:
+    with store.transaction(timeout=timeout) as conn:
         conn.execute(UPSERT, row)
 
 

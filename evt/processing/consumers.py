@@ -180,5 +180,5 @@ def command_of(store: Store, name: str) -> str | None:
 def positions(store: Store) -> list[tuple[str, str]]:
     "(name, kind) of every shell consumer and relay that keeps its position in this store."
     return store.conn.execute(
-        "SELECT name, kind FROM evt_checkpoints WHERE kind IN ('exec', 'relay') ORDER BY name"
+        "SELECT name, kind FROM evt_checkpoints WHERE kind IN ('exec', 'relay', 'reactor') ORDER BY name"
     ).fetchall()

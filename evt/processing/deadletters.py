@@ -59,23 +59,18 @@ def columns(conn: sqlite3.Connection, table: str) -> set[str]:
     return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
 
 
-def next_id(store_conn: sqlite3.Connection) -> int:
+def next_id(store) -> int:
     """A new dead-letter id from the events store's counter.
 
-    In the caller's transaction when the store is where the dead letter goes; else in a
-    short one of its own (an id lost to a crash leaves a gap, never a duplicate).
+    In the caller's transaction when it holds one on the store (the dead letter goes
+    there); else in a short one of its own (an id lost to a crash leaves a gap, never a
+    duplicate).
     """
     sql = "UPDATE evt_sequences SET value = value + 1 WHERE name = 'dead_letters' RETURNING value"
-    if store_conn.in_transaction:
-        return store_conn.execute(sql).fetchone()[0]
-    store_conn.execute("BEGIN IMMEDIATE")
-    try:
-        value = store_conn.execute(sql).fetchone()[0]
-    except BaseException:
-        store_conn.execute("ROLLBACK")
-        raise
-    store_conn.execute("COMMIT")
-    return value
+    if store.in_transaction:
+        return store.conn.execute(sql).fetchone()[0]
+    with store.transaction() as conn:
+        return conn.execute(sql).fetchone()[0]
 
 
 def record(
@@ -89,19 +84,20 @@ def record(
     )
 
 
-def record_message(store_conn: sqlite3.Connection, consumer: str, payload: str, error: str, at: str) -> int:
+def record_message(store, consumer: str, payload: str, error: str, at: str) -> int:
     """Park a message that never became an event (in the caller's transaction on the store).
 
     The same message parked again by the same consumer (a redelivery) counts one more
     attempt on its entry instead of making a second one. Returns the entry's id.
     """
+    store_conn = store.conn
     found = store_conn.execute(
         "SELECT id FROM evt_dead_letters WHERE consumer = ? AND position IS NULL AND payload = ?", (consumer, payload)
     ).fetchone()
     if found:
         failed_again(store_conn, found[0], error, at)
         return found[0]
-    id = next_id(store_conn)
+    id = next_id(store)
     event_id, stream, type_ = _envelope_fields(payload)
     store_conn.execute(
         "INSERT INTO evt_dead_letters (id, consumer, position, event_id, stream, type, payload, error, attempts, "

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from contextlib import contextmanager
+from typing import Iterator
 
 from ..config import Config
 from ..log.store import Store
@@ -124,22 +126,27 @@ class DeadLetterQueue:
         return Runner(self.store, Target(self.store), ExecConsumer(name, command))
 
     def _note_failure(self, entry: DeadLetter, error: str) -> None:
-        conn = self.store.conn if entry.path == self.store.path else sqlite3.connect(entry.path, isolation_level=None)
-        conn.execute("BEGIN IMMEDIATE")
-        if conn is not self.store.conn:
-            deadletters.create_bookkeeping(conn)  # a projection's file an older evt made
-        deadletters.failed_again(conn, entry.id, error, now())
-        conn.execute("COMMIT")
+        with self._writing(entry.path) as conn:
+            deadletters.failed_again(conn, entry.id, error, now())
+
+    @contextmanager
+    def _writing(self, path: str) -> Iterator[sqlite3.Connection]:
+        "A write transaction on one of the files dead letters are kept in, queued like any writer's."
+        target = Target(self.store, path, busy_timeout=self.config.busy_timeout(), synchronous=self.config.synchronous())
+        try:
+            with target.transaction() as conn:
+                yield conn
+        finally:
+            target.close()
 
     def discard(self, entries: list[DeadLetter]) -> int:
         "Delete these dead letters (their events stay unhandled by that consumer)."
         by_file: dict[str, list[int]] = {}
         for entry in entries:
             by_file.setdefault(entry.path, []).append(entry.id)
-        for path, conn in self.files():
+        for path, _ in self.files():
             ids = by_file.get(path)
             if ids:
-                conn.execute("BEGIN IMMEDIATE")
-                deadletters.delete(conn, ids)
-                conn.execute("COMMIT")
+                with self._writing(path) as conn:
+                    deadletters.delete(conn, ids)
         return len(entries)

@@ -20,10 +20,12 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 from ..errors import EvtError, HandlerFailed, OutputClosed
+from ..log import checkpoints, writers
 from ..log.filters import Filter
 from ..log.sqlite import translate_errors
 from ..log.store import COLUMNS, Store, row_to_event
 from ..log.timestamps import now
+from ..log.writers import WriterQueue
 from . import deadletters
 
 BATCH_SIZE = 1000  # events per commit
@@ -32,15 +34,24 @@ CHUNK = 1000  # events read at a time
 
 
 class Target:
-    "The SQLite file a processor writes into: its tables, its checkpoint, its dead letters."
+    """The SQLite file a processor writes into: its tables, its checkpoint, its dead letters.
+
+    Its writes queue for their turn like every evt writer's (``evt.log.writers``): the
+    events store's queue when the target is the store, the target file's own otherwise.
+    """
 
     def __init__(self, store: Store, path: str | None = None, *, busy_timeout: float = 10.0, synchronous: str = "full"):
         self.store = store
         self.is_store = path is None or same_file(path, store.path)
         self.path = store.path if self.is_store else path
+        self.held = False  # a transaction of this target's is open (the turn is held)
         if self.is_store:
             self.conn = store.conn
+            self.queue = store.queue
+            self.busy_timeout = store.busy_timeout
             return
+        self.busy_timeout = busy_timeout
+        self.queue = WriterQueue(path)
         with translate_errors(path):
             self.conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
             if self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
@@ -50,16 +61,18 @@ class Target:
             deadletters.create_bookkeeping(self.conn)
 
     def begin(self) -> None:
-        with translate_errors(self.path):
-            self.conn.execute("BEGIN IMMEDIATE")
+        writers.begin(self.conn, self.queue, self.path, self.busy_timeout, self.busy_timeout)
+        self.held = True
 
     def commit(self) -> None:
-        with translate_errors(self.path):
-            self.conn.execute("COMMIT")
+        self.held = False
+        writers.commit(self.conn, self.queue, self.path)
 
     def rollback(self) -> None:
-        if self.conn.in_transaction:
-            self.conn.execute("ROLLBACK")
+        "Undo the open transaction, if there is one."
+        if self.held:
+            self.held = False
+            writers.rollback(self.conn, self.queue)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -74,25 +87,21 @@ class Target:
 
     def checkpoint(self, name: str) -> int | None:
         "The last position a processor has handled; None when it never ran here."
-        row = self.conn.execute("SELECT position FROM evt_checkpoints WHERE name = ?", (name,)).fetchone()
-        return None if row is None else row[0]
+        return checkpoints.load(self.conn, name)
 
     def save_checkpoint(self, name: str, kind: str, position: int, command: str | None = None) -> None:
-        self.conn.execute(
-            "INSERT INTO evt_checkpoints (name, kind, position, command, last_run_at) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (name) DO UPDATE SET position = excluded.position, last_run_at = excluded.last_run_at, "
-            "command = coalesce(excluded.command, command)",
-            (name, kind, position, command, now()),
-        )
+        "Move the processor's checkpoint forward (a Conflict if it would move back)."
+        checkpoints.save(self.conn, name, kind, position, command)
 
     def forget(self, name: str) -> None:
         "Drop a processor's checkpoint and dead letters (a rebuild starts from nothing)."
-        self.conn.execute("DELETE FROM evt_checkpoints WHERE name = ?", (name,))
+        checkpoints.delete(self.conn, name)
         deadletters.delete_consumer(self.conn, name)
 
     def close(self) -> None:
         if not self.is_store:
             self.conn.close()
+            self.queue.close()
 
 
 def same_file(a: str, b: str) -> bool:
@@ -172,7 +181,7 @@ class Runner:
         self.conn = target.conn
         self.proc = processor
         self.policy = processor.policy
-        self.filter = (filter or Filter()).replace(types=(), limit=None, backwards=False)
+        self.filter = (filter or Filter()).replace(types=(), exact_types=(), limit=None, backwards=False)
         self.batch_size = max(1, batch_size)
         self.batch_seconds = batch_seconds
         self.sleep = sleep
@@ -389,7 +398,7 @@ class Runner:
         self._record(row, f"parked behind dead letter {blocker} (stream {row[1]})", 0, now())
 
     def _record(self, row: tuple, error: str, attempts: int, first: str, detail: str | None = None) -> int:
-        id = deadletters.next_id(self.store.conn)
+        id = deadletters.next_id(self.store)
         deadletters.record(self.conn, id, self.proc.name, _Seen(row, self._type_seen(row)), error, attempts, first, now(), detail)
         self.summary.failures += 1
         return id

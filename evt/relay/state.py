@@ -8,6 +8,7 @@ letter (``evt_dead_letters``, with no position and the message as its payload), 
 
 from __future__ import annotations
 
+from ..log import checkpoints
 from ..log.sqlite import translate_errors
 from ..log.store import Store
 from ..log.timestamps import now
@@ -19,20 +20,18 @@ KIND = "relay"
 def load_position(store: Store, name: str) -> int:
     "The last position this relay has delivered (0 when it has never run)."
     with translate_errors(store.path):
-        row = store.conn.execute("SELECT position FROM evt_checkpoints WHERE name = ?", (name,)).fetchone()
-    return row[0] if row else 0
+        return checkpoints.load(store.conn, name) or 0
 
 
 def save_position(store: Store, name: str, position: int) -> None:
-    "Record the relay's position; call it inside ``store.transaction()``."
-    store.conn.execute(
-        "INSERT INTO evt_checkpoints (name, kind, position, last_run_at) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT (name) DO UPDATE SET position = excluded.position, last_run_at = excluded.last_run_at",
-        (name, KIND, position, now()),
-    )
+    """Record the relay's position; call it inside ``store.transaction()``.
+
+    It only moves forward: a relay running under the same name as another that got
+    further is a Conflict (exit 3), never a position moved back."""
+    checkpoints.save(store.conn, name, KIND, position)
 
 
 def record_bad_message(store: Store, consumer: str, payload: str, error: str) -> None:
     "Park a message that could not be stored; the same message again counts one more attempt."
     with translate_errors(store.path), store.transaction():
-        deadletters.record_message(store.conn, consumer, payload, error, now())
+        deadletters.record_message(store, consumer, payload, error, now())

@@ -1,0 +1,244 @@
+"""Many writers at once: evt against the eventsourcing library's SQLite recorder, in one run.
+
+    python benchmarks/bench_writers.py [--writers 8] [--writes 50] [--busy-timeout 1]
+
+eventsourcing (https://github.com/pyeventsourcing/eventsourcing) is installed for this
+benchmark only (``pip install eventsourcing``); it is never a dependency of evt.
+
+Both sides use one SQLite file in WAL mode with ``synchronous=FULL`` (an acknowledged
+write survives a power cut) on the same disk, and append the same shape of event (a new
+stream per write, a small payload). Measured, for batch sizes 1, 20 and 100:
+
+- threads: ``--writers`` threads sharing one ``evt.Store`` (one recorder for the peer),
+  each making ``--writes`` writes;
+- processes: ``--writers`` processes, each with its own ``Store`` (its own recorder), each
+  making ``--writes`` writes, all started together;
+- for each: throughput (events/s), the wait of each write (call to return: queueing for
+  the lock plus the transaction) as median, p99 and worst, refusals (a write that failed,
+  e.g. locked past the busy timeout), and the worst wait as a multiple of one
+  uncontended write's time;
+- one single-event insert, uncontended (eventsourcing's ``test_performance``).
+
+Ratios are evt / peer for throughput (goal >= 1.0) and for the single insert time
+(goal <= 1.0). Nothing here is a test: it prints a table and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+BATCHES = (1, 20, 100)
+PAYLOAD = {"amount": 12.5, "currency": "EUR", "note": "a small event"}
+
+
+# -- the two writers ------------------------------------------------------------------------
+
+
+class EvtWriter:
+    name = "evt"
+
+    def __init__(self, path: str, busy_timeout: float):
+        from evt import Store
+
+        self.store = Store(path, busy_timeout=busy_timeout)
+
+    def write(self, batch: int) -> None:
+        from evt import NewEvent
+
+        stream = f"bench-{uuid.uuid4().hex}"
+        self.store.write([NewEvent(stream, "thing.happened", PAYLOAD, expected=0 if i == 0 else i) for i in range(batch)])
+
+    def count(self) -> int:
+        return self.store.head()
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class PeerWriter:
+    name = "eventsourcing"
+
+    def __init__(self, path: str, busy_timeout: float):
+        from eventsourcing.persistence import JSONTranscoder
+        from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
+
+        self.datastore = SQLiteDatastore(path, lock_timeout=max(1, round(busy_timeout)))
+        self.recorder = SQLiteApplicationRecorder(self.datastore)
+        self.recorder.create_table()
+        self.transcoder = JSONTranscoder()
+        with self.datastore.transaction(commit=False) as c:  # same durability as evt
+            c.execute("PRAGMA synchronous")
+            assert c.fetchone()[0] == 2, "the peer must run with synchronous=FULL"
+
+    def write(self, batch: int) -> None:
+        from eventsourcing.persistence import StoredEvent
+
+        originator = uuid.uuid4()
+        state = self.transcoder.encode(PAYLOAD)
+        self.recorder.insert_events(
+            [StoredEvent(originator_id=originator, originator_version=i + 1, topic="thing.happened", state=state) for i in range(batch)]
+        )
+
+    def count(self) -> int:
+        return self.recorder.max_notification_id() or 0
+
+    def close(self) -> None:
+        self.datastore.close()
+
+
+WRITERS = {"evt": EvtWriter, "eventsourcing": PeerWriter}
+
+
+# -- measuring ------------------------------------------------------------------------------
+
+
+def timed_writes(writer, batch: int, writes: int, start: threading.Event | None = None) -> tuple[list[float], int]:
+    "The wait of each write, and how many were refused."
+    waits, refused = [], 0
+    if start is not None:
+        start.wait()
+    for _ in range(writes):
+        began = time.perf_counter()
+        try:
+            writer.write(batch)
+        except Exception:
+            refused += 1
+            continue
+        waits.append(time.perf_counter() - began)
+    return waits, refused
+
+
+def run_threads(kind: str, path: str, batch: int, writers: int, writes: int, busy_timeout: float) -> dict:
+    writer = WRITERS[kind](path, busy_timeout)
+    start = threading.Event()
+    results: list = [None] * writers
+
+    def work(i: int) -> None:
+        results[i] = timed_writes(writer, batch, writes, start)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(writers)]
+    for t in threads:
+        t.start()
+    began = time.perf_counter()
+    start.set()
+    for t in threads:
+        t.join()
+    seconds = time.perf_counter() - began
+    stored = writer.count()
+    writer.close()
+    return summarise(results, seconds, batch, stored)
+
+
+def _process_main(kind: str, path: str, batch: int, writes: int, busy_timeout: float, ready, go, out) -> None:
+    writer = WRITERS[kind](path, busy_timeout)
+    ready.release()
+    go.wait()
+    out.put(timed_writes(writer, batch, writes))
+    writer.close()
+
+
+def run_processes(kind: str, path: str, batch: int, writers: int, writes: int, busy_timeout: float) -> dict:
+    WRITERS[kind](path, busy_timeout).close()  # create the store (or the peer's table) first
+    ctx = multiprocessing.get_context("fork")
+    ready, go, out = ctx.Semaphore(0), ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_process_main, args=(kind, path, batch, writes, busy_timeout, ready, go, out)) for _ in range(writers)]
+    for p in procs:
+        p.start()
+    for _ in procs:
+        ready.acquire()
+    began = time.perf_counter()
+    go.set()
+    results = [out.get() for _ in procs]
+    seconds = time.perf_counter() - began
+    for p in procs:
+        p.join()
+    writer = WRITERS[kind](path, busy_timeout)
+    stored = writer.count()
+    writer.close()
+    return summarise(results, seconds, batch, stored)
+
+
+def summarise(results: list, seconds: float, batch: int, stored: int) -> dict:
+    waits = sorted(w for ws, _ in results for w in ws)
+    refused = sum(r for _, r in results)
+    acknowledged = len(waits) * batch
+    return {
+        "rate": acknowledged / seconds,
+        "median": statistics.median(waits) if waits else float("nan"),
+        "p99": waits[min(len(waits) - 1, int(len(waits) * 0.99))] if waits else float("nan"),
+        "worst": waits[-1] if waits else float("nan"),
+        "refused": refused,
+        "lost": acknowledged - stored,  # an acknowledged write that is not stored: must be 0
+    }
+
+
+def single_insert(kind: str, path: str, busy_timeout: float, number: int = 100) -> float:
+    "Seconds per uncontended single-event write (after 10 to warm up)."
+    writer = WRITERS[kind](path, busy_timeout)
+    for _ in range(10):
+        writer.write(1)
+    began = time.perf_counter()
+    for _ in range(number):
+        writer.write(1)
+    seconds = (time.perf_counter() - began) / number
+    writer.close()
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--writers", type=int, default=8)
+    parser.add_argument("--writes", type=int, default=50, help="writes per writer")
+    parser.add_argument("--busy-timeout", type=float, default=1.0)
+    parser.add_argument("--dir", default=None, help="where the stores go (default: a temporary folder)")
+    args = parser.parse_args()
+    try:
+        import eventsourcing  # noqa: F401
+    except ImportError:
+        sys.exit("bench_writers.py needs the peer: pip install eventsourcing")
+    folder = Path(args.dir or tempfile.mkdtemp(prefix="evt-bench-writers-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    n = 0
+
+    def fresh(kind: str) -> str:
+        nonlocal n
+        n += 1
+        return str(folder / f"{kind}-{n}.db")
+
+    print(f"{args.writers} writers x {args.writes} writes, busy timeout {args.busy_timeout:g}s, WAL + synchronous=FULL, in {folder}")
+    single = {}
+    for kind in ("evt", "eventsourcing", "evt", "eventsourcing"):  # interleaved: a busy moment hits both
+        single.setdefault(kind, []).append(single_insert(kind, fresh(kind), args.busy_timeout))
+    single = {k: min(v) for k, v in single.items()}
+    print(f"\nsingle insert, uncontended: evt {single['evt'] * 1e6:.0f} us, eventsourcing {single['eventsourcing'] * 1e6:.0f} us, "
+          f"ratio {single['evt'] / single['eventsourcing']:.2f} (goal <= 1.0)")
+    print(f"\n{'mode':<10} {'batch':>5} {'writer':<14} {'events/s':>9} {'median ms':>10} {'p99 ms':>8} {'worst ms':>9} "
+          f"{'worst/1 write':>13} {'refused':>7} {'lost':>4}")
+    ratios = []
+    for mode, run in (("threads", run_threads), ("processes", run_processes)):
+        for batch in BATCHES:
+            found = {}
+            for kind in ("evt", "eventsourcing"):
+                found[kind] = r = run(kind, fresh(kind), batch, args.writers, args.writes, args.busy_timeout)
+                print(f"{mode:<10} {batch:>5} {kind:<14} {r['rate']:>9.0f} {r['median'] * 1e3:>10.1f} {r['p99'] * 1e3:>8.1f} "
+                      f"{r['worst'] * 1e3:>9.1f} {r['worst'] / single[kind]:>13.1f} {r['refused']:>7} {r['lost']:>4}")
+            ratio = found["evt"]["rate"] / found["eventsourcing"]["rate"]
+            ratios.append(ratio)
+            print(f"{'':<10} {'':>5} {'ratio':<14} {ratio:>9.2f}  (goal >= 1.0)")
+    print(f"\nthroughput ratio evt/eventsourcing: min {min(ratios):.2f}, median {statistics.median(ratios):.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,237 @@
+"""One append: its events prepared, then placed in the log inside the write transaction.
+
+Preparing an event (the model's validation, JSON encoding, a generated id) needs the
+event alone, so ``Store.write`` prepares the first chunk — all of a small write — before
+it queues for the write lock: writers of many threads and processes prepare while
+another one holds the lock, and the lock is held for the short part only. Placing needs
+the log as it is now: the head, each stream's revision (expected revisions are checked
+against it, earlier events of the batch included), the ids already stored (an
+idempotent re-append returns the stored position). Chunks are placed and inserted one at
+a time, so a batch of any size streams through in flat memory: what a chunk needs of
+earlier ones it finds in the table, inside the same transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from array import array
+from typing import Any, Iterable, Iterator
+
+from ..errors import (
+    DuplicateEventId,
+    EvtError,
+    InvalidInput,
+    LineError,
+    WrongExpectedRevision,
+)
+from .envelope import ANY, EXISTS, IdFactory, NewEvent, loads
+from .hooks import ModelHooks
+from .timestamps import now
+
+# Events are prepared, looked up (given ids) and inserted this many at a time.
+CHUNK = 500
+
+INSERT = (
+    "INSERT INTO events (position, stream, revision, id, type, version, timestamp, source, "
+    "correlation_id, causation_id, data, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+# JSON as evt stores it: compact, UTF-8 kept as is, strict (no NaN), the same text for the
+# same data whatever the size of the batch. The C encoder made once: json.dumps with
+# these options builds a new encoder per call, at twice the cost.
+_ENCODE = json.encoder.c_make_encoder(  # type: ignore[attr-defined]
+    None, json.JSONEncoder().default, json.encoder.encode_basestring, None, ":", ",", False, False, False
+) if json.encoder.c_make_encoder is not None else None  # type: ignore[attr-defined]
+
+
+def encode(value: Any, field: str = "data") -> str:
+    "A JSON object as the compact text evt stores; InvalidInput for what is not JSON."
+    if not value:
+        return "{}"
+    try:
+        if _ENCODE is not None:
+            return "".join(_ENCODE(value, 0))
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise InvalidInput(f"{field} is not JSON: {e}") from None
+    except RecursionError:
+        raise InvalidInput(f"{field} is nested too deeply (or refers to itself)") from None
+
+
+class Prepared:
+    "An event ready to be placed: its fields as stored, but for position, revision and timestamp."
+
+    __slots__ = ("event", "id", "given_id", "data", "metadata")
+
+    def __init__(self, event: NewEvent, id: str, given_id: bool, data: str, metadata: str):
+        self.event = event
+        self.id = id
+        self.given_id = given_id
+        self.data = data
+        self.metadata = metadata
+
+
+def prepare(events: Iterable[NewEvent], hooks: ModelHooks | None) -> Iterator[list[Prepared]]:
+    "The events in chunks, validated by ``hooks`` (None: not validated) and encoded."
+    new_id = IdFactory()
+    chunk: list[Prepared] = []
+    for event in events:
+        try:
+            if hooks is not None:
+                hooks.validate(event)
+            data = encode(event.data)
+            metadata = encode(event.metadata, "metadata")
+        except EvtError as e:
+            raise on_line(event, e) from None
+        given = event.id is not None
+        chunk.append(Prepared(event, event.id if given else new_id(), given, data, metadata))
+        if len(chunk) >= CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+class Placement:
+    "The part of one write that needs the log: positions, revisions, stored ids, inserts."
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.start = self.position = conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0]
+        self.timestamp = now()
+        self.heads: dict[str, int] = {}
+        self.lines = array("q")  # the NDJSON line of each event inserted, by position - start - 1 (0: none)
+
+    def place(self, chunk: list[Prepared]) -> list[int]:
+        "Insert a chunk's new events; return the position of each event (stored ones: theirs)."
+        stored = self._stored([p.id for p in chunk if p.given_id])
+        seen: dict[str, tuple] = {}  # given ids inserted in this chunk: id -> row
+        rows, placed, positions = [], [], []
+        for p in chunk:
+            try:
+                existing = (seen.get(p.id) or stored.get(p.id)) if p.given_id else None
+                if existing is not None:
+                    positions.append(self._same_event(p, existing))
+                    continue
+                row = self._row(p)
+            except EvtError as e:
+                raise on_line(p.event, e) from None
+            rows.append(row)
+            placed.append(p)
+            positions.append(row[0])
+            self.lines.append(p.event.line or 0)
+            if p.given_id:
+                seen[p.id] = row
+        try:
+            self.conn.executemany(INSERT, rows)
+        except UnicodeEncodeError:  # a lone surrogate ("\ud800") is JSON, but not text SQLite can store
+            raise _unencodable(rows, placed) from None
+        return positions
+
+    def _row(self, p: Prepared) -> tuple:
+        event = p.event
+        stream = event.stream
+        head = self.heads.get(stream)
+        if head is None:
+            head = self.conn.execute("SELECT max(revision) FROM events WHERE stream = ?", (stream,)).fetchone()[0] or 0
+        expected = event.expected
+        if expected != ANY:
+            _check_expected(stream, head, expected)
+        self.heads[stream] = head + 1
+        self.position += 1
+        return (
+            self.position, stream, head + 1, p.id, event.type, event.version, event.timestamp or self.timestamp,
+            event.source, event.correlation_id, event.causation_id, p.data, p.metadata,
+        )
+
+    def _stored(self, ids: list[str]) -> dict[str, tuple]:
+        "The stored rows (as inserted: the columns of INSERT) of these ids, earlier chunks of this write included."
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self.conn.execute(
+            "SELECT position, stream, revision, id, type, version, timestamp, source, correlation_id, causation_id, "
+            f"data, metadata FROM events WHERE id IN ({marks})",
+            ids,
+        ).fetchall()
+        return {row[3]: row for row in rows}
+
+    def _same_event(self, p: Prepared, row: tuple) -> int:
+        "The stored position of an idempotent re-append; DuplicateEventId if its content differs."
+        if same_content(p, row):
+            return row[0]
+        position, stream, type_ = row[0], row[1], row[4]
+        if position > self.start:  # an earlier event of this batch, not committed yet
+            line = self.lines[position - self.start - 1]
+            first = f" (first on line {line})" if line else ""
+            raise DuplicateEventId(f"event id {p.id!r} is given twice in this batch with other content{first}")
+        raise DuplicateEventId(
+            f"event id {p.id!r} is already stored (position {position}, stream {stream!r}, type {type_!r}) with other content"
+        )
+
+
+def same_content(p: Prepared, row: tuple) -> bool:
+    """Whether an event given again is the stored one: the same stream, type, version,
+    source, correlation and causation ids, data and metadata (as JSON: key order aside),
+    and the same timestamp if it gives one (an append that lets the store stamp the time
+    is the same event whenever it runs again)."""
+    event = p.event
+    return (
+        row[1] == event.stream
+        and row[4] == event.type
+        and row[5] == event.version
+        and row[7] == event.source
+        and row[8] == event.correlation_id
+        and row[9] == event.causation_id
+        and (event.timestamp is None or row[6] == event.timestamp)
+        and _same_json_text(row[10], p.data, event.data)
+        and _same_json_text(row[11], p.metadata, event.metadata)
+    )
+
+
+def _same_json_text(stored: str, text: str, value: Any) -> bool:
+    return stored == text or same_json(loads(stored), value)
+
+
+def _check_expected(stream: str, head: int, expected: int | str) -> None:
+    if expected == EXISTS:
+        if head == 0:
+            raise WrongExpectedRevision(f"stream {stream!r} does not exist (expected it to exist)")
+    elif head != expected:
+        if head == 0:
+            raise WrongExpectedRevision(f"stream {stream!r} does not exist (expected it at revision {expected})")
+        if expected == 0:
+            raise WrongExpectedRevision(f"stream {stream!r} already exists, at revision {head} (expected it not to exist)")
+        raise WrongExpectedRevision(f"stream {stream!r} is at revision {head}, expected {expected}")
+
+
+def on_line(event: NewEvent, error: EvtError) -> EvtError:
+    "The error, naming the NDJSON line of the event when it came from one."
+    return LineError(event.line, error) if event.line is not None else error
+
+
+def _unencodable(rows: list[tuple], placed: list[Prepared]) -> EvtError:
+    "InvalidInput for the first row holding text that is not valid Unicode."
+    for row, p in zip(rows, placed):
+        for value in row:
+            try:
+                if isinstance(value, str):
+                    value.encode()
+            except UnicodeEncodeError as e:
+                bad = value[e.start : e.end].encode("unicode_escape").decode()
+                return on_line(p.event, InvalidInput(f"{bad} is not valid Unicode text (a lone surrogate)"))
+    return InvalidInput("the events hold text that is not valid Unicode")
+
+
+def same_json(a: Any, b: Any) -> bool:
+    """Whether two JSON values are the same: key order aside, and 1 == 1.0.
+
+    Python's ``==`` also holds ``true == 1`` and ``false == 0``, which JSON does not.
+    """
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same_json(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b))
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    return a == b
