@@ -314,3 +314,17 @@ def test_purge_of_every_consumer_asks_on_a_terminal(failed, tmp_path, answer, le
     said = "purging 3 dead letters\n" if left == 0 else "nothing purged\n"
     assert (proc.returncode, out, err.decode()) == (0, b"", "delete 3 dead letters of elsewhere, strict? [y/N] " + said)
     assert len(failed("dlq", "list").json()) == left
+
+
+def test_show_as_a_table_gives_the_long_fields_whole_below_it(failed, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "60")
+    r = failed("dlq", "show", "3", "--format", "table")
+    table, detail, event = r.stdout.split("\n\n")
+    assert [line.split()[0] for line in table.splitlines()] == ["field", *FIELDS]
+    assert detail == (
+        "errorDetail:\n"
+        "  IntegrityError: CHECK constraint failed: n > 0\n"
+        "  in: INSERT INTO positive VALUES (json_extract(:data, '$.n'));"
+    )
+    assert event.startswith("event:\n  {\n    \"position\": 2,\n    \"stream\": \"s-1\",\n")
+    assert json.loads(event.removeprefix("event:\n")) == failed("read", "--from", "2", "--to", "2").json()[0]

@@ -71,16 +71,29 @@ def show(
     config: ConfigFile = None,
     model: ModelSpec = None,
 ) -> None:
-    """Show one dead letter in full (exit 4 if there is none with that id).
+    """Show one dead letter: its whole error and its event.
 
-    The fields of evt dlq list, then errorDetail (the whole error: a Python handler's traceback, a command's stderr, the failing SQL statement) and the event as evt read prints it. A message evt ingest could not store has no position: the message is shown as payload instead.
+    The fields of evt dlq list, then errorDetail (the whole error: a Python handler's traceback, a command's stderr, the failing SQL statement) and the event as evt read prints it. A message evt ingest could not store has no position: the message is shown as payload instead. Exit 4 if there is no dead letter with that id.
     """
     fmt = choose_format(format)
     shown = queue(db, config, model).show(id)
-    if fmt == "table":
-        emit([{"field": k, "value": v} for k, v in shown.items()], fmt, ("field", "value"))
-    else:
+    if fmt != "table":
         emit([shown], fmt)
+        return
+    # On a terminal: the list's fields as a table, then the long ones whole, below it.
+    blocks = ("errorDetail", "event", "payload")
+    emit([{"field": k, "value": v} for k, v in shown.items() if k not in blocks], fmt, ("field", "value"))
+    for key in blocks:
+        if key in shown:
+            print(f"\n{key}:\n{indent(shown[key])}")
+
+
+def indent(value) -> str:
+    import json
+    import textwrap
+
+    text = value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False)
+    return textwrap.indent(text, "  ", lambda line: True)
 
 
 def chosen(q, ids, all, consumer):
