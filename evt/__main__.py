@@ -19,9 +19,17 @@ def main(argv: list[str] | None = None) -> int:
         from .cli.append import parse_fast, run_append
         from .cli.boundary import guarded
 
-        request = parse_fast(args[1:])
-        if request is not None:
-            return guarded(run_append, request)
+        parsed = []
+
+        def fast() -> int:
+            "Parse and run inside the boundary, so nothing the parser meets escapes as a traceback."
+            request = parse_fast(args[1:])
+            parsed.append(request is not None)
+            return run_append(request) if request is not None else 0
+
+        code = guarded(fast)
+        if not parsed or parsed[0]:
+            return code
     from .cli.app import run
 
     return run(args)

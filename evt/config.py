@@ -15,10 +15,25 @@ from .errors import ConfigError, UsageError
 CONFIG_NAME = "evt.toml"
 SETTINGS = ("db", "model", "busy_timeout", "synchronous", "projections")
 
+# SQLite waits at most 2**31 - 1 milliseconds for a lock; a longer (or infinite) wait
+# would silently become no wait at all.
+MAX_BUSY_TIMEOUT = 2_147_483
+
+
+def current_folder() -> str | None:
+    "The current folder, or None when it has been deleted (evt still runs there, with absolute paths)."
+    try:
+        return os.getcwd()
+    except FileNotFoundError:
+        return None
+
 
 def find_config(start: str | None = None) -> str | None:
     "The nearest evt.toml in ``start`` (default: the current folder) or above it."
-    folder = os.path.abspath(start or os.getcwd())
+    start = start or current_folder()
+    if start is None:
+        return None
+    folder = os.path.abspath(start)
     while True:
         candidate = os.path.join(folder, CONFIG_NAME)
         if os.path.isfile(candidate):
@@ -37,6 +52,10 @@ def read_toml(path: str) -> dict:
             return tomllib.load(f)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: {e}") from None
+    except UnicodeDecodeError as e:  # TOML is UTF-8
+        with open(path, "rb") as f:
+            line = f.read()[: e.start].count(b"\n") + 1
+        raise ConfigError(f"{path}, line {line}: not valid UTF-8 (byte {e.object[e.start]:#04x}); TOML files are UTF-8") from None
     except OSError as e:
         raise ConfigError(f"cannot read {path}: {e.strerror}") from None
 
@@ -47,12 +66,14 @@ class Config:
     def __init__(self, path: str | None = None, data: dict | None = None):
         self.path = path
         self.data = data or {}
-        self.folder = os.path.dirname(path) if path else os.getcwd()
+        self.folder = os.path.dirname(path) if path else (current_folder() or os.curdir)
 
     @classmethod
     def load(cls, explicit: str | None = None) -> "Config":
         "``--config PATH`` if given, else the nearest evt.toml, else no file."
         if explicit is not None:
+            if explicit == "":
+                raise ConfigError("--config needs a file path, not an empty string")
             if not os.path.isfile(explicit):
                 raise ConfigError(f"config file {explicit} not found")
             path = os.path.abspath(explicit)
@@ -94,14 +115,20 @@ class Config:
         if option == "":  # --db "$UNSET": not a reason to write to ./events.db instead
             raise UsageError("--db needs a file path, not an empty string")
         if option:
-            return option
-        if os.environ.get("EVT_DB"):
-            return os.environ["EVT_DB"]
-        value = self.get("db")
-        return self.resolve_path(value) if value else "events.db"
+            path = option
+        elif os.environ.get("EVT_DB"):
+            path = os.environ["EVT_DB"]
+        else:
+            value = self.get("db")
+            path = self.resolve_path(value) if value else "events.db"
+        if not os.path.isabs(path) and current_folder() is None:
+            raise UsageError(f"the current folder no longer exists, so {path!r} names nothing; give --db an absolute path (or cd somewhere)")
+        return path
 
     def model(self, option: str | None = None) -> str | None:
         "The user's model: a file path or a dotted module name, or None."
+        if option == "":  # --model "$UNSET": not a reason to use another model
+            raise UsageError("--model needs a file path or a module name, not an empty string")
         if option:
             return option
         if os.environ.get("EVT_MODEL"):
@@ -112,14 +139,22 @@ class Config:
         return value
 
     def busy_timeout(self) -> float:
+        "Seconds a writer waits for the lock: a number from 0 to MAX_BUSY_TIMEOUT (about 24 days)."
         text = os.environ.get("EVT_BUSY_TIMEOUT")
         if text is None:
             value = self.get("busy_timeout", (int, float))
-            return 10.0 if value is None else float(value)
-        try:
-            return float(text)
-        except ValueError:
-            raise ConfigError(f"EVT_BUSY_TIMEOUT must be a number of seconds, not {text!r}") from None
+            if value is None:
+                return 10.0
+            source, shown = f"{self.where('busy_timeout')}: busy_timeout", value
+        else:
+            try:
+                value = float(text)
+            except ValueError:
+                value = None
+            source, shown = "EVT_BUSY_TIMEOUT", text
+        if isinstance(value, bool) or value is None or not 0 <= value <= MAX_BUSY_TIMEOUT:  # nan fails both
+            raise ConfigError(f"{source} must be a number of seconds from 0 to {MAX_BUSY_TIMEOUT}, not {shown!r}")
+        return float(value)
 
     def synchronous(self) -> str:
         from_env = os.environ.get("EVT_SYNCHRONOUS")

@@ -67,6 +67,10 @@ class NotAStore(StoreUnavailable):
     "The file is not an evt store"
 
 
+class StoreCorrupted(StoreUnavailable):
+    "The store's file is damaged: SQLite found a malformed page, or a row that is not what evt stores"
+
+
 class StoreTooNew(StoreUnavailable):
     "The store was written by a newer evt"
 

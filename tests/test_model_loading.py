@@ -44,9 +44,28 @@ def test_valid_data_and_types_without_a_schema_are_stored(evt):
 
 
 def test_a_schema_is_per_version(evt):
-    write_model()
+    write_model(extra="""
+        from pydantic import BaseModel as _Base
+
+        @model.schema("account.credited", version=3)
+        class CreditedV3(_Base):
+            amount: int
+    """)
     result = evt("append", "account-1", "account.credited", '{"amount": -5}', "--schema-version", "2", "--model", "model.py")
-    assert result.exit_code == 0  # no schema for v2: it passes as it is
+    assert result.exit_code == 0  # no schema for v2 (below the highest, v3): it passes as it is
+
+
+def test_a_version_above_the_highest_the_model_knows_is_refused(evt):
+    write_model()
+    result = evt("append", "account-1", "account.credited", '{"amount": 5}', "--schema-version", "2", "--model", "model.py")
+    assert (result.exit_code, result.stdout) == (5, "")
+    assert result.stderr == (
+        "evt: account.credited v2 is unknown: the model knows account.credited up to v1 "
+        "(register a schema or upcaster for it, or append with --no-validate)\n"
+    )
+    trusted = evt("append", "account-1", "account.credited", '{"amount": 5}', "--schema-version", "2", "--model", "model.py", "--no-validate", "-q")
+    assert trusted.exit_code == 0
+    assert evt("append", "account-1", "account.frozen", "--schema-version", "7", "--model", "model.py", "-q").exit_code == 0  # a type it does not know
 
 
 def test_ndjson_batch_names_the_line_and_writes_nothing(evt):

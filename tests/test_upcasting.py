@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -583,7 +584,8 @@ def test_read_time_upcasting_and_migrated_stores_agree(events):
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "events.db")
         with Store(path, model=model) as store:
-            store.append([NewEvent(s, t, d, version=v, metadata=m, source="x") for s, (t, v), d, m in events])
+            # versions the model does not know (a v3) are refused on append: stored here as a trusted import
+            store.write([NewEvent(s, t, d, version=v, metadata=m, source="x") for s, (t, v), d, m in events], validate=False)
             seen = list(store.read())
             seen_b = list(store.read(Filter(types=["b*"])))
             upcasting.migrate_copy(store, os.path.join(folder, "new.db"))
@@ -754,19 +756,47 @@ def test_a_copy_killed_mid_run_leaves_nothing_that_stays_or_blocks_a_rerun(evt, 
     assert sorted(n for n in os.listdir(slow) if n.startswith("new.db")) == ["new.db"]  # the killed run's file is gone
 
 
-def test_an_in_place_run_killed_mid_run_leaves_the_store_as_it_was(evt, slow):
+def test_an_in_place_run_killed_mid_run_leaves_the_store_as_it_was_and_no_backup(evt, slow):
+    "A backup gets its name only when its migration commits: a killed run leaves none behind for good."
     before = dump_events("events.db")
-    killed_mid_run(slow, "--in-place", when=lambda: any(".bak-" in n and ".tmp-" not in n for n in os.listdir(slow)))
+    size = os.path.getsize("events.db")
+
+    def backup_written() -> bool:
+        "The backup's own file (not its journal, which comes and goes) has the store's size."
+        for name in os.listdir(slow):
+            try:
+                if re.search(r"\.bak-.*\.tmp-\d+$", name) and os.path.getsize(slow / name) >= size:
+                    return True
+            except FileNotFoundError:  # gone between the listing and the look
+                pass
+        return False
+
+    killed_mid_run(slow, "--in-place", when=backup_written)
     assert intact("events.db") and dump_events("events.db") == before
     conn = sqlite3.connect("events.db", isolation_level=None)
     with pytest.raises(sqlite3.IntegrityError, match="append-only"):
         conn.execute("UPDATE events SET data = '{}'")
     conn.close()
-    [backup] = [n for n in os.listdir(slow) if ".bak-" in n]  # complete: it was announced before the rewrite
-    assert intact(backup) and dump_events(backup) == before
+    [unfinished] = [n for n in os.listdir(slow) if ".bak-" in n]
+    assert ".tmp-" in unfinished  # never under a backup's name: that migration did not happen
     (slow / "model.py").write_text(MODEL)
     r = evt("upcast", "run", "--in-place")
     assert r.exit_code == 0 and r.json()[0]["upcast"] == 5_000
+    backup = os.path.basename(r.json()[0]["backup"])
+    assert [n for n in os.listdir(slow) if ".bak-" in n] == [backup]  # the killed run's file is gone
+    assert intact(backup) and dump_events(backup) == before
+
+
+def test_a_backup_whose_migration_committed_gets_its_name_even_if_the_run_was_killed_before_naming_it(evt, store):
+    r = evt("upcast", "run", "--in-place")
+    backup = os.path.basename(r.json()[0]["backup"])
+    content = dump_events(backup)
+    unnamed = f"{backup}.tmp-{dead_pid()}"
+    os.rename(backup, unnamed)  # as if killed between the commit and the naming
+    again = evt("upcast", "run", "--in-place")  # nothing left to upcast; it settles the backup
+    assert (again.exit_code, again.json()[0]["backup"]) == (0, None)
+    assert [n for n in os.listdir(".") if ".bak-" in n] == [backup]
+    assert dump_events(backup) == content
 
 
 def dead_pid() -> int:

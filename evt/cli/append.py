@@ -115,13 +115,29 @@ def parse_fast(args: list[str]) -> AppendRequest | None:
     if len(positional) > 3 or values.get("format", "ndjson") not in FORMATS:
         return None
     version = values.pop("schema_version", "1")
-    if not version.lstrip("-").isdigit():
-        return None
+    if not is_digits(version):
+        return None  # typer's path reports it
     return AppendRequest(*positional, schema_version=int(version), **values)
 
 
+def is_digits(text: str) -> bool:
+    "ASCII digits only: no sign, space, underscore, decimal point or other scripts' digits."
+    return text.isascii() and text.isdigit()
+
+
+def schema_version(text: str) -> int:
+    "``--schema-version`` as given: a whole number in ASCII digits (its range is the envelope's to check)."
+    if not is_digits(text):
+        raise UsageError(f"--schema-version takes a whole number >= 1 (ASCII digits), not {text!r}")
+    return int(text)
+
+
 def read_argument(text: str) -> bytes:
-    "DATA as given: ``-`` is stdin, ``@path`` a file, anything else the text itself."
+    """DATA as given: ``-`` is stdin, ``@path`` a file, anything else the text itself.
+
+    An argument's bytes come back as they were given (Python decodes arguments that are
+    not UTF-8 with surrogate escapes), so bad UTF-8 is found where the JSON is parsed.
+    """
     if text == "-":
         return sys.stdin.buffer.read()
     if text.startswith("@"):
@@ -130,7 +146,7 @@ def read_argument(text: str) -> bytes:
                 return f.read()
         except OSError as e:
             raise UsageError(f"cannot read {text[1:]}: {e.strerror}") from None
-    return text.encode()
+    return text.encode("utf-8", "surrogateescape")
 
 
 QUOTE_HINT = """quote the JSON in single quotes, so the shell keeps it whole with its double quotes: '{"total": 5}'"""
@@ -138,15 +154,23 @@ QUOTE_HINT = """quote the JSON in single quotes, so the shell keeps it whole wit
 
 def parse_object(text: str | bytes, what: str, typed: bool = False) -> dict:
     "A JSON object given by the user; ``typed``: on the command line, where the shell may have eaten its quotes."
-    from ..log.envelope import parse_json
+    from ..log.envelope import MAX_DEPTH, json_kind, parse_json
 
+    if isinstance(text, str):  # an argument: its bytes as given (not UTF-8 is found below)
+        text = text.encode("utf-8", "surrogateescape")
     try:
         value = parse_json(text)
-    except (ValueError, RecursionError) as e:
+    except UnicodeDecodeError as e:
+        raise InvalidInput(f"{what} is not valid UTF-8 (byte {e.object[e.start]:#04x} at offset {e.start})") from None
+    except RecursionError:
+        raise InvalidInput(f"{what} nests objects and arrays more than {MAX_DEPTH} levels deep") from None
+    except ValueError as e:
         hint = f" ({QUOTE_HINT})" if typed and _quotes_eaten(text) else ""
         raise InvalidInput(f"{what} is not valid JSON: {e}{hint}") from None
+    if value is None:  # null is no data, as leaving it out is (and as "data": null in a batch)
+        return {}
     if not isinstance(value, dict):
-        raise InvalidInput(f"{what} must be a JSON object, not {type(value).__name__}")
+        raise InvalidInput(f"{what} must be a JSON object, not {json_kind(value)}")
     return value
 
 

@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Callable
 
-from ..config import Config
+from ..config import Config, current_folder
 from ..errors import ConfigError, StoreMissing
 from ..log.store import Store
 
@@ -18,6 +18,8 @@ class Context:
     def __init__(self, db: str | None = None, config: str | None = None, model: str | None = None):
         self.config = Config.load(config)
         self.db_path = self.config.db(db)
+        if self.db_path == ":memory:":  # a file of that name: a path is never one of SQLite's special names
+            self.db_path = os.path.join(os.curdir, self.db_path)
         self.model_spec = self.config.model(model)
         self.model_from_toml = not model and not os.environ.get("EVT_MODEL") and bool(self.model_spec)
         self._model = None
@@ -28,7 +30,8 @@ class Context:
             from ..model.loader import load_model
 
             try:
-                self._model = load_model(self.model_spec, search_path=[os.getcwd(), self.config.folder])
+                folders = [f for f in (current_folder(), self.config.folder) if f]
+                self._model = load_model(self.model_spec, search_path=folders)
             except ConfigError as e:
                 if self.model_from_toml:  # say where the setting came from
                     raise ConfigError(f"{e} (model = {self.config.data.get('model')!r} in {self.config.path})") from None

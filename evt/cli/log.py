@@ -10,6 +10,7 @@ from ..log.envelope import dumps
 from ..log.filters import Filter
 from ..log.timestamps import parse_time_bound
 from .append import AppendRequest, run_append
+from .append import schema_version as schema_version_of
 from .command import EvtCommand
 from .context import Context
 from .options import (
@@ -63,7 +64,7 @@ def append(
     data: Annotated[Optional[str], typer.Argument(metavar="DATA", help="A JSON object in quotes ('{\"total\": 5}'), @FILE, or - for stdin (default: {}).", show_default=False)] = None,
     ndjson: Annotated[Optional[str], typer.Option("--ndjson", metavar="FILE", help="Append a batch: one envelope per line from FILE (- for stdin), all or nothing.", show_default=False)] = None,
     id: Annotated[Optional[str], typer.Option("--id", metavar="ID", help="The event id (an idempotency key); default: a new time-ordered id.", show_default=False)] = None,
-    schema_version: Annotated[int, typer.Option("--schema-version", metavar="N", help="The schema version of DATA.")] = 1,
+    schema_version: Annotated[str, typer.Option("--schema-version", metavar="N", help="The schema version of DATA.")] = "1",
     source: Annotated[Optional[str], typer.Option("--source", metavar="NAME", help="The originating service.", show_default=False)] = None,
     correlation_id: Annotated[Optional[str], typer.Option("--correlation-id", metavar="ID", help="The request chain's id.", show_default=False)] = None,
     causation_id: Annotated[Optional[str], typer.Option("--causation-id", metavar="ID", help="The id of what caused this event.", show_default=False)] = None,
@@ -89,7 +90,7 @@ def append(
             data,
             ndjson=ndjson,
             id=id,
-            schema_version=schema_version,
+            schema_version=schema_version_of(schema_version),
             source=source,
             correlation_id=correlation_id,
             causation_id=causation_id,

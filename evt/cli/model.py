@@ -12,7 +12,7 @@ from ..log.envelope import dumps
 from ..log.timestamps import parse_time_bound
 from .command import EvtCommand
 from .context import Context
-from .options import ConfigFile, Db, Format, ModelSpec, at_least
+from .options import ConfigFile, Db, Format, ModelSpec, at_least, not_empty
 from .output import Layout, choose_format, console, emit, write_json_lines
 
 
@@ -72,7 +72,7 @@ def aggregate(
     name: Annotated[str, typer.Argument(metavar="NAME", help="The aggregate, as registered in the model (@model.aggregate(NAME)).", show_default=False)],
     stream: Annotated[str, typer.Argument(metavar="STREAM", help="The stream to fold, e.g. account-7.", show_default=False)],
     at_revision: Annotated[Optional[int], typer.Option("--at-revision", metavar="N", help="The state after the stream's N-th event (exit 4 if the stream has no revision N).", show_default=False)] = None,
-    at: Annotated[Optional[str], typer.Option("--at", metavar="TIME", help="The state as it was at this time: RFC 3339 or an age (30s, 15m, 2h, 7d, 1w).", show_default=False)] = None,
+    at: Annotated[Optional[str], typer.Option("--at", metavar="TIME", callback=not_empty, help="The state as it was at this time: RFC 3339 or an age (30s, 15m, 2h, 7d, 1w).", show_default=False)] = None,
     history: Annotated[bool, typer.Option("--history", help="Every event with the state after it and what changed.")] = False,
     find: Annotated[Optional[str], typer.Option("--find", help="The first event after which EXPR holds over the state, e.g. 'balance < 0' (exit 4 if none).", metavar="EXPR", show_default=False)] = None,
     snapshot: Annotated[bool, typer.Option("--snapshot", help="Store a snapshot of the state now (snapshots are also taken every snapshot_every events).")] = False,

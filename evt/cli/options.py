@@ -45,11 +45,21 @@ Format = Annotated[
 ]
 Raw = Annotated[bool, typer.Option("--raw", help="Show events as stored, without upcasting.")]
 
-Category = Annotated[Optional[str], typer.Option("--category", metavar="CATEGORY", help="Only streams of this category (the part of the name before the first '-').", show_default=False)]
-Types = Annotated[Optional[list[str]], typer.Option("--type", metavar="TYPE", help="Only these event types; globs like 'order.*'; repeatable.", show_default=False)]
-ExactTypes = Annotated[Optional[list[str]], typer.Option("--exact-type", metavar="TYPE", help="Only this event type, matched exactly (no globs: for a type holding '*', '?' or '['); repeatable, and adds to --type.", show_default=False)]
-Correlation = Annotated[Optional[str], typer.Option("--correlation-id", metavar="ID", help="Only this request chain, across streams.", show_default=False)]
-Since = Annotated[Optional[str], typer.Option("--since", metavar="TIME", help="From this time: RFC 3339 or an age (30s, 15m, 2h, 7d, 1w).", show_default=False)]
-Until = Annotated[Optional[str], typer.Option("--until", metavar="TIME", help="Up to this time: RFC 3339 or an age.", show_default=False)]
+
+def not_empty(value):
+    """An option given an empty string is an error, never "not given": ``--since "$UNSET"``
+    must not read everything, as ``--db "$UNSET"`` must not write to ./events.db."""
+    values = value if isinstance(value, list) else [value]
+    if any(v is not None and not v.strip() for v in values):
+        raise typer.BadParameter("needs a value, not an empty string")
+    return value
+
+
+Category = Annotated[Optional[str], typer.Option("--category", metavar="CATEGORY", callback=not_empty, help="Only streams of this category (the part of the name before the first '-').", show_default=False)]
+Types = Annotated[Optional[list[str]], typer.Option("--type", metavar="TYPE", callback=not_empty, help="Only these event types; globs like 'order.*'; repeatable.", show_default=False)]
+ExactTypes = Annotated[Optional[list[str]], typer.Option("--exact-type", metavar="TYPE", callback=not_empty, help="Only this event type, matched exactly (no globs: for a type holding '*', '?' or '['); repeatable, and adds to --type.", show_default=False)]
+Correlation = Annotated[Optional[str], typer.Option("--correlation-id", metavar="ID", callback=not_empty, help="Only this request chain, across streams.", show_default=False)]
+Since = Annotated[Optional[str], typer.Option("--since", metavar="TIME", callback=not_empty, help="From this time: RFC 3339 or an age (30s, 15m, 2h, 7d, 1w).", show_default=False)]
+Until = Annotated[Optional[str], typer.Option("--until", metavar="TIME", callback=not_empty, help="Up to this time: RFC 3339 or an age.", show_default=False)]
 From = Annotated[Optional[int], typer.Option("--from", metavar="N", callback=at_least(0), help="From this revision (in a stream) or position.", show_default=False)]
 To = Annotated[Optional[int], typer.Option("--to", metavar="N", callback=at_least(0), help="Up to this revision (in a stream) or position.", show_default=False)]

@@ -35,6 +35,12 @@ WRITABLE = frozenset(FIELDS) | {"expectedRevision"}
 ANY = "any"
 EXISTS = "exists"
 
+# How deep data and metadata may nest objects and arrays (the object itself is level 1).
+# Far below what any reader of a stored event meets first (Python's recursion limit when
+# an envelope is encoded, SQLite's JSON functions in a projection), so whatever is
+# accepted can be read, printed, projected and relayed.
+MAX_DEPTH = 100
+
 
 def dumps(value: Any) -> str:
     "Compact JSON text, UTF-8 kept as is: the form evt stores and prints."
@@ -291,8 +297,37 @@ def check_optional(field: str, value: Any) -> str | None:
 
 def check_object(field: str, value: Any) -> dict:
     if not isinstance(value, dict):
-        raise InvalidInput(f"{field} must be a JSON object, not {type(value).__name__ if value is not None else 'null'}")
+        raise InvalidInput(f"{field} must be a JSON object, not {json_kind(value)}")
+    if value and too_deep(value):
+        raise InvalidInput(f"{field} nests objects and arrays more than {MAX_DEPTH} levels deep")
     return value
+
+
+def too_deep(value: dict | list, limit: int = MAX_DEPTH) -> bool:
+    "Whether objects and arrays nest more than ``limit`` levels (level by level: no recursion)."
+    level: list = [value]
+    for _ in range(limit):
+        level = [
+            child
+            for container in level
+            for child in (container.values() if isinstance(container, dict) else container)
+            if isinstance(child, (dict, list))
+        ]
+        if not level:
+            return False
+    return True
+
+
+def json_kind(value: Any) -> str:
+    "What a value is, in JSON's words: 'null', 'an array', 'a string', 'a number', 'a boolean', 'an object'."
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    kinds = {str: "a string", list: "an array", tuple: "an array", dict: "an object"}
+    return kinds.get(type(value), type(value).__name__)
 
 
 def check_version(value: Any) -> int:

@@ -9,17 +9,25 @@ from __future__ import annotations
 
 import glob
 import os
+import stat
 
 SQLITE_SUFFIXES = ("", "-wal", "-shm", "-journal", "-lock")  # -lock: the writers' queue (evt.log.writers)
 
 
 def remove_sqlite_files(path: str) -> None:
-    "Remove a SQLite file with its journals (what is missing already is fine)."
+    """Remove a SQLite file with its journals (what is missing already is fine).
+
+    On a read-only file system removing a file that is not there fails (EROFS) rather than
+    finding nothing; only a file that is there and stays is an error.
+    """
     for suffix in SQLITE_SUFFIXES:
         try:
             os.remove(path + suffix)
         except FileNotFoundError:
             pass
+        except OSError:
+            if os.path.lexists(path + suffix):
+                raise
 
 
 def temporary_name(final: str, marker: str = ".tmp-") -> str:
@@ -49,7 +57,12 @@ def process_alive(pid: int) -> bool:
 
 
 def publish(built: str, final: str) -> None:
-    """Give a complete file its final name, never over a file that is there (FileExistsError)."""
+    """Give a complete file its final name, durably, never over a file that is there (FileExistsError).
+
+    The file's content is synced before it gets the name and the folder after, so a power
+    cut leaves either no file under ``final`` or the whole of it.
+    """
+    sync_file(built)
     try:
         os.link(built, final)
     except FileExistsError:
@@ -58,6 +71,16 @@ def publish(built: str, final: str) -> None:
         if os.path.lexists(final):
             raise FileExistsError(final) from None
         os.replace(built, final)
+    sync_folder(os.path.dirname(final) or os.curdir)
+
+
+def sync_file(path: str) -> None:
+    "Write a file's content through to the disk (fsync)."
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def sync_folder(folder: str) -> None:
@@ -70,5 +93,20 @@ def sync_folder(folder: str) -> None:
         os.fsync(fd)
     except OSError:
         pass
+    finally:
+        os.close(fd)
+
+
+def create_like(path: str, source: str) -> None:
+    """Create ``path`` empty, with the permission bits of ``source`` (a store).
+
+    What evt makes out of a store (a copy, a backup, a projection's file) is then readable
+    by whoever may read the store, and by nobody else: a private (0600) store gives
+    private files, from the moment they exist. FileExistsError if ``path`` exists.
+    """
+    mode = stat.S_IMODE(os.stat(source).st_mode)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        os.fchmod(fd, mode)  # the umask took some bits away: the store's bits, exactly
     finally:
         os.close(fd)

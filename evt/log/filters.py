@@ -9,6 +9,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Callable, Sequence
 
+from ..errors import InvalidInput
+
 # How ``--type`` globs and exact types become SQL when upcasting renames types: it gets
 # the globs and the exact types and returns (condition, params).
 TypeCondition = Callable[[Sequence[str], Sequence[str]], tuple[str, list]]
@@ -57,11 +59,11 @@ class Filter:
         backwards: bool = False,
         exact_types: Sequence[str] = (),
     ):
-        self.stream = stream
-        self.category = category
-        self.types = tuple(types)
-        self.exact_types = tuple(exact_types)
-        self.correlation_id = correlation_id
+        self.stream = text_argument("stream", stream)
+        self.category = text_argument("category", category)
+        self.types = tuple(text_argument("type", t) for t in types)
+        self.exact_types = tuple(text_argument("type", t) for t in exact_types)
+        self.correlation_id = text_argument("correlation id", correlation_id)
         self.since = since
         self.until = until
         self.start = start
@@ -123,6 +125,18 @@ class Filter:
             sql += " LIMIT ?"
             params.append(min(self.limit, MAX_INTEGER))
         return sql, params
+
+
+def text_argument(what: str, value: str | None) -> str | None:
+    """A name to match, which must be text: an argument that is not UTF-8 (Python keeps its
+    bytes as lone surrogates) is InvalidInput, naming the bytes as given."""
+    if value is not None and isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            raise InvalidInput(f"{what} '{shown}' is not valid UTF-8 text") from None
+    return value
 
 
 def renamed_type_condition(conn: sqlite3.Connection, renamed: dict[tuple[str, int], str]) -> TypeCondition:

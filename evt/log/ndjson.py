@@ -7,7 +7,7 @@ import re
 from typing import IO, Any, Iterator
 
 from ..errors import EvtError, InvalidInput, LineError
-from .envelope import NewEvent, parse_json
+from .envelope import MAX_DEPTH, NewEvent, parse_json
 
 # orjson reads integers beyond 64 bits as floats, silently: a line with a run of 19 or
 # more digits goes to the standard library, which keeps them exact.
@@ -25,9 +25,13 @@ def parse_line(line: bytes) -> Any:
             pass
     try:
         return parse_json(line)
+    except UnicodeDecodeError as e:
+        raise InvalidInput(f"not valid UTF-8 (byte {e.object[e.start]:#04x} at offset {e.start})") from None
+    except RecursionError:
+        raise InvalidInput(f"the line nests objects and arrays more than {MAX_DEPTH} levels deep") from None
     except json.JSONDecodeError as e:  # the line is named by the caller: say only the column
         raise InvalidInput(f"invalid JSON at column {e.colno}: {e.msg}") from None
-    except (ValueError, RecursionError) as e:
+    except ValueError as e:
         raise InvalidInput(f"invalid JSON: {e}") from None
 
 

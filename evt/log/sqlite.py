@@ -1,13 +1,55 @@
-"""sqlite3's errors, translated into evt's in one place."""
+"""sqlite3 in one place: connections to paths that stay paths, and errors translated into evt's."""
 
 from __future__ import annotations
 
 import os
 import sqlite3
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator
 
-from ..errors import NotAStore, StoreLocked, StoreReadOnly, StoreUnavailable
+
+def uri(path: str | os.PathLike, **params: str) -> str:
+    """A ``file:`` URI that names exactly ``path``, with query ``params`` (``mode="ro"``).
+
+    SQLite reads a name that starts with ``file:`` as a URI even when the caller does not
+    ask for one (builds with SQLITE_USE_URI, Debian's among them), so a file called
+    ``file:events.db`` or ``x.db?mode=memory`` is only ever reached through a quoted URI.
+    A relative path stays relative (no current folder is needed).
+    """
+    from urllib.parse import quote, urlencode
+
+    raw = os.fsencode(path)  # a name that is not UTF-8 keeps its bytes
+    if raw.startswith(b"/"):
+        text = "file://" + quote(raw, safe="/")  # an empty authority, then the path
+    else:
+        text = "file:" + quote(b"./" + raw, safe="/")
+    return text + ("?" + urlencode(params) if params else "")
+
+
+def connect(path: str | os.PathLike, *, mode: str | None = None, immutable: bool = False, **options: Any) -> sqlite3.Connection:
+    """``sqlite3.connect`` to a path, never read as a URI; ``mode="ro"`` and ``immutable`` as SQLite has them."""
+    params = {}
+    if mode is not None:
+        params["mode"] = mode
+    if immutable:
+        params["immutable"] = "1"
+    return sqlite3.connect(uri(path, **params), uri=True, **options)
+
+from ..errors import NotAStore, StoreCorrupted, StoreLocked, StoreReadOnly, StoreUnavailable
+
+
+SQLITE_CORRUPT = 11  # "database disk image is malformed"
+SQLITE_NOTADB = 26  # "file is not a database"
+
+
+def corrupted(path: str, detail: str) -> StoreCorrupted:
+    "The error for a damaged store: what SQLite found, and what to do (never write more into it)."
+    import shlex
+
+    return StoreCorrupted(
+        f"{path} is corrupted ({detail}): check it with "
+        f"sqlite3 {shlex.quote(path)} 'PRAGMA integrity_check' and restore a backup"
+    )
 
 
 @contextmanager
@@ -17,14 +59,22 @@ def translate_errors(path: str) -> Iterator[None]:
         yield
     except sqlite3.DatabaseError as e:
         message = str(e)
+        code = (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF  # the primary result code
         if isinstance(e, sqlite3.IntegrityError) or "append-only" in message:
             raise
+        if code == SQLITE_CORRUPT or "malformed" in message:
+            raise corrupted(path, message) from e
+        if message.startswith("Could not decode to UTF-8"):  # Python's message quotes the row's SQL: not useful
+            raise corrupted(path, "a stored text is not valid UTF-8") from e
+        if code == SQLITE_NOTADB or "not a database" in message:
+            raise NotAStore(
+                f"{path} is not an evt store: not a SQLite database, or one whose header is corrupted "
+                "(if it was an evt store, restore a backup)"
+            ) from e
         if "locked" in message or "busy" in message:
             raise StoreLocked(f"{path} is locked by another process (waited past the busy timeout); try again, or raise EVT_BUSY_TIMEOUT") from e
         if "readonly" in message or "read-only" in message:
             raise StoreReadOnly(f"{path} is read-only: {message}") from e
-        if "not a database" in message or "malformed" in message:
-            raise NotAStore(f"{path} is not an evt store ({message})") from e
         if "unable to open" in message:
             if os.path.isdir(path):
                 raise StoreUnavailable(f"{path} is a folder, not a store file (name the file in it, e.g. {os.path.join(path, 'events.db')})") from e

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import copy
 import glob
 import os
 import sqlite3
@@ -23,6 +22,7 @@ from ..errors import (
     InvalidInput,
     NotAStore,
     StoreMissing,
+    StoreReadOnly,
     StoreTooNew,
     StoreUnavailable,
     StreamNotFound,
@@ -30,9 +30,9 @@ from ..errors import (
 from . import batch, checkpoints, files, migrations, writers
 from .batch import INSERT  # noqa: F401 (the insert statement, for whole-store operations)
 from .envelope import ANY, Event, NewEvent, loads
-from .filters import Filter, renamed_type_condition
+from .filters import Filter, renamed_type_condition, text_argument
 from .hooks import ModelHooks
-from .sqlite import translate_errors
+from .sqlite import connect, translate_errors
 from .timestamps import now
 from .writers import WriterQueue
 
@@ -99,7 +99,7 @@ class Store:
         self._local = threading.local()
         self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
         self._shared: sqlite3.Connection | None = None  # the one connection of a store in memory
-        self._target = self.path
+        self._immutable = False  # opened read-only as immutable (a store on a read-only file system)
         self._closed = False
         in_memory = self.path == ":memory:"
         try:
@@ -109,9 +109,7 @@ class Store:
                 raise
             # SQLite cannot make the -shm file a WAL store needs for reading there; nothing
             # can change the file either, so it may be read as immutable.
-            from urllib.parse import quote
-
-            self._target = "file:" + quote(os.path.abspath(self.path)) + "?immutable=1"
+            self._immutable = True
             conn = self._connect()
         if in_memory:
             self._shared = conn
@@ -119,6 +117,8 @@ class Store:
         _STORES.add(self)
         with translate_errors(self.path):
             self._ensure_format(conn)
+        if not in_memory:  # never add to a damaged store, and say so alike whatever reads it
+            check_not_corrupted(conn, self.path)
 
     # -- connections -----------------------------------------------------------------
 
@@ -137,10 +137,13 @@ class Store:
     def _connect(self) -> sqlite3.Connection:
         "A new connection for this thread, kept in its thread-locals (closed when the thread ends)."
         with translate_errors(self.path):
-            conn = sqlite3.connect(
-                self._target, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False,
-                uri=self._target.startswith("file:"),
-            )
+            if self.path == ":memory:":
+                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            else:  # a path, never a URI: --db 'file:x.db' is the file of that name
+                conn = connect(
+                    self.path, immutable=self._immutable, timeout=self.busy_timeout, isolation_level=None,
+                    check_same_thread=False,
+                )
             try:
                 conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
             except BaseException:
@@ -377,6 +380,7 @@ class Store:
 
     def stream_revision(self, stream: str) -> int:
         "The revision of a stream (0 when it does not exist)."
+        text_argument("stream", stream)
         with translate_errors(self.path):
             row = self.conn.execute("SELECT max(revision) FROM events WHERE stream = ?", (stream,)).fetchone()
         return row[0] or 0
@@ -482,6 +486,7 @@ class Store:
 
     def streams(self, category: str | None = None) -> list[dict]:
         "One summary per stream: name, category, revision, first and last timestamp."
+        text_argument("category", category)
         where, params = ("WHERE category = ?", (category,)) if category else ("", ())
         sql = f"""
             SELECT s.stream, s.category, s.revision,
@@ -524,6 +529,54 @@ class Store:
             "formatVersion": fmt,
             "types": types,
         }
+
+
+# Opening a store reads every page of its log and indexes, and decodes every row's text,
+# when the store is at most this big (about 8 ms per MiB); a bigger one, the last pages.
+CHECK_EVERY_PAGE_UP_TO = 2 * 1024 * 1024
+
+
+def check_not_corrupted(conn: sqlite3.Connection, path: str) -> None:
+    """StoreCorrupted if the pages of the log are damaged, checked at a bounded cost.
+
+    SQLite checks every page it reads (its header, its cells, the pages it points to), and
+    Python every text it decodes. A store up to ``CHECK_EVERY_PAGE_UP_TO`` has every page
+    of the events table and of each of its indexes read and every row's text decoded; a
+    bigger one, the last pages of each — where appends go (SQLite checks the rest of an
+    append's path as it writes). This is not ``PRAGMA integrity_check``, which reads
+    everything and cross-checks the indexes against the table: that one is for a person
+    to run when this reports a damaged store.
+    """
+    with translate_errors(path):
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        everything = pages * conn.execute("PRAGMA page_size").fetchone()[0] <= CHECK_EVERY_PAGE_UP_TO
+        if everything:
+            for _ in conn.execute(ROW_TEXT):  # each row's text decoded (by Python, which checks it is UTF-8)
+                pass
+        else:
+            conn.execute("SELECT max(position) FROM events").fetchone()
+        for (index,) in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'events'").fetchall():
+            columns = [_sql_name(c) for (c,) in conn.execute(f"SELECT name FROM pragma_index_info({_sql_text(index)})")]
+            first, index = columns[0], _sql_name(index)
+            where = f"FROM events INDEXED BY {index} WHERE {first} IS NOT NULL"
+            if everything:  # each entry read whole (its columns and the position it points to), as count(*) would not
+                conn.execute(f"SELECT sum({' + '.join(f'length({c})' for c in columns)}), sum(position) {where}").fetchone()
+            else:
+                conn.execute(f"SELECT {first} {where} ORDER BY {first} DESC LIMIT 1").fetchone()
+
+
+ROW_TEXT = (
+    "SELECT position + revision + version, stream || id || type || timestamp || ifnull(source, '') "
+    "|| ifnull(correlation_id, '') || ifnull(causation_id, '') || data || metadata FROM events"
+)
+
+
+def _sql_name(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _sql_text(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 # Every open Store, so that a forked child starts with its own connections (see _after_fork);
@@ -586,6 +639,8 @@ class _Write:
     def fail(self, error: BaseException) -> None:
         "The transaction carrying this write failed: so did the write."
         if self.error is None:
+            import copy
+
             self.error = copy.copy(error) if isinstance(error, EvtError) else StoreUnavailable(
                 f"the transaction carrying this write failed ({type(error).__name__}: {error}); nothing was written"
             )
@@ -630,7 +685,7 @@ class _Connection:
 
 def _on_read_only_filesystem(path: str) -> bool:
     try:
-        return bool(os.statvfs(os.path.dirname(os.path.abspath(path))).f_flag & os.ST_RDONLY)
+        return bool(os.statvfs(os.path.dirname(path) or os.curdir).f_flag & os.ST_RDONLY)
     except OSError:
         return False
 
@@ -664,9 +719,11 @@ STAGING = ".creating-"  # a new store is built as events.db.creating-PID
 
 def _create_with(cls, path: str, events: Iterable[NewEvent], validate: bool, options: dict) -> tuple[Store, list[int]]:
     "``Store.write_creating`` for a store that does not exist yet."
-    folder = os.path.dirname(os.path.abspath(path))
+    folder = os.path.dirname(path) or os.curdir
     if not os.path.isdir(folder):
-        raise StoreUnavailable(f"cannot create {path}: folder {folder} does not exist")
+        raise StoreUnavailable(f"cannot create {path}: folder {os.path.dirname(os.path.abspath(path))} does not exist")
+    if _on_read_only_filesystem(path):
+        raise StoreReadOnly(f"cannot create {path}: the file system is read-only")
     staging_path = files.temporary_name(path, STAGING)
     files.remove_abandoned(glob.escape(path), STAGING)
     given: dict[int, tuple] = {}
@@ -688,7 +745,6 @@ def _create_with(cls, path: str, events: Iterable[NewEvent], validate: bool, opt
                     raise
     finally:
         files.remove_sqlite_files(staging_path)
-    files.sync_folder(folder)
     return cls(path, **options), positions
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from ..errors import InvalidInput, UsageError
 
@@ -30,23 +30,60 @@ def now() -> str:
 # The canonical form itself ('2026-11-28T02:14:59.123456Z', as evt read prints it).
 _CANONICAL = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
+# RFC 3339's date-time, and nothing else ISO 8601 allows (week or ordinal dates, the
+# basic format without separators, a comma before the fraction, hours alone): a space may
+# stand for the T, as RFC 3339 permits. Groups: date, time to the minute, seconds,
+# fraction, offset.
+_RFC3339 = re.compile(
+    r"(\d{4}-\d\d-\d\d)[Tt ](\d\d:\d\d):(\d\d)(?:\.(\d+))?([Zz]|[+-]\d\d:\d\d)"
+)
+# What --since, --until and --at take: a date alone, or a date-time whose seconds and
+# offset may be left out (UTC then).
+_BOUND = re.compile(
+    r"(\d{4}-\d\d-\d\d)(?:[Tt ](\d\d:\d\d)(?::(\d\d)(?:\.(\d+))?)?([Zz]|[+-]\d\d:\d\d)?)?"
+)
+
 
 def normalize_timestamp(text: object) -> str:
-    "Any RFC 3339 timestamp with an offset, as canonical UTC; InvalidInput otherwise."
+    """An RFC 3339 date-time with an offset, as canonical UTC; InvalidInput otherwise.
+
+    The rules: RFC 3339's syntax only (no week or ordinal dates, no basic format); more
+    than six fraction digits are cut to microseconds (never rounded up: a time never moves
+    into the next second); a leap second (``23:59:60``) is stored as the last microsecond
+    of its minute (``23:59:59.999999``), since UTC as stored has no leap seconds.
+    """
     if not isinstance(text, str):
         raise InvalidInput(f"timestamp must be an RFC 3339 string, not {text!r}")
+    if _CANONICAL.fullmatch(text):  # already canonical (an imported log): 7x faster
+        try:
+            datetime.fromisoformat(text)
+        except ValueError:
+            raise InvalidInput(f"timestamp {text!r} is not RFC 3339") from None
+        return text
+    match = _RFC3339.fullmatch(text)
+    if match is None:
+        raise InvalidInput(f"timestamp {text!r} is not RFC 3339")
     try:
-        parsed = datetime.fromisoformat(text.replace("z", "Z"))
+        return canonical(_moment(*match.groups()))
     except ValueError:
         raise InvalidInput(f"timestamp {text!r} is not RFC 3339") from None
-    if _CANONICAL.fullmatch(text):  # already canonical (an imported log): skip strftime, 7x faster
-        return text
-    if parsed.tzinfo is None or text[10:11] not in ("T", "t", " "):
-        raise InvalidInput(f"timestamp {text!r} needs a date, a time and a UTC offset (e.g. Z)")
-    try:
-        return canonical(parsed)
     except OverflowError:
         raise InvalidInput(f"timestamp {text!r} is out of range in UTC") from None
+
+
+def _moment(date: str, minutes: str | None, seconds: str | None, fraction: str | None, offset: str | None) -> datetime:
+    "The parts of an RFC 3339 timestamp as an aware datetime (UTC when there is no offset)."
+    if seconds == "60":  # a leap second: the last microsecond before the next minute
+        seconds, fraction = "59", "999999"
+    text = f"{date}T{minutes or '00:00'}:{seconds or '00'}.{(fraction or '')[:6].ljust(6, '0')}"
+    moment = datetime.fromisoformat(text)
+    if offset is None or offset in ("Z", "z"):
+        return moment.replace(tzinfo=timezone.utc)
+    hours, mins = int(offset[1:3]), int(offset[4:6])
+    if hours > 23 or mins > 59:
+        raise ValueError("offset out of range")
+    delta = timedelta(hours=hours, minutes=mins)
+    return moment.replace(tzinfo=timezone(-delta if offset[0] == "-" else delta))
 
 
 def canonical(moment: datetime) -> str:
@@ -71,16 +108,17 @@ def parse_time_bound(text: str, option: str) -> str:
         if moment < EARLIEST_US:  # an age reaching before year 1: the earliest time there is
             return EARLIEST
         return format_timestamp(moment)
+    match = _BOUND.fullmatch(text)
     try:
-        parsed = datetime.fromisoformat(text.replace("z", "Z"))
+        if match is None:
+            raise ValueError(text)
+        moment = _moment(*match.groups())
     except ValueError:
         raise UsageError(
             f"{option} {text!r}: expected RFC 3339 (2026-11-28T02:00:00Z) "
             "or an age like 30s, 15m, 2h, 7d, 1w"
         ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
     try:
-        return canonical(parsed)
+        return canonical(moment)
     except OverflowError:
         raise UsageError(f"{option} {text!r} is out of range in UTC") from None

@@ -83,19 +83,21 @@ class WriterQueue:
             self._local.depth = depth + 1
             return 0.0
         began = time.monotonic()
-        held = self._threads.join(timeout, request)
-        if held is None:
-            raise StoreLocked(locked_message(self.path or ":memory:"))
-        if not held:
-            return None
+        queued = not self._threads.try_acquire()  # the fast path: nobody in line
+        if queued:
+            held = self._threads.join(timeout, request)
+            if held is None:
+                raise StoreLocked(locked_message(self.path or ":memory:"))
+            if not held:
+                return None
         try:
-            if self._flock:
-                self._acquire_file(timeout - (time.monotonic() - began))
+            if self._flock and self._acquire_file(timeout - (time.monotonic() - began)):
+                queued = True
         except BaseException:
             self._threads.release()
             raise
         self._local.depth = 1
-        return time.monotonic() - began
+        return time.monotonic() - began if queued else 0.0
 
     def take(self, limit: int, size) -> list:
         "Requests waiting behind this thread's turn, for it to carry out (``FifoLock.take``)."
@@ -140,21 +142,23 @@ class WriterQueue:
             self._descriptor = Descriptor(fd)
         return self._descriptor
 
-    def _acquire_file(self, timeout: float) -> None:
+    def _acquire_file(self, timeout: float) -> bool:
+        "Take the file lock; whether that meant waiting for another process."
         import fcntl
 
         held = self._open_descriptor()
         if held is None:
-            return
+            return False
         try:
             fcntl.flock(held.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
+            return False
         except BlockingIOError:
             pass
         except OSError:  # a file system without flock: SQLite's lock alone will serialise
             self._give_up_flock()
-            return
+            return False
         self._wait(held, timeout)
+        return True
 
     def _wait(self, held: "Descriptor", timeout: float) -> None:
         """Block in the kernel for the lock, on a helper thread so the wait can end at the timeout.
@@ -224,6 +228,14 @@ class FifoLock:
     def acquire(self, timeout: float) -> bool:
         "Hold the lock (True), or give up after ``timeout`` seconds (False)."
         return self.join(timeout, None) is not None
+
+    def try_acquire(self) -> bool:
+        "Hold the lock if nobody holds it (True), without waiting."
+        with self._mutex:
+            if self._held:
+                return False
+            self._held = True
+            return True
 
     def join(self, timeout: float, request: object) -> bool | None:
         """Hold the lock (True), have ``request`` carried out by the holder (False), or give up (None)."""

@@ -48,6 +48,15 @@ ALLOWED = (
 )  # fmt: skip
 
 
+# Limits that keep an expression's work proportional to its text and the state: the text's
+# length and nesting, and what one operation may build.
+MAX_LENGTH = 1000  # characters
+MAX_DEPTH = 50  # nested operations
+MAX_SIZE = 1_000_000  # characters of a string, items of a list
+MAX_BITS = 10_000  # of an integer (about 3,000 digits)
+MAX_ROUND_DIGITS = 100  # round(x, n): |n|
+
+
 class InvalidExpression(UsageError):
     "An expression does not parse, or uses something the language does not allow"
 
@@ -61,10 +70,15 @@ class Expression:
 
     def __init__(self, text: str, option: str = "--find"):
         self.text = text
+        if len(text) > MAX_LENGTH:
+            raise InvalidExpression(f"{option}: the expression is {len(text)} characters long (at most {MAX_LENGTH})")
         try:
             self.tree = ast.parse(text.strip(), mode="eval")
         except SyntaxError as e:
             raise InvalidExpression(f"{option} {text!r}: not an expression ({e.msg})") from None
+        except (ValueError, MemoryError, RecursionError) as e:  # the parser's own limits
+            raise InvalidExpression(f"{option} {text!r}: not an expression ({type(e).__name__}: {e})") from None
+        check_depth(self.tree, text, option)
         for node in ast.walk(self.tree):
             check_node(node, text, option)
         self.problem: str | None = None  # why the last evaluation failed, for error messages
@@ -75,8 +89,8 @@ class Expression:
             return Evaluator(state).visit(self.tree.body)
         except EvaluationProblem:
             raise
-        except (TypeError, ValueError, ZeroDivisionError, OverflowError) as e:
-            raise EvaluationProblem(str(e)) from None
+        except (TypeError, ValueError, ZeroDivisionError, OverflowError, MemoryError, RecursionError) as e:
+            raise EvaluationProblem(str(e) or type(e).__name__) from None
 
     def holds(self, state: Any) -> bool:
         """Whether the expression is true on ``state`` (False when it cannot be evaluated).
@@ -92,9 +106,22 @@ class Expression:
         return bool(value)
 
 
+def check_depth(tree: ast.AST, text: str, option: str) -> None:
+    "InvalidExpression if operations nest more than MAX_DEPTH deep (checked without recursion)."
+    stack = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise InvalidExpression(f"{option} {text[:40]!r}…: nests more than {MAX_DEPTH} levels deep")
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+
+
 def check_node(node: ast.AST, text: str, option: str) -> None:
     if not isinstance(node, ALLOWED):
         raise InvalidExpression(f"{option} {text!r}: {type(node).__name__} is not allowed{HINT}")
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Mod, ast.Mult)):
+        if any(isinstance(side, ast.Constant) and isinstance(side.value, str) for side in (node.left, node.right)):
+            raise InvalidExpression(f"{option} {text!r}: % and * work on numbers only (no string formatting or repetition){HINT}")
     if isinstance(node, ast.Call):
         if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS or node.keywords:
             raise InvalidExpression(f"{option} {text!r}: only len, abs, min, max, sum and round can be called{HINT}")
@@ -162,9 +189,9 @@ class Evaluator:
 
     def visit_BinOp(self, node: ast.BinOp) -> Any:
         left, right = self.visit(node.left), self.visit(node.right)
-        if isinstance(node.op, ast.Mult) and not (is_number(left) and is_number(right)):
-            raise EvaluationProblem("* works on numbers only")
-        return BINARY[type(node.op)](left, right)
+        if isinstance(node.op, (ast.Mult, ast.Mod)) and not (is_number(left) and is_number(right)):
+            raise EvaluationProblem(f"{'*' if isinstance(node.op, ast.Mult) else '%'} works on numbers only")
+        return bounded(BINARY[type(node.op)](left, right))
 
     def visit_Compare(self, node: ast.Compare) -> Any:
         left = self.visit(node.left)
@@ -179,7 +206,21 @@ class Evaluator:
         return self.visit(node.body) if self.visit(node.test) else self.visit(node.orelse)
 
     def visit_Call(self, node: ast.Call) -> Any:
-        return FUNCTIONS[node.func.id](*(self.visit(a) for a in node.args))
+        args = [self.visit(a) for a in node.args]
+        if node.func.id == "round" and len(args) > 1:
+            digits = args[1]
+            if not isinstance(digits, int) or isinstance(digits, bool) or abs(digits) > MAX_ROUND_DIGITS:
+                raise EvaluationProblem(f"round's digits must be a whole number from -{MAX_ROUND_DIGITS} to {MAX_ROUND_DIGITS}")
+        return bounded(FUNCTIONS[node.func.id](*args))
+
+
+def bounded(value: Any) -> Any:
+    "A computed value, unless it is beyond what an expression may build (EvaluationProblem)."
+    if isinstance(value, int) and value.bit_length() > MAX_BITS:
+        raise EvaluationProblem(f"a number beyond {MAX_BITS} bits")
+    if isinstance(value, (str, list)) and len(value) > MAX_SIZE:
+        raise EvaluationProblem(f"a value longer than {MAX_SIZE:,}")
+    return value
 
 
 def is_number(value: Any) -> bool:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Callable
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InvalidInput
 from .schemas import validate_data
 
 
@@ -73,10 +73,36 @@ class Model:
         return register
 
     def validate(self, event) -> None:
-        "Check a new event's data against its schema (none registered: it passes)."
+        """Check a new event's data against its schema (none registered: it passes).
+
+        A version above the highest this model knows for a type it knows (from schemas and
+        upcasters) is refused: such an event could never be validated or upcast, and every
+        reader would take it for the latest version.
+        """
         schema = self.schemas.get((event.type, event.version))
         if schema is not None:
             validate_data(schema, event.data, f"{event.type} v{event.version}")
+            return
+        highest = self.highest_versions().get(event.type)
+        if highest is not None and event.version > highest:
+            raise InvalidInput(
+                f"{event.type} v{event.version} is unknown: the model knows {event.type} up to v{highest} "
+                "(register a schema or upcaster for it, or append with --no-validate)"
+            )
+
+    def highest_versions(self) -> dict[str, int]:
+        "The highest version of each type the model knows: its schemas, what its upcasters read and write."
+        signature = (len(self.schemas), len(self.upcasters))
+        cached = getattr(self, "_highest", None)
+        if cached is not None and cached[0] == signature:
+            return cached[1]
+        highest: dict[str, int] = {}
+        known = list(self.schemas) + list(self.upcasters)
+        known += [(to_type, version + 1) for (_, version), (to_type, _) in self.upcasters.items()]
+        for type_, version in known:
+            highest[type_] = max(highest.get(type_, 0), version)
+        self._highest = (signature, highest)
+        return highest
 
     # -- aggregates ----------------------------------------------------------------
 

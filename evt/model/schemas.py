@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import InvalidInput, NotFound
+from ..errors import InvalidInput, NotFound, one_line
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -18,6 +18,9 @@ def validate_data(schema, data: dict, what: str) -> None:
             f"{'.'.join(str(p) for p in err['loc']) or '(data)'}: {err['msg']}" for err in e.errors()
         )
         raise InvalidInput(f"{what} is invalid: {problems}") from None
+    except Exception as e:  # a validator that raised something pydantic does not turn into errors (TypeError, KeyError …)
+        name = getattr(schema, "__name__", "the schema")
+        raise InvalidInput(f"{what} is invalid: its schema {name} raised {type(e).__name__}: {one_line(e)}") from None
 
 
 class SchemaNotFound(NotFound):

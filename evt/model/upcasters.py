@@ -14,7 +14,7 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInput, UpcastFailed, one_line
-from ..log.envelope import dumps, loads
+from ..log.envelope import dumps, json_kind, loads
 from .schemas import validate_data
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ class Step:
         except Exception as e:
             raise ValueError(f"upcaster {self.type} v{self.version} raised {type(e).__name__}: {one_line(e)}") from e
         if not isinstance(data, dict):
-            raise ValueError(f"upcaster {self.type} v{self.version} returned {_json_type(data)}, not an object")
+            raise ValueError(f"upcaster {self.type} v{self.version} returned {json_kind(data)}, not an object")
         if self.schema is not None:
             try:
                 self.validate(self.schema, data, f"{self.to_type} v{self.to_version}")
@@ -70,11 +70,14 @@ def run_chain(steps: list[Step], data: dict, position: int | None) -> dict:
 
 
 def upcast_data(model: "Model", type_: str, version: int, data: dict, position: int | None = None) -> tuple[str, int, dict]:
-    "(type, version, data) at the latest version; UpcastFailed naming the position and the reason."
+    """(type, version, data) at the latest version; UpcastFailed naming the position and the
+    reason — an upcaster that fails, or returns data that is not JSON (a set, a date, NaN)."""
     steps = compiled(model).chains.get((type_, version))
     if not steps:
         return type_, version, data
-    return steps[-1].to_type, steps[-1].to_version, run_chain(steps, data, position)
+    data = run_chain(steps, data, position)
+    _dumps(data, (position, None, None, None, type_, version), steps)  # what readers get must be JSON
+    return steps[-1].to_type, steps[-1].to_version, data
 
 
 _compiled: "weakref.WeakKeyDictionary[Model, tuple[tuple[int, int], Upcaster]]" = weakref.WeakKeyDictionary()
@@ -122,19 +125,22 @@ class Upcaster:
 def _dumps(data: dict, row: tuple, steps: list[Step]) -> str:
     """Upcast data as stored JSON text: orjson, with the standard library's rules.
 
-    orjson would quietly write datetimes, dataclasses and subclasses as JSON; they are
-    passed through to the standard library instead, which refuses what is not JSON
-    (UpcastFailed) and writes integers beyond 64 bits exactly.
+    orjson would quietly write datetimes, dataclasses and subclasses as JSON, and NaN and
+    infinity as null; they are passed through to the standard library instead, which
+    refuses what is not JSON (UpcastFailed) and writes integers beyond 64 bits exactly.
     """
     import orjson
 
     try:
-        return orjson.dumps(data, option=_STRICT).decode()
+        text = orjson.dumps(data, option=_STRICT)
+        if b"null" not in text:  # orjson writes NaN and infinity as null: those go to the standard library
+            return text.decode()
     except TypeError:
-        try:
-            return dumps(data)
-        except (TypeError, ValueError) as e:
-            raise UpcastFailed(row[0], row[4], row[5], f"upcaster {steps[-1].type} v{steps[-1].version} returned data that is not JSON: {e}") from e
+        pass
+    try:
+        return dumps(data)
+    except (TypeError, ValueError, RecursionError) as e:
+        raise UpcastFailed(row[0], row[4], row[5], f"upcaster {steps[-1].type} v{steps[-1].version} returned data that is not JSON: {e}") from e
 
 
 def _strict_options() -> int:
@@ -161,11 +167,3 @@ def _loads(text: str) -> Any:
 
 _LONG_NUMBER = re.compile(r"\d{19}")
 _STRICT = _strict_options()
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}.get(
-        type(value), type(value).__name__
-    )

@@ -28,7 +28,7 @@ from ..errors import Conflict, StoreUnavailable, UsageError
 from ..log import files, migrations
 from ..log.envelope import dumps
 from ..log.filters import flat, pairs_values
-from ..log.sqlite import translate_errors
+from ..log.sqlite import connect, translate_errors, uri
 from ..log.store import COLUMNS, INSERT, row_to_event
 from ..log.timestamps import now
 from ..model.registry import Model
@@ -262,13 +262,14 @@ def migrate_copy(store: "Store", out: str | os.PathLike) -> dict:
 
 
 def _build_copy(store: "Store", upcaster: Upcaster, tmp: str, out: str) -> dict:
-    conn = sqlite3.connect(tmp, isolation_level=None)
+    files.create_like(tmp, store.path)  # a private store gives a private copy
+    conn = connect(tmp, isolation_level=None)
     try:
         with translate_errors(tmp):
             # A new file nobody else sees: no journal; a failure deletes the file.
             conn.execute("PRAGMA journal_mode = OFF")
             conn.execute("PRAGMA synchronous = OFF")
-            conn.execute("ATTACH DATABASE ? AS src", (os.path.abspath(store.path),))
+            conn.execute("ATTACH DATABASE ? AS src", (uri(os.path.abspath(store.path)),))
             conn.execute("BEGIN")
             migrations.apply_migrations(conn, 0, now())
             found = changes(upcaster, conn, "src")
@@ -348,7 +349,7 @@ def _quote(name: str) -> str:
 
 
 def _publish(tmp: str, out: str) -> None:
-    "Move the finished file into place, never over a file that appeared meanwhile."
+    "Give the finished file its name (synced first), never over a file that appeared meanwhile."
     try:
         files.publish(tmp, out)
     except FileExistsError:
@@ -362,20 +363,23 @@ def migrate_in_place(store: "Store", on_backup: Callable[[str], None] | None = N
     """Rewrite the upcast events in the store itself.
 
     With the write lock held: a consistent backup next to the store (the sqlite3 backup
-    API; ``on_backup(path)`` is told where), then one transaction that drops the
-    append-only triggers, rewrites the rows, recreates the triggers, records the run in
-    ``evt_upcast_runs`` and verifies the result against the events as they were. Any
-    failure rolls it all back and removes the backup: nothing changes.
-    With nothing to upcast, nothing is done (no backup, no record).
+    API, synced to disk; ``on_backup(path)`` is told where it goes), then one transaction
+    that drops the append-only triggers, rewrites the rows, recreates the triggers,
+    records the run in ``evt_upcast_runs`` and verifies the result against the events as
+    they were. The backup gets its name only once that transaction has committed: any
+    failure rolls it all back and removes the unfinished backup, so a backup always
+    belongs to a migration that happened. With nothing to upcast, nothing is done (no
+    backup, no record).
     """
     upcaster = _upcaster_of(store)
     conn = store.conn
     with translate_errors(store.path), store.transaction():
+        _settle_abandoned_backups(store)
         found = changes(upcaster, conn)
         total = conn.execute("SELECT count(*) FROM events").fetchone()[0]
         if not found:
             return _result("in-place", found, total, store=store.path, backup=None)
-        backup = _backup(store)
+        backup, unfinished = _backup(store)
         try:
             if on_backup is not None:
                 on_backup(backup)
@@ -385,8 +389,9 @@ def migrate_in_place(store: "Store", on_backup: Callable[[str], None] | None = N
             verify(conn, upcaster, "temp.evt_upcast_before", found)
             conn.execute("DROP TABLE temp.evt_upcast_before")
         except BaseException:
-            files.remove_sqlite_files(backup)
+            files.remove_sqlite_files(unfinished)
             raise
+    _name_backup(unfinished, backup)
     return result
 
 
@@ -399,34 +404,70 @@ def _rewrite(conn: sqlite3.Connection, upcaster: Upcaster, found: list[dict]) ->
     migrations.create_append_only_triggers(conn)
 
 
-def _backup(store: "Store") -> str:
-    """A consistent copy of the store next to it: ``<db>.bak-<UTC time>``.
+BACKUP_MARK = ".bak-"
 
-    Taken through a second connection while this one holds the write lock, so it is
-    exactly the state the rewrite starts from.
+
+def _backup(store: "Store") -> tuple[str, str]:
+    """A consistent copy of the store, synced to disk, under a temporary name next to it.
+
+    Returns (the name it will have, ``<db>.bak-<UTC time>``; the file it is in now). Taken
+    through a second connection while this one holds the write lock, so it is exactly the
+    state the rewrite starts from. It has the store's permission bits.
     """
     stamp = now().replace("-", "").replace(":", "").split(".")[0] + "Z"
-    path = f"{store.path}.bak-{stamp}"
+    path = f"{store.path}{BACKUP_MARK}{stamp}"
     n = 1
     while os.path.lexists(path):
         n += 1
-        path = f"{store.path}.bak-{stamp}-{n}"
-    files.remove_abandoned(glob.escape(store.path) + ".bak-*")
-    tmp = files.temporary_name(path)  # a killed run leaves no half-written file under a backup's name
-    source = sqlite3.connect(store.path)
-    target = sqlite3.connect(tmp)
+        path = f"{store.path}{BACKUP_MARK}{stamp}-{n}"
+    tmp = files.temporary_name(path)  # a killed run leaves no file under a backup's name
+    files.create_like(tmp, store.path)
+    source = connect(store.path)
+    target = connect(tmp)
     try:
         with translate_errors(path):
             source.backup(target)  # page for page: a WAL store stays one
             target.close()
-            os.rename(tmp, path)
+            files.sync_file(tmp)
     except BaseException:
         target.close()
         files.remove_sqlite_files(tmp)
         raise
     finally:
         source.close()
-    return path
+    return path, tmp
+
+
+def _name_backup(unfinished: str, backup: str) -> None:
+    "Give a committed migration's backup its name (synced); it is the only copy of the old log, so it is kept whatever happens."
+    try:
+        files.publish(unfinished, backup)
+    except OSError as e:
+        raise StoreUnavailable(
+            f"the store was migrated, but its backup could not be named {backup} ({e.strerror or e}); it is {unfinished}"
+        ) from None
+    files.remove_sqlite_files(unfinished)
+
+
+def _settle_abandoned_backups(store: "Store") -> None:
+    """The unfinished backups of in-place runs that were killed (their process is gone).
+
+    One whose run committed (``evt_upcast_runs`` names it: the run was killed just before
+    naming it) gets its name; the others belong to migrations that never happened (the
+    store is as it was) and are removed.
+    """
+    marker = ".tmp-"
+    recorded = {
+        row[0] for row in store.conn.execute("SELECT backup FROM evt_upcast_runs WHERE backup IS NOT NULL")
+    }
+    for path in glob.glob(glob.escape(store.path) + BACKUP_MARK + "*" + glob.escape(marker) + "*"):
+        final, _, pid = path.rpartition(marker)
+        if not pid.isdigit() or files.process_alive(int(pid)) and int(pid) != os.getpid():
+            continue
+        if os.path.abspath(final) in recorded and not os.path.lexists(final):
+            _name_backup(path, final)
+        else:
+            files.remove_sqlite_files(path)
 
 
 # -- results and the audit record --------------------------------------------------------

@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from ..config import Config
+from ..log.filters import text_argument
+from ..log.sqlite import connect
 from ..log.store import Store
 from ..log.timestamps import now
 from . import deadletters
@@ -36,11 +38,12 @@ class DeadLetterQueue:
             path = projection.target
             if path is None or not os.path.exists(path) or any(same_file(path, p) for p, _ in found):
                 continue
-            found.append((path, sqlite3.connect(path, timeout=self.config.busy_timeout(), isolation_level=None)))
+            found.append((path, connect(path, timeout=self.config.busy_timeout(), isolation_level=None)))
         return found
 
     def entries(self, consumer: str | None = None) -> list[DeadLetter]:
         "Every dead letter (of one consumer), oldest event first."
+        text_argument("consumer", consumer)
         found = [e for path, conn in self.files() for e in deadletters.entries(conn, path, consumer)]
         return list(deadletters.by_position(found))
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import traceback
 from abc import ABC, abstractmethod
 from fnmatch import fnmatchcase
 from typing import Any, Iterable
@@ -32,9 +31,12 @@ from typing import Any, Iterable
 from ..config import Config
 from ..errors import ConfigError, NotFound
 from ..log.envelope import dumps
+from ..log.sqlite import connect
 from ..model.projections import DeclaredProjection
 from ..model.retry import RetryPolicy
+from .guard import RULE, Guard, ScratchGuard, one_line_statement
 from .runner import Runner, Target, describe_exception, user_traceback
+from .runner import user_location as user_frame
 
 SQL_KEYS = {"setup", "on", "target", "max_attempts", "backoff", "on_error"}
 
@@ -76,9 +78,9 @@ class Projection(ABC):
         return False
 
     def detail(self, error: BaseException) -> str | None:
-        "The full error of a failed event: the message and the notes evt added (the SQL statement)."
-        notes = getattr(error, "__notes__", None)
-        return "\n".join([self.describe(error), *notes]) if notes else None
+        "The full error of a failed event: the message, and the SQL statement that raised it."
+        statement = getattr(error, "evt_statement", None)
+        return f"{self.describe(error)}\nin: {statement}" if statement else None
 
     @abstractmethod
     def owned_tables(self) -> list[str]:
@@ -107,6 +109,7 @@ class SqlProjection(Projection):
     def __init__(self, name: str, setup: list[str], on: list[tuple[str, list[str]]], target: str | None, policy: RetryPolicy):
         super().__init__(name, target, policy)
         self.setup_statements = setup
+        self.where = f"projection {name}"  # where it is declared, for messages
         for glob, statements in on:
             for statement in statements:
                 self.handlers.append((glob, statement))
@@ -132,13 +135,15 @@ class SqlProjection(Projection):
 
     def setup_in_memory(self, conn: sqlite3.Connection) -> None:
         """Run setup on an empty database, skipping statements that need tables it lacks
-        (a trigger on the events table, say); any other error is a ConfigError."""
-        for statement in self.setup_statements:
-            try:
-                conn.execute(statement)
-            except sqlite3.Error as e:
-                if "no such table" not in str(e):
-                    raise ConfigError(f"projection {self.name}: setup failed: {e} (in: {statement})") from None
+        (a trigger on the events table, say); any other error is a ConfigError. Nothing
+        may reach outside that database (``ATTACH``)."""
+        guard = ScratchGuard()
+        conn.set_authorizer(guard)
+        try:
+            for statement in self.setup_statements:
+                _prepare(conn, guard, statement, None, f"{self.where}.setup", self.name)
+        finally:
+            conn.set_authorizer(None)
 
     def drop(self, conn: sqlite3.Connection) -> None:
         for kind, name in self.tables():
@@ -165,13 +170,13 @@ class SqlProjection(Projection):
             "data": row[10],
             "metadata": row[11],
         }
-        execute_plan(conn, plan, params)
+        run_statements(conn, plan, params)
 
     def apply_event(self, conn: sqlite3.Connection, plan: list, event) -> None:
         params = event.to_dict()
         params["data"] = dumps(event.data)
         params["metadata"] = dumps(event.metadata)
-        execute_plan(conn, plan, params)
+        run_statements(conn, plan, params)
 
     def describe(self, error: BaseException) -> str:
         if isinstance(error, sqlite3.Error):
@@ -179,13 +184,13 @@ class SqlProjection(Projection):
         return describe_exception(error)
 
 
-def execute_plan(conn: sqlite3.Connection, plan: list[str], params: dict) -> None:
-    "Run an event's statements; a failing one is named in a note on the error (the dead letter's detail)."
-    for statement in plan:
+def run_statements(conn: sqlite3.Connection, statements: list[str], params: dict) -> None:
+    "Run a handler's statements; an error carries the statement that raised it (``evt_statement``)."
+    for statement in statements:
         try:
             conn.execute(statement, params)
         except sqlite3.Error as e:
-            e.add_note(f"in: {statement}")
+            e.evt_statement = statement
             raise
 
 
@@ -224,6 +229,7 @@ def sql_projection(name: str, table: Any, config: Config) -> SqlProjection:
     if target is not None and not isinstance(target, str):
         raise ConfigError(f"{where}.target must be a file path")
     projection = SqlProjection(name, setup, handlers, config.resolve_path(target) if target else None, RetryPolicy.from_table(table, where))
+    projection.where = where
     projection.check_tables(f"{where}.setup")
     check_statements(projection, where)
     return projection
@@ -238,19 +244,38 @@ def statement_list(value: Any, where: str) -> list[str]:
 
 
 def check_statements(projection: SqlProjection, where: str) -> None:
-    "Prepare every statement against the setup's tables, so a typo is a config error up front."
-    conn = sqlite3.connect(":memory:")
+    """Prepare every statement under the log's guard (``evt.processing.guard``), against
+    evt's own tables and the setup's, so a typo — or a statement that would change the log
+    or evt's tables — is a configuration error up front, naming it."""
+    from ..log import migrations
+
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    guard = Guard()
     try:
-        projection.setup_in_memory(conn)
+        migrations.apply_migrations(conn, 0, "")  # the tables of a store, as a projection finds them
+        conn.set_authorizer(guard)
+        for statement in projection.setup_statements:
+            _prepare(conn, guard, statement, None, f"{where}.setup", projection.name)
         for glob, statement in projection.handlers:
-            try:
-                conn.execute("EXPLAIN " + statement, dict.fromkeys(PARAMETERS))
-            except sqlite3.Error as e:
-                if "no such table" in str(e):
-                    continue  # a table made elsewhere (another projection, an attached file)
-                raise ConfigError(f"{where}.on.{glob!r}: {e}") from None
+            _prepare(conn, guard, "EXPLAIN " + statement, dict.fromkeys(PARAMETERS), f"{where}.on.{glob!r}", None)
     finally:
         conn.close()
+
+
+def _prepare(conn: sqlite3.Connection, guard: Guard, statement: str, params: dict | None, where: str, setup_of: str | None) -> None:
+    "Run (setup) or prepare (EXPLAIN) one statement; ConfigError for one the guard refuses, or that is wrong."
+    guard.reset()
+    try:
+        conn.execute(statement, params or ())
+    except sqlite3.Error as e:
+        shown = one_line_statement(statement.removeprefix("EXPLAIN "))
+        if guard.attempt is not None:
+            raise ConfigError(f"{where}: {shown!r} is not allowed: it would {guard.attempt}; {RULE}") from None
+        if "no such table" in str(e):
+            return  # a table made elsewhere (another projection, an attached file)
+        if setup_of is not None:
+            raise ConfigError(f"projection {setup_of}: setup failed: {e} (in: {statement})") from None
+        raise ConfigError(f"{where}: {e}") from None
 
 
 PARAMETERS = ("position", "stream", "revision", "id", "type", "version", "timestamp", "source", "correlationId", "causationId", "data", "metadata")
@@ -311,18 +336,6 @@ class PythonProjection(Projection):
     def detail(self, error: BaseException) -> str | None:
         "The traceback, from the handler down."
         return user_traceback(error)
-
-
-def user_frame(error: BaseException) -> str:
-    "' (file.py, line N)' for the innermost frame outside evt and the libraries it uses."
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # evt/
-    frames = [
-        f for f in traceback.extract_tb(error.__traceback__)
-        if not f.filename.startswith(here) and "site-packages" not in f.filename and "/lib/python" not in f.filename
-    ]
-    if not frames:
-        return ""
-    return f" ({os.path.basename(frames[-1].filename)}, line {frames[-1].lineno})"
 
 
 # -- the configured set --------------------------------------------------------------
@@ -407,7 +420,7 @@ def _status_of(store, name: str, kind: str, target: str | None, head: int) -> di
     if target is not None and not _same(target, store.path):
         if not os.path.exists(target):
             return _row(name, kind, 0, head, 0, None)
-        conn = opened = sqlite3.connect(f"file:{target}?mode=ro", uri=True)
+        conn = opened = connect(target, mode="ro")
     try:
         has_checkpoints = conn.execute("SELECT 1 FROM sqlite_schema WHERE name = 'evt_checkpoints'").fetchone()
         found = conn.execute("SELECT position, last_run_at FROM evt_checkpoints WHERE name = ?", (name,)).fetchone() if has_checkpoints else None

@@ -20,13 +20,14 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 from ..errors import EvtError, HandlerFailed, OutputClosed
-from ..log import checkpoints, writers
+from ..log import checkpoints, files, writers
 from ..log.filters import Filter
-from ..log.sqlite import translate_errors
+from ..log.sqlite import connect, translate_errors
 from ..log.store import COLUMNS, Store, row_to_event
 from ..log.timestamps import now
 from ..log.writers import WriterQueue
 from . import deadletters
+from .guard import RULE, Guard, one_line_statement
 
 BATCH_SIZE = 1000  # events per commit
 BATCH_SECONDS = 0.2  # and at least this often, so appenders queued behind a replay wait little
@@ -50,10 +51,11 @@ class Target:
             self.queue = store.queue
             self.busy_timeout = store.busy_timeout
             return
+        _create_like_the_store(path, store.path)
         self.busy_timeout = busy_timeout
         self.queue = WriterQueue(path)
         with translate_errors(path):
-            self.conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+            self.conn = connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
             if self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 self.conn.execute("PRAGMA journal_mode = WAL")
             self.conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
@@ -104,6 +106,18 @@ class Target:
             self.queue.close()
 
 
+def _create_like_the_store(path: str, store_path: str) -> None:
+    "A target file that does not exist yet is created with the store's permission bits (a private store, a private read model)."
+    if os.path.lexists(path) or not os.path.exists(store_path):
+        return
+    try:
+        files.create_like(path, store_path)
+    except FileExistsError:  # another run created it meanwhile
+        pass
+    except OSError:  # a folder that is missing or read-only: SQLite says so when it opens it
+        pass
+
+
 def same_file(a: str, b: str) -> bool:
     try:
         return os.path.samefile(a, b)
@@ -147,8 +161,12 @@ class TransactionLost(HandlerFailed):
     "A statement rolled back the whole transaction (ON CONFLICT ROLLBACK, RAISE(ROLLBACK))"
 
 
+class LogProtected(HandlerFailed):
+    "Projection code tried to change the log or evt's own tables (the guard refused it); the run stops"
+
+
 # What a handler raises that ends the run instead of counting as the event's failure.
-STOPS = (TransactionLost, OutputClosed)
+STOPS = (TransactionLost, LogProtected, OutputClosed)
 
 
 class _Moved(Exception):
@@ -190,6 +208,9 @@ class Runner:
         # A processor that writes nothing into SQLite (a shell command) runs outside any
         # transaction, so appenders never wait for it; its position is saved after each event.
         self.per_event = not getattr(processor, "writes", True)
+        # What projection code does to the target is checked as it is prepared (evt.processing.guard).
+        self.guard = None if self.per_event else Guard()
+        self._guarded = False
         self.model = store.model
         self.upcastable = store.model.upcastable if store.model is not None else frozenset()
         self.renamed = store.model.renamed_types() if self.upcastable else {}
@@ -211,7 +232,7 @@ class Runner:
                 self.target.forget(self.proc.name)
             checkpoint = self.target.checkpoint(self.proc.name)
             if checkpoint is None:
-                self.proc.setup(conn)
+                self._setup(conn)
                 checkpoint = 0
             self.target.save_checkpoint(self.proc.name, self.proc.kind, checkpoint, getattr(self.proc, "command", None))
             if self.policy.parks_streams:
@@ -252,6 +273,7 @@ class Runner:
             self._rollback()
             raise
         finally:
+            self._unprotect()
             self.summary.seconds = time.monotonic() - self.summary.started
         return self.summary
 
@@ -275,6 +297,7 @@ class Runner:
 
     def _commit(self) -> None:
         "Save the checkpoint and commit (opening a transaction first if none is open)."
+        self._unprotect()
         if not self._open:
             self._begin(check=False)
         self.position = max(self.position, self.target.checkpoint(self.proc.name) or 0)
@@ -326,21 +349,26 @@ class Runner:
 
     def _apply(self, apply, plan, item) -> None:
         conn = self.conn
+        self._protect()
         if self.proc.atomic(plan):
             try:
                 apply(conn, plan, item)
-            except Exception:
+            except Exception as e:
                 self._check_transaction()
+                self._check_guard(item, e)
                 raise
+            self._check_guard(item)
             return
         conn.execute("SAVEPOINT evt_event")
         try:
             apply(conn, plan, item)
-        except BaseException:
+        except BaseException as e:
             self._check_transaction()
             conn.execute("ROLLBACK TO evt_event")
             conn.execute("RELEASE evt_event")
+            self._check_guard(item, e)
             raise
+        self._check_guard(item)
         if not conn.in_transaction:
             self._open = False
             raise TransactionLost(
@@ -348,6 +376,46 @@ class Runner:
                 "ended evt's transaction (a commit?); handlers must not commit: evt commits each batch with its checkpoint"
             )
         conn.execute("RELEASE evt_event")
+
+    # -- the log's guard -------------------------------------------------------------
+
+    def _protect(self) -> None:
+        "Projection code runs next: the guard on the target's connection (a no-op when it is on)."
+        if self.guard is not None and not self._guarded:
+            self.conn.set_authorizer(self.guard)  # expires prepared statements: each is authorized again
+            self._guarded = True
+        if self.guard is not None:
+            self.guard.reset()
+
+    def _unprotect(self) -> None:
+        "evt's own bookkeeping (checkpoints, dead letters) runs next."
+        if self._guarded:
+            self.conn.set_authorizer(None)
+            self._guarded = False
+
+    def _setup(self, conn: sqlite3.Connection) -> None:
+        "The processor's setup, under the guard."
+        self._protect()
+        try:
+            self.proc.setup(conn)
+        except Exception as e:
+            self._check_guard(None, e)
+            raise
+        finally:
+            self._unprotect()
+        self._check_guard(None)
+
+    def _check_guard(self, item, error: BaseException | None = None) -> None:
+        "LogProtected if the code just run tried something the guard refused (even if it caught the error)."
+        if self.guard is None or self.guard.attempt is None:
+            return
+        attempt, self.guard.attempt = self.guard.attempt, None
+        who = "its setup" if item is None else f"the handler of position {_position(item)} ({_type(item)})"
+        where = ""
+        if error is not None:
+            statement = getattr(error, "evt_statement", None)
+            where = f" ({one_line_statement(statement)})" if statement else _first_user_location(error)
+        raise LogProtected(f"{self.proc.name}: {who} tried to {attempt}{where}; {RULE}") from None
 
     def _check_transaction(self) -> None:
         if self._open and not self.conn.in_transaction:
@@ -398,6 +466,7 @@ class Runner:
         self._record(row, f"parked behind dead letter {blocker} (stream {row[1]})", 0, now())
 
     def _record(self, row: tuple, error: str, attempts: int, first: str, detail: str | None = None) -> int:
+        self._unprotect()
         id = deadletters.next_id(self.store)
         deadletters.record(self.conn, id, self.proc.name, _Seen(row, self._type_seen(row)), error, attempts, first, now(), detail)
         self.summary.failures += 1
@@ -420,7 +489,10 @@ class Runner:
             return self._retry_outside(entry)
         with self.target.transaction() as conn:
             self._open = True
-            failure = self._retry_unless_parked(entry, conn)
+            try:
+                failure = self._retry_unless_parked(entry, conn)
+            finally:
+                self._unprotect()
             if failure is None:
                 deadletters.delete(conn, [entry.id])
             else:
@@ -471,6 +543,35 @@ class Runner:
 def _position(item) -> int:
     "The position of what a handler got: a stored row or an Event."
     return item[0] if isinstance(item, tuple) else item.position
+
+
+def _type(item) -> str:
+    return item[4] if isinstance(item, tuple) else item.type
+
+
+def _first_user_location(error: BaseException | None) -> str:
+    "Where in the user's code an error, or the one it was raised from, came from."
+    seen = 0
+    while error is not None and seen < 10:
+        where = user_location(error)
+        if where:
+            return where
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return ""
+
+
+def user_location(error: BaseException) -> str:
+    "' (file.py, line N)': where in the user's code an error was raised (empty if nowhere)."
+    import traceback
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # evt/
+    frames = [
+        f for f in traceback.extract_tb(error.__traceback__)
+        if not f.filename.startswith(here) and "site-packages" not in f.filename and "/lib/python" not in f.filename
+    ]
+    if not frames:
+        return ""
+    return f" ({os.path.basename(frames[-1].filename)}, line {frames[-1].lineno})"
 
 
 class _Seen:
