@@ -273,7 +273,7 @@ def test_dead_letters_made_before_the_detail_column_show_and_upgrade(evt, tmp_pa
     assert (tmp_path / "read.db").read_bytes() == before  # reading dead letters changes no file
     conn = sqlite3.connect("events.db")
     assert conn.execute("PRAGMA user_version").fetchone() == (migrations.FORMAT_VERSION,)
-    assert conn.execute("SELECT name FROM evt_migrations WHERE name = '0005_dead_letter_detail'").fetchone()
+    assert conn.execute("SELECT name FROM evt_migrations WHERE name = '0006_dead_letter_detail'").fetchone()
     # a replay adds the column to the projection's own file, and records the detail in it
     evt("append", "s-2", "t", '{"n": -1}', "-q")
     assert evt("replay").exit_code == 0

@@ -72,9 +72,10 @@ def test_bad_messages_become_dead_letters_and_are_acknowledged(evt, amqp_broker)
 
 def test_a_broker_that_is_down_is_exit_6_after_the_retries(evt):
     evt("append", "order-1", "order.placed", "-q")
-    url = f"amqp://guest:guest@127.0.0.1:{closed_port()}/"
+    port = closed_port()
+    url = f"amqp://guest:guest@127.0.0.1:{port}/"
     r = evt("relay", url, "--retries", "1", "--backoff", "0.01")
-    error = f"RabbitMQ at {url.replace('guest@', '***@')} is unavailable: Connection refused"
+    error = f"RabbitMQ at {url.replace('guest@', '***@')} is unavailable: nothing is listening on 127.0.0.1:{port} (connection refused)"
     assert (r.exit_code, r.stdout) == (6, "")
     assert r.stderr == (
         f"evt: {error}; retrying in 0.01s (retry 1 of 1)\n"

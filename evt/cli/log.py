@@ -30,6 +30,7 @@ from .options import (
     at_least,
 )
 from .output import (
+    TABLE_CHUNK,
     Layout,
     TableWriter,
     choose_format,
@@ -195,22 +196,26 @@ def tail(
         store, created = ctx.open_when_created(idle=end_if_nobody_reads)
     else:
         store, created = ctx.open(), False
+    window, after = store.last(filter, n, raw=raw)  # the last N, read forwards: never all in memory
     if created:
-        last, after = [], 0  # every event of a store that appeared while waiting is new
+        window, after = window.replace(limit=0, stream=None), 0  # every event of a store that appeared while waiting is new
     elif follow and stream is not None and not store.stream_revision(stream):
-        last, after = [], store.head()  # following a stream that does not exist yet: wait for it
-    else:
-        last = list(store.read(filter.replace(limit=n, backwards=True), raw=raw))[::-1]
-        after = last[-1].position if last else store.head()
+        window = window.replace(limit=0, stream=None)  # following a stream that does not exist yet: wait for it
     if fmt == "table":  # one table, its widths set by the first rows, however long it follows
         head = store.head()  # following, positions grow: room for five digits from the start
         table = TableWriter(envelope_layout(head).with_widths(pos=max(len(str(head)), 5)))
-        table.write([envelope_row(e) for e in last])
+        chunk: list[dict] = []
+        for event in store.read(window, raw=raw):
+            chunk.append(envelope_row(event))
+            if len(chunk) >= TABLE_CHUNK:
+                table.write(chunk)
+                chunk = []
+        table.write(chunk)
         if follow:
             for event in store.follow(filter, after=after, raw=raw, idle=end_if_nobody_reads):
                 table.write([envelope_row(event)])
         return
-    lines = [e.to_json() for e in last]
+    lines = store.read_json(window, raw=raw)
     if follow:
         import itertools
 

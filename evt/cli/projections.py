@@ -199,13 +199,12 @@ def consume(
 
 def report(summary) -> None:
     """A consumer's summary, on stderr (stdout belongs to its commands) and only on a
-    terminal; not an error, so without the ``evt:`` prefix. ``events`` are those it
-    handled; when it read others (not of its ``--type``), it says how many it read."""
+    terminal; not an error, so without the ``evt:`` prefix. ``events`` are those it ran
+    its command for (dead-lettered ones included)."""
     if not sys.stderr.isatty():
         return
     line = summary.to_dict()
-    read = f" ({summary.read} read)" if summary.read != summary.events else ""
-    say(f"{line['name']}: {line['events']} event{'' if line['events'] == 1 else 's'} in {line['seconds']} s, {line['failures']} dead-lettered{read}")
+    say(f"{line['name']}: {line['events']} event{'' if line['events'] == 1 else 's'} in {line['seconds']} s, {line['failures']} dead-lettered")
 
 
 def say(line: str) -> None:

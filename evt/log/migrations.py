@@ -146,6 +146,81 @@ def create_projection_bookkeeping(conn: sqlite3.Connection) -> None:
     execute_all(conn, *BOOKKEEPING, *ID_COUNTER)
 
 
+def redact_broker_secrets(conn: sqlite3.Connection) -> None:
+    """Migration: names made of a broker URL lose the secrets in its query string.
+
+    A relay is named after its broker URL (``redis://host:6379/0?password=…#events``) unless
+    given ``--name``, and ingest names its dead letters the same way. The user-info password
+    was always hidden, but not ``?password=`` and other credential parameters: they were
+    printed and stored in ``evt_checkpoints`` (kind ``relay``) and ``evt_dead_letters``
+    (messages ingest could not store, with no position). Renaming them in place keeps each
+    relay's position (a relay computes the same redacted name from its URL now) and takes
+    the secret out of the file. Two old names that become one (the same URL with two
+    passwords) keep the lower position: a relay then publishes some events again, which
+    Redis refuses as already there and RabbitMQ consumers deduplicate by message id, where
+    the higher one could skip events.
+
+    Self-contained on purpose: a released migration never changes, whatever evt's URL
+    handling becomes (evt/relay/urls.py ``redact`` does the same to a query string).
+    """
+    previous = conn.execute("PRAGMA secure_delete").fetchone()[0]
+    conn.execute("PRAGMA secure_delete = ON")  # the old names' bytes are overwritten, not left in free space
+    try:
+        rows = conn.execute("SELECT name, position, last_run_at FROM evt_checkpoints WHERE kind = 'relay'").fetchall()
+        for name, position, last_run_at in rows:
+            new = _redacted_name(name)
+            if new == name:
+                continue
+            taken = conn.execute("SELECT position, last_run_at FROM evt_checkpoints WHERE name = ?", (new,)).fetchone()
+            if taken is None:
+                conn.execute("UPDATE evt_checkpoints SET name = ? WHERE name = ?", (new, name))
+                continue
+            conn.execute(
+                "UPDATE evt_checkpoints SET position = ?, last_run_at = ? WHERE name = ?",
+                (min(position, taken[0]), max(last_run_at or "", taken[1] or "") or None, new),
+            )
+            conn.execute("DELETE FROM evt_checkpoints WHERE name = ?", (name,))
+        consumers = conn.execute("SELECT DISTINCT consumer FROM evt_dead_letters WHERE position IS NULL").fetchall()
+        for (consumer,) in consumers:
+            new = _redacted_name(consumer)
+            if new != consumer:
+                conn.execute("UPDATE evt_dead_letters SET consumer = ? WHERE consumer = ? AND position IS NULL", (new, consumer))
+    finally:
+        conn.execute(f"PRAGMA secure_delete = {int(previous)}")
+
+
+_BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps")
+_SECRET_WORDS = ("pass", "pwd", "secret", "token", "credential")
+
+
+def _redacted_name(name: str) -> str:
+    "A relay or ingest name (URL, then '#' and a key or queue) with credential query parameters as ***."
+    from urllib.parse import unquote_plus
+
+    scheme, sep, rest = name.partition("://")
+    if not sep or scheme.lower() not in _BROKER_SCHEMES:
+        return name
+    head, question, tail = rest.partition("?")
+    if not question:
+        return name
+    query, hash_, suffix = tail.partition("#")
+    pieces = query.split("&")
+    hiding = False
+    for i, piece in enumerate(pieces):
+        key, equals, value = piece.partition("=")
+        if not equals:  # the rest of a secret holding an unencoded '&'
+            if hiding and piece:
+                pieces[i] = "***"
+            continue
+        param, text = unquote_plus(key).lower(), unquote_plus(value).strip().lower()
+        hiding = bool(value) and (
+            any(word in param for word in _SECRET_WORDS) or (text.startswith("{") and any(word in text for word in _SECRET_WORDS))
+        )
+        if hiding:
+            pieces[i] = f"{key}=***"
+    return f"{scheme}://{head}?{'&'.join(pieces)}{hash_}{suffix}"
+
+
 # The full error of a dead letter — a Python handler's traceback, a command's stderr, the
 # failing SQL statement — where ``error`` is one line. NULL when there is no more to say
 # than ``error``, and in entries made before it existed.
@@ -172,7 +247,8 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0002_upcast_runs", create_upcast_runs),
     ("0003_snapshots", create_snapshots),
     ("0004_projections_and_consumers", create_projection_bookkeeping),
-    ("0005_dead_letter_detail", add_dead_letter_detail),
+    ("0005_redact_broker_secrets", redact_broker_secrets),
+    ("0006_dead_letter_detail", add_dead_letter_detail),
 ]
 
 FORMAT_VERSION = len(MIGRATIONS)

@@ -30,7 +30,7 @@ from ..errors import (
 from . import batch, checkpoints, files, migrations, writers
 from .batch import INSERT  # noqa: F401 (the insert statement, for whole-store operations)
 from .envelope import ANY, Event, NewEvent, loads
-from .filters import Filter, renamed_type_condition, text_argument
+from .filters import MAX_INTEGER, Filter, renamed_type_condition, text_argument
 from .hooks import ModelHooks
 from .sqlite import connect, translate_errors
 from .timestamps import now
@@ -450,6 +450,27 @@ class Store:
         for start, end in _runs(positions):
             yield from self._select_json(Filter(start=start, end=end), raw)
 
+    def last(self, filter: Filter | None = None, n: int = 10, *, raw: bool = False) -> tuple[Filter, int]:
+        """The last ``n`` events matching a filter, as a filter that reads exactly them
+        forwards (``read``/``read_json`` stream them in position order), and the head of
+        the log they were taken at (where ``follow`` goes on from).
+
+        One backwards query through the filter's own index finds the first and the last
+        of them (positions, or revisions in a stream) and holds no event in memory; the
+        forward read is then a range, however large ``n``.
+        """
+        filter = (filter or Filter()).replace(limit=None, backwards=False)
+        bound = "revision" if filter.stream is not None else "position"
+        inner, params = filter.replace(limit=max(n, 0), backwards=True).to_sql(bound, self._type_matcher(raw))
+        sql = f"SELECT count(*), min({bound}), max({bound}), (SELECT coalesce(max(position), 0) FROM events) FROM ({inner})"
+        with translate_errors(self.path):
+            count, first, last, head = self.conn.execute(sql, params).fetchone()
+        if not count:
+            return filter.replace(limit=0), head
+        start = first if filter.start is None else max(filter.start, first)
+        end = last if filter.end is None else min(filter.end, last)
+        return filter.replace(start=start, end=end), head
+
     def follow(
         self,
         filter: Filter | None = None,
@@ -465,14 +486,37 @@ class Store:
         Waiting costs one ``PRAGMA data_version`` per poll interval: it changes only
         when another connection commits, so an idle follower does next to nothing.
         ``idle`` is called once per poll interval while waiting (it may raise to stop).
+
+        Each round reads only what is new: the events between the last position looked
+        at and the head read just before (a stream's by revision, through its index), so
+        a filter no index serves (``--type``) costs the new events, never the log since
+        its last match.
         """
-        filter = (filter or Filter()).following(after)
+        base = (filter or Filter()).replace(after=None, limit=None, backwards=False)
         select = self._select_json if as_json else self._select_events
+        stream = base.stream
+        with translate_errors(self.path):
+            if stream is None:
+                seen = after
+            else:  # a stream is read by revision: its revision as of position `after`
+                row = self.conn.execute(
+                    "SELECT revision FROM events WHERE stream = ? AND position <= ? ORDER BY revision DESC LIMIT 1",
+                    (stream, min(after, MAX_INTEGER)),
+                ).fetchone()
+                seen = row[0] if row else 0
         while True:
             version = self._data_version()
-            for item in select(filter, raw):
-                yield item
-                filter = filter.following(_position_of(item))
+            with translate_errors(self.path):
+                if stream is None:
+                    head = self.conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0]
+                else:
+                    head = self.conn.execute("SELECT coalesce(max(revision), 0) FROM events WHERE stream = ?", (stream,)).fetchone()[0]
+            if head > seen:
+                start = seen + 1 if base.start is None else max(base.start, seen + 1)
+                end = head if base.end is None else min(base.end, head)
+                if start <= end:
+                    yield from select(base.replace(start=start, end=end), raw)
+                seen = head
             while self._data_version() == version:
                 if idle is not None:
                     idle()
@@ -692,12 +736,6 @@ def _on_read_only_filesystem(path: str) -> bool:
 
 def _file_size(path: str) -> int:
     return sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
-
-
-def _position_of(item: Any) -> int:
-    if isinstance(item, Event):
-        return item.position
-    return int(item[12 : item.index(",")])  # '{"position":N,…' as built by JSON_LINE or dumps
 
 
 def _runs(positions: Iterable[int]) -> Iterator[tuple[int, int]]:

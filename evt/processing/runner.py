@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 
 from ..errors import EvtError, HandlerFailed, OutputClosed
 from ..log import checkpoints, files, writers
-from ..log.filters import Filter
+from ..log.filters import Filter, renamed_type_condition
 from ..log.sqlite import connect, translate_errors
 from ..log.store import COLUMNS, Store, row_to_event
 from ..log.timestamps import now
@@ -129,15 +129,13 @@ class Summary:
     """What one run did: events handled, dead letters made, time taken.
 
     ``events`` counts the events the processor has a handler for (dead-lettered ones
-    included: ``failures`` is part of it); ``read`` counts every event read, the ones its
-    handlers ignore too.
+    included: ``failures`` is part of it), not the others it reads on the way.
     """
 
     def __init__(self, name: str, kind: str):
         self.name = name
         self.kind = kind
         self.events = 0
-        self.read = 0
         self.failures = 0
         self.checkpoint = 0
         self.started = time.monotonic()
@@ -199,7 +197,14 @@ class Runner:
         self.conn = target.conn
         self.proc = processor
         self.policy = processor.policy
-        self.filter = (filter or Filter()).replace(types=(), exact_types=(), limit=None, backwards=False)
+        # Types are matched in the query, as readers see them (after upcasting): events the
+        # processor does not take are never fetched, so a consumer of a rare type scans the
+        # log at SQLite's speed and saves its position once, not once per skipped event.
+        # The processor's own types (a consumer's --type) if it has them, else the filter's.
+        own = tuple(getattr(processor, "types", ()) or ())
+        base = filter or Filter()
+        types, exact = (own, ()) if own else (base.types, base.exact_types)
+        self.filter = base.replace(types=types, exact_types=exact, limit=None, backwards=False)
         self.batch_size = max(1, batch_size)
         self.batch_seconds = batch_seconds
         self.sleep = sleep
@@ -214,6 +219,7 @@ class Runner:
         self.model = store.model
         self.upcastable = store.model.upcastable if store.model is not None else frozenset()
         self.renamed = store.model.renamed_types() if self.upcastable else {}
+        self.type_condition = renamed_type_condition(store.conn, self.renamed) if (types or exact) and self.renamed else None
         self.summary = Summary(processor.name, processor.kind)
         self.position = 0
         self._committed = 0  # the checkpoint as this run last saw it stored
@@ -252,16 +258,19 @@ class Runner:
                     if not rows:
                         break
                     for row in rows:
-                        if self._handle(row):
+                        handled = self._handle(row)
+                        if handled:
                             self.summary.events += 1
-                        self.summary.read += 1
                         self.position = row[0]
                         self._since_commit += 1
                         if self.per_event:
-                            self._commit()
+                            if handled or self._open:  # an event it skipped needs no commit of its own
+                                self._commit()
                         elif self._since_commit >= self.batch_size or time.monotonic() >= self._deadline:
                             self._commit()
                             self._begin()
+                    if self.per_event and self.position != self._committed:
+                        self._commit()  # past the skipped events of this chunk, once
                 except _Moved:
                     continue  # go on from where the other run left the checkpoint
             self.position = max(self.position, head)
@@ -278,7 +287,7 @@ class Runner:
         return self.summary
 
     def _fetch(self) -> list[tuple]:
-        sql, params = self.filter.replace(after=self.position, limit=CHUNK).to_sql(COLUMNS)
+        sql, params = self.filter.replace(after=self.position, limit=CHUNK).to_sql(COLUMNS, self.type_condition)
         with translate_errors(self.store.path):
             return self.store.conn.execute(sql, params).fetchall()
 

@@ -14,13 +14,14 @@ from typing import Iterator, Sequence
 
 from ..errors import BrokerRefused, BrokerUnavailable
 from .engine import Message, Row
-from .urls import redact
+from .urls import connection_refused, host_port, redact, usage_error
 
 
 @contextmanager
 def translate_errors(url: str) -> Iterator[None]:
     "pika's errors become evt's, in one place."
     import pika.exceptions as px
+    from pika.adapters.utils.connection_workflow import AMQPConnectorException, AMQPConnectorStackTimeout
 
     try:
         yield
@@ -32,8 +33,64 @@ def translate_errors(url: str) -> Iterator[None]:
         if getattr(e, "reply_code", None) in (320, 541):  # the broker is shutting down or failed
             raise BrokerUnavailable(f"RabbitMQ at {redact(url)} closed the connection: {e.reply_text}") from e
         raise BrokerRefused(f"RabbitMQ at {redact(url)} refused: {e.reply_code} {e.reply_text}") from e
-    except (px.AMQPConnectionError, px.AMQPChannelError, px.NackError, px.UnroutableError, OSError) as e:
-        raise BrokerUnavailable(f"RabbitMQ at {redact(url)} is unavailable: {_describe(e)}") from e
+    except (px.AMQPError, AMQPConnectorException, OSError) as e:
+        # Connection, channel and protocol errors, and pika's connection workflow failing
+        # (AMQPConnectorStackTimeout: something answers on the port, but not AMQP in time).
+        where = host_port(url, 5671 if url.lower().startswith("amqps") else 5672)
+        if connection_refused(e):
+            reason = f"nothing is listening on {where} (connection refused)"
+        elif isinstance(e, AMQPConnectorStackTimeout):
+            reason = f"no AMQP handshake with {where} in time (is it RabbitMQ that listens there?)"
+        else:
+            reason = _describe(e)
+        raise BrokerUnavailable(f"RabbitMQ at {redact(url)} is unavailable: {reason}") from e
+
+
+def check_url(url: str) -> None:
+    """UsageError unless pika takes every part of the URL, naming the parameter it refuses.
+
+    pika's parser raises whatever its parts raise (ValueError, TypeError, SyntaxError
+    from a ``?ssl_options=`` literal, OSError from a certificate file it names), so any
+    exception here means the URL cannot be used.
+    """
+    import pika
+
+    try:
+        pika.URLParameters(url)
+    except Exception as e:
+        raise usage_error("RabbitMQ", url, _refused_part(url, e)) from None
+
+
+def _refused_part(url: str, error: Exception) -> str:
+    "What pika refused in a URL: the first query parameter it refuses on its own, or the error."
+    from urllib.parse import parse_qsl, urlencode, urlsplit
+
+    import pika
+
+    parts = urlsplit(url)
+    if parts.username is not None and parts.password is None:
+        return "a user name needs a password: amqp://USER:PASS@HOST:PORT/VHOST"
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        try:
+            pika.URLParameters(f"{parts.scheme}://localhost/?{urlencode({name: value})}")
+        except Exception as e:
+            return _parameter_error(name, e)
+    return _parameter_error(None, error)
+
+
+def _parameter_error(name: str | None, error: Exception) -> str:
+    "pika's refusal of a parameter in words (a literal it could not read says so, not 'malformed node')."
+    text = str(error)
+    if text.startswith("Unknown URL parameter"):
+        return f"unknown parameter {name!r}"
+    if isinstance(error, SyntaxError) or (isinstance(error, ValueError) and "malformed node" in text):
+        example = " such as {'ca_certs': '/path/ca.pem'}" if name == "ssl_options" else ""
+        text = f"not a Python dict literal{example}"
+    elif isinstance(error, OSError) and error.strerror:
+        text = error.strerror
+    else:
+        text = text.split(": ValueError(")[0] or type(error).__name__
+    return f"{name}: {text}" if name and name not in text else text
 
 
 def _lost_in_handshake(error: BaseException) -> bool:

@@ -14,7 +14,7 @@ from typing import Iterator, Sequence
 from ..errors import BrokerRefused, BrokerUnavailable
 from ..log.envelope import category_of
 from .engine import Message, Row
-from .urls import redact
+from .urls import connection_refused, host_port, redact, usage_error
 
 ALREADY_THERE = "equal or smaller than the target stream top item"
 
@@ -24,12 +24,61 @@ def translate_errors(url: str) -> Iterator[None]:
     "redis-py's errors become evt's, in one place."
     import redis
 
+    errors = redis.exceptions
     try:
         yield
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as e:
-        raise BrokerUnavailable(f"Redis at {redact(url)} is unavailable: {str(e).rstrip('.')}") from e
-    except redis.exceptions.RedisError as e:
+    except (errors.AuthenticationError, errors.AuthenticationWrongNumberOfArgsError) as e:
+        # A ConnectionError to redis-py, but retrying will not make the password right.
+        reason = str(e).rstrip(".") if _has_password(url) else "it needs a password (redis://:PASSWORD@HOST:PORT/DB)"
+        raise BrokerRefused(f"Redis at {redact(url)} refused the login: {reason}") from e
+    except (errors.ConnectionError, errors.TimeoutError, OSError) as e:
+        if connection_refused(e):
+            reason = f"nothing is listening on {host_port(url, 6379)} (connection refused)"
+        else:
+            reason = str(e).rstrip(".")
+        raise BrokerUnavailable(f"Redis at {redact(url)} is unavailable: {reason}") from e
+    except errors.RedisError as e:
         raise BrokerRefused(f"Redis at {redact(url)} refused: {e}") from e
+
+
+def _has_password(url: str) -> bool:
+    from urllib.parse import parse_qs, urlsplit
+
+    parts = urlsplit(url)
+    return bool(parts.password or parse_qs(parts.query).get("password"))
+
+
+# Query parameters redis-py takes from a URL but only checks when it connects (if at all).
+SECONDS = ("socket_timeout", "socket_connect_timeout", "timeout")
+LEAST = {"db": 0, "socket_read_size": 1, "max_connections": 1, "health_check_interval": 0}
+MAX_SECONDS = 1e9  # what a socket timeout can hold, with room to spare
+
+
+def check_url(url: str) -> None:
+    """UsageError unless redis-py takes every part of the URL: checked by building a
+    connection (not opening it), then the values it would only trip over when connecting."""
+    import math
+    import re
+
+    import redis
+
+    try:
+        redis.ConnectionPool.from_url(url).make_connection()
+    except TypeError as e:  # a query parameter no connection takes
+        unknown = re.search(r"keyword argument '(\w+)'", str(e))
+        raise usage_error("Redis", url, f"unknown parameter {unknown[1]!r}" if unknown else e) from None
+    except (ValueError, redis.exceptions.RedisError) as e:
+        raise usage_error("Redis", url, e) from None
+    options = redis.connection.parse_url(url)
+    for name in SECONDS:
+        value = options.get(name)
+        if value is not None and not (math.isfinite(value) and 0 < value <= MAX_SECONDS):
+            raise usage_error("Redis", url, f"{name} must be a number of seconds above 0 (at most {MAX_SECONDS:g})")
+    for name, least in LEAST.items():
+        if name in options and options[name] < least:
+            raise usage_error("Redis", url, f"{name} must be a whole number of at least {least}")
+    if "retry_on_error" in options:
+        raise usage_error("Redis", url, "retry_on_error cannot be set: evt reconnects by itself (--retries, --backoff)")
 
 
 def connect(url: str, socket_timeout: float = 30.0):
@@ -39,8 +88,13 @@ def connect(url: str, socket_timeout: float = 30.0):
     from redis.retry import Retry
 
     with translate_errors(url):
-        client = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), socket_connect_timeout=5, socket_timeout=socket_timeout)
-        client.ping()
+        try:
+            client = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), socket_connect_timeout=5, socket_timeout=socket_timeout)
+            client.ping()
+        except (ValueError, TypeError, OverflowError) as e:
+            # A URL value redis-py only trips over when it connects (check_url knows the
+            # ones seen so far): the URL is at fault, not the broker.
+            raise usage_error("Redis", url, e) from None
     return client
 
 
