@@ -228,21 +228,17 @@ def test_a_one_line_failure_has_that_line_as_its_detail(evt):
 
 
 def made_by_format_4(path: str, *, store: bool) -> sqlite3.Connection:
-    """A file as evt made it before dead letters had a detail: an events store of format 4
-    (its four migrations, released and never edited), or a projection's own target file."""
+    """A file as evt made it before dead letters had a detail: an events store of format 4,
+    or a projection's own target file."""
+    from test_broker_urls import store_at_format_4
+
     from evt.log import migrations
 
+    if store:
+        return store_at_format_4(path)
     conn = sqlite3.connect(path, isolation_level=None)
-    if not store:
-        for statement in migrations.BOOKKEEPING:
-            conn.execute(statement)
-        return conn
-    conn.execute("PRAGMA journal_mode = WAL")
-    for name, migrate in migrations.MIGRATIONS[:4]:
-        migrate(conn)
-        conn.execute("INSERT INTO evt_migrations VALUES (?, '2026-01-01T00:00:00.000000Z')", (name,))
-    conn.execute(f"PRAGMA application_id = {migrations.APPLICATION_ID}")
-    conn.execute("PRAGMA user_version = 4")
+    for statement in migrations.BOOKKEEPING:
+        conn.execute(statement)
     return conn
 
 
