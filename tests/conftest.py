@@ -159,3 +159,79 @@ def amqp_broker():
         names.channel.queue_delete(queue)
     names.channel.exchange_delete(names.exchange)
     connection.close()
+
+
+NATS_URL = "nats://127.0.0.1:4222"
+
+
+class NatsNames:
+    """A unique JetStream stream and subject prefix for one test, deleted afterwards.
+
+    ``call(fn)`` runs ``await fn(js)`` on a fresh nats-py connection (JetStream context)
+    and returns its result: the tests look at the server with the official client.
+    """
+
+    def __init__(self, prefix: str, url: str = NATS_URL):
+        self.stream = prefix
+        self.subject = prefix
+        self.url = url
+        self.streams = [prefix]
+
+    def other(self, name: str) -> str:
+        full = f"{self.stream}-{name}"
+        self.streams.append(full)
+        return full
+
+    def call(self, fn):
+        import asyncio
+
+        import nats
+
+        async def run():
+            nc = await nats.connect(self.url, allow_reconnect=False, max_reconnect_attempts=1, connect_timeout=2)
+            try:
+                return await fn(nc.jetstream())
+            finally:
+                await nc.close()
+
+        return asyncio.run(run())
+
+    def messages(self, stream: str | None = None) -> list:
+        "Every message of the stream, in sequence order (RawStreamMsg: seq, subject, headers, data)."
+
+        async def get_all(js):
+            info = await js.stream_info(stream or self.stream)
+            return [await js.get_msg(stream or self.stream, seq) for seq in range(info.state.first_seq, info.state.last_seq + 1)] if info.state.messages else []
+
+        return self.call(get_all)
+
+    def state(self, stream: str | None = None):
+        async def info(js):
+            return (await js.stream_info(stream or self.stream)).state
+
+        return self.call(info)
+
+
+@pytest.fixture
+def nats_broker():
+    """Unique JetStream names (``.stream``, ``.subject``; ``.call(fn)`` with nats-py), deleted afterwards."""
+    import uuid
+
+    names = NatsNames(f"evt-test-{uuid.uuid4().hex[:12]}")
+
+    async def probe(js):
+        await js.account_info()
+
+    require_broker("NATS", lambda: names.call(probe))
+    yield names
+
+    async def delete(js):
+        import nats.js.errors as jse
+
+        for stream in names.streams:
+            try:
+                await js.delete_stream(stream)
+            except jse.NotFoundError:
+                pass
+
+    names.call(delete)

@@ -31,6 +31,8 @@ def test_completion_the_typer_way(evt_proc):
     env = {"_EVT_COMPLETE": "complete_bash", "COMP_WORDS": "evt dlq re", "COMP_CWORD": "2"}
     assert evt_proc(env=env).stdout.split() == ["retry"]
     env = {"_EVT_COMPLETE": "complete_bash", "COMP_WORDS": "evt read --format ", "COMP_CWORD": "3"}
+    assert evt_proc(env=env).stdout.split() == ["table", "json", "ndjson", "cloudevents", "cloudevents-json"]
+    env = {"_EVT_COMPLETE": "complete_bash", "COMP_WORDS": "evt streams --format ", "COMP_CWORD": "3"}
     assert evt_proc(env=env).stdout.split() == ["table", "json", "ndjson"]
     assert "--install-completion" in evt_proc("--help").stdout
 

@@ -155,7 +155,7 @@ def test_brackets_in_a_table_are_text_not_markup(evt, monkeypatch):
 def test_unknown_format(evt):
     seed(evt)
     result = evt("read", "--format", "xml")
-    assert (result.exit_code, result.stderr) == (2, "evt: unknown format 'xml' (choose from table, json, ndjson)\n")
+    assert (result.exit_code, result.stderr) == (2, "evt: unknown format 'xml' (choose from table, json, ndjson, cloudevents, cloudevents-json)\n")
 
 
 def test_tail_prints_the_last_n_in_order(evt):

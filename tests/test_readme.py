@@ -51,7 +51,41 @@ def tour():
         stale.unlink()
     state = {"folder": folder, "env": env, "before": before, "ran": set()}
     yield state
+    delete_relayed_nats_streams(folder / "events.db")
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def delete_relayed_nats_streams(db: pathlib.Path) -> None:
+    "The tour relays to fresh JetStream streams on the shared server: its relays' names say which."
+    import sqlite3
+
+    if not db.exists():
+        return
+    conn = sqlite3.connect(db)
+    try:
+        names = [row[0] for row in conn.execute("SELECT name FROM evt_checkpoints WHERE kind = 'relay' AND name LIKE 'nats://%#%'")]
+    finally:
+        conn.close()
+    if not names:
+        return
+    import asyncio
+
+    import nats
+    import nats.js.errors
+
+    async def delete():
+        nc = await nats.connect("nats://127.0.0.1:4222", allow_reconnect=False, max_reconnect_attempts=1, connect_timeout=2)
+        try:
+            js = nc.jetstream()
+            for name in names:
+                try:
+                    await js.delete_stream(name.rsplit("#", 1)[1])
+                except nats.js.errors.NotFoundError:
+                    pass
+        finally:
+            await nc.close()
+
+    asyncio.run(delete())
 
 
 def run_block(tour, index: int) -> None:

@@ -193,7 +193,7 @@ def test_usage_errors(evt):
     r = evt("relay", "kafka://127.0.0.1:9092")
     assert (r.exit_code, r.stderr) == (
         2,
-        "evt: unsupported broker URL 'kafka://127.0.0.1:9092': expected redis://HOST:PORT/DB or amqp://USER:PASS@HOST:PORT/VHOST\n",
+        "evt: unsupported broker URL 'kafka://127.0.0.1:9092': expected redis://HOST:PORT/DB, amqp://USER:PASS@HOST:PORT/VHOST or nats://HOST:PORT\n",
     )
     r = evt("ingest", REDIS_URL)
     assert (r.exit_code, r.stderr) == (2, "evt: ingest from Redis needs --group NAME (the consumer group)\n")

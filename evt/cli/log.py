@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Annotated, Optional
 
 import typer
@@ -18,6 +19,7 @@ from .options import (
     ConfigFile,
     Correlation,
     Db,
+    EventFormat,
     ExactTypes,
     Format,
     From,
@@ -30,6 +32,7 @@ from .options import (
     at_least,
 )
 from .output import (
+    EVENT_FORMATS,
     TABLE_CHUNK,
     Layout,
     TableWriter,
@@ -140,7 +143,7 @@ def print_envelopes(store, filter: Filter, fmt: str, raw: bool) -> None:
     if fmt == "table":
         print_table((envelope_row(e) for e in store.read(filter, raw=raw)), envelope_layout(store.head()))
     else:
-        write_json_lines(store.read_json(filter, raw=raw), fmt)
+        write_json_lines(store.read_json(filter, raw=raw, cloudevents=fmt.startswith("cloudevents")), fmt)
 
 
 def read(
@@ -156,7 +159,7 @@ def read(
     limit: Annotated[Optional[int], typer.Option("--limit", "-n", metavar="N", callback=at_least(0), help="At most N events.", show_default=False)] = None,
     backwards: Annotated[bool, typer.Option("--backwards", help="Newest first.")] = False,
     raw: Raw = False,
-    format: Format = None,
+    format: EventFormat = None,
     db: Db = None,
     config: ConfigFile = None,
     model: ModelSpec = None,
@@ -166,7 +169,7 @@ def read(
     Bounds are inclusive. On a terminal, a table; --format json or ndjson for every field.
     """
     ctx = Context(db, config, model)
-    fmt = choose_format(format)
+    fmt = choose_format(format, EVENT_FORMATS)
     filter = build_filter(stream, category, type, correlation_id, since, until, from_, to, limit, backwards, exact_type)
     print_envelopes(ctx.open(), filter, fmt, raw)
 
@@ -180,7 +183,7 @@ def tail(
     exact_type: ExactTypes = None,
     correlation_id: Correlation = None,
     raw: Raw = False,
-    format: Format = None,
+    format: EventFormat = None,
     db: Db = None,
     config: ConfigFile = None,
     model: ModelSpec = None,
@@ -190,7 +193,7 @@ def tail(
     With -f, a stream or a store that does not exist yet is waited for.
     """
     ctx = Context(db, config, model)
-    fmt = choose_format(format)
+    fmt = choose_format(format, EVENT_FORMATS)
     filter = build_filter(stream, category, type, correlation_id, exact_types=exact_type)
     if follow:  # a store that does not exist yet is waited for, as a stream is
         store, created = ctx.open_when_created(idle=end_if_nobody_reads)
@@ -215,11 +218,16 @@ def tail(
             for event in store.follow(filter, after=after, raw=raw, idle=end_if_nobody_reads):
                 table.write([envelope_row(event)])
         return
-    lines = store.read_json(window, raw=raw)
+    cloudevents = fmt.startswith("cloudevents")
+    lines = store.read_json(window, raw=raw, cloudevents=cloudevents)
     if follow:
-        import itertools
+        if cloudevents:
+            from ..log.cloudevents import to_json
 
-        lines = itertools.chain(lines, store.follow(filter, after=after, raw=raw, as_json=True, idle=end_if_nobody_reads))
+            following = map(to_json, store.follow(filter, after=after, raw=raw, idle=end_if_nobody_reads))
+        else:
+            following = store.follow(filter, after=after, raw=raw, as_json=True, idle=end_if_nobody_reads)
+        lines = itertools.chain(lines, following)
     write_json_lines(lines, fmt)
 
 

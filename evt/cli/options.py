@@ -30,6 +30,13 @@ def format_names(incomplete: str) -> list[str]:
     return [name for name in FORMATS if name.startswith(incomplete)]
 
 
+def event_format_names(incomplete: str) -> list[str]:
+    "Shell completion of --format for commands that print events (CloudEvents too)."
+    from .output import EVENT_FORMATS
+
+    return [name for name in EVENT_FORMATS if name.startswith(incomplete)]
+
+
 Db = Annotated[Optional[str], typer.Option("--db", metavar="PATH", help="The store file (env EVT_DB; evt.toml db; default ./events.db).", show_default=False)]
 ConfigFile = Annotated[Optional[str], typer.Option("--config", metavar="FILE", help="Use this evt.toml instead of the nearest one.", show_default=False)]
 ModelSpec = Annotated[Optional[str], typer.Option("--model", metavar="MODEL", help="The user's model: a .py path or a dotted module (env EVT_MODEL; evt.toml model).", show_default=False)]
@@ -41,6 +48,16 @@ Format = Annotated[
         help="table, json or ndjson (default: table on a terminal, ndjson in a pipe).",
         show_default=False,
         autocompletion=format_names,
+    ),
+]
+EventFormat = Annotated[
+    Optional[str],
+    typer.Option(
+        "--format",
+        metavar="FORMAT",
+        help="table, json, ndjson, cloudevents (one structured CloudEvent per line) or cloudevents-json (one array) (default: table on a terminal, ndjson in a pipe).",
+        show_default=False,
+        autocompletion=event_format_names,
     ),
 ]
 Raw = Annotated[bool, typer.Option("--raw", help="Show events as stored, without upcasting.")]

@@ -15,16 +15,20 @@ from ..errors import UsageError
 from ..log.envelope import dumps
 
 FORMATS = ("table", "json", "ndjson")
+# Commands that print events (read, tail) also speak CloudEvents: one structured event
+# per line, or one JSON array of them (the CloudEvents JSON batch format).
+EVENT_FORMATS = FORMATS + ("cloudevents", "cloudevents-json")
+ARRAY_FORMATS = ("json", "cloudevents-json")
 TABLE_CHUNK = 500
 UNBOUNDED = 1_000_000  # columns: to measure a table's natural width
 
 
-def choose_format(requested: str | None) -> str:
+def choose_format(requested: str | None, allowed: Sequence[str] = FORMATS) -> str:
     "The format asked for, else a table on a terminal and NDJSON in a pipe."
     if requested is None:
         return "table" if sys.stdout.isatty() else "ndjson"
-    if requested not in FORMATS:
-        raise UsageError(f"unknown format {requested!r} (choose from {', '.join(FORMATS)})")
+    if requested not in allowed:
+        raise UsageError(f"unknown format {requested!r} (choose from {', '.join(allowed)})")
     return requested
 
 
@@ -47,10 +51,10 @@ def end_if_nobody_reads() -> None:
 
 
 def write_json_lines(lines: Iterable[str], fmt: str) -> int:
-    "JSON texts as NDJSON or as one JSON array; returns how many were written."
+    "JSON texts as NDJSON or as one JSON array (``json``, ``cloudevents-json``); returns how many were written."
     out = sys.stdout
     count = 0
-    if fmt == "json":
+    if fmt in ARRAY_FORMATS:
         out.write("[")
         try:
             for line in lines:

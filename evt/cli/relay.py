@@ -11,12 +11,15 @@ from .command import EvtCommand
 from .context import Context
 from .options import ConfigFile, Db, at_least
 
-Url = Annotated[str, typer.Argument(metavar="URL", help="redis://HOST:PORT/DB or amqp://USER:PASS@HOST:PORT/VHOST.", show_default=False)]
+Url = Annotated[str, typer.Argument(metavar="URL", help="redis://HOST:PORT/DB, amqp://USER:PASS@HOST:PORT/VHOST or nats://HOST:PORT.", show_default=False)]
 Key = Annotated[str, typer.Option("--key", metavar="KEY", help="Redis: the stream key.")]
 Exchange = Annotated[str, typer.Option("--exchange", metavar="NAME", help="RabbitMQ: the durable topic exchange.")]
 Follow = Annotated[bool, typer.Option("--follow", "-f", help="Keep going as new events arrive, until interrupted [default: catch up and exit].")]
 Retries = Annotated[int, typer.Option("--retries", metavar="N", callback=at_least(0), help="Reconnect attempts when the broker is down or goes away, before giving up (exit 6).")]
 Backoff = Annotated[float, typer.Option("--backoff", metavar="SECONDS", callback=at_least(0), help="Seconds before the first reconnect; doubling, at most 30.")]
+JsStream = Annotated[str, typer.Option("--stream", metavar="NAME", help="NATS: the JetStream stream (created if missing, taking SUBJECT.>).")]
+Subject = Annotated[str, typer.Option("--subject", metavar="SUBJECT", help="NATS: the subject prefix; events go to SUBJECT.TYPE (or SUBJECT.CATEGORY).")]
+CLOUDEVENTS_MODES = ("structured", "binary")
 
 
 def register(app: typer.Typer) -> None:
@@ -47,19 +50,26 @@ def relay(
     key_per_category: Annotated[bool, typer.Option("--key-per-category", help="Redis: one stream per category, KEY:CATEGORY (e.g. events:order).")] = False,
     maxlen: Annotated[Optional[int], typer.Option("--maxlen", metavar="N", callback=at_least(1), help="Redis: trim each stream to about N entries.", show_default=False)] = None,
     exchange: Exchange = "events",
+    stream: JsStream = "events",
+    subject: Subject = "events",
+    subject_per_category: Annotated[bool, typer.Option("--subject-per-category", help="NATS: publish to SUBJECT.CATEGORY (e.g. events.order) instead of SUBJECT.TYPE.")] = False,
+    cloudevents: Annotated[
+        Optional[str],
+        typer.Option("--cloudevents", metavar="MODE", help="Publish CloudEvents 1.0 instead of evt envelopes: structured (the event as JSON) or binary (attributes in headers, data as the body).", show_default=False),
+    ] = None,
     batch: Annotated[int, typer.Option("--batch", metavar="N", callback=at_least(1), help="Events per confirmed batch (the position is saved after each).")] = 1000,
-    name: Annotated[Optional[str], typer.Option("--name", metavar="NAME", help="The relay's name, under which its position is kept [default: the URL and key or exchange].", show_default=False)] = None,
+    name: Annotated[Optional[str], typer.Option("--name", metavar="NAME", help="The relay's name, under which its position is kept [default: the URL and key, exchange or stream].", show_default=False)] = None,
     follow: Follow = False,
     retries: Retries = 5,
     backoff: Backoff = 0.5,
     db: Db = None,
     config: ConfigFile = None,
 ) -> None:
-    """Publish the log to Redis Streams or RabbitMQ.
+    """Publish the log to Redis Streams, RabbitMQ or NATS JetStream.
 
     It resumes from where this relay left off.
 
-    Redis: XADD with the entry id <position>-0, so Redis refuses an event published twice (exactly once in the stream). RabbitMQ: persistent messages routed by event type, message_id = event id, confirmed before the position moves (at least once).
+    Redis: XADD with the entry id <position>-0, so Redis refuses an event published twice (exactly once in the stream). RabbitMQ: persistent messages routed by event type, message_id = event id, confirmed before the position moves (at least once). NATS: message number <position> in the stream, guarded by Nats-Expected-Last-Sequence and Nats-Msg-Id (exactly once in the stream). --cloudevents publishes CloudEvents instead of evt envelopes.
 
     Catches up, prints a summary (published, alreadyPublished, position) and exits; --follow keeps going.
     """
@@ -67,12 +77,18 @@ def relay(
     from ..relay import relay as run_relay
     from ..relay.urls import scheme_of
 
-    if scheme_of(url) == "amqp" and (key != "events" or key_per_category or maxlen):
+    scheme = scheme_of(url)
+    if scheme != "redis" and (key != "events" or key_per_category or maxlen):
         raise _usage("--key, --key-per-category and --maxlen apply to redis:// targets")
-    if scheme_of(url) == "redis" and exchange != "events":
+    if scheme != "amqp" and exchange != "events":
         raise _usage("--exchange applies to amqp:// targets")
+    if scheme != "nats" and (stream != "events" or subject != "events" or subject_per_category):
+        raise _usage("--stream, --subject and --subject-per-category apply to nats:// targets")
+    if cloudevents is not None and cloudevents not in CLOUDEVENTS_MODES:
+        raise _usage(f"--cloudevents takes structured or binary, not {cloudevents!r}")
     keep_sockets_alive()
-    target = target_for(url, key=key, key_per_category=key_per_category, maxlen=maxlen, exchange=exchange)
+    nats = {"stream": stream, "subject": subject, "subject_per_category": subject_per_category} if scheme == "nats" else {}
+    target = target_for(url, key=key, key_per_category=key_per_category, maxlen=maxlen, exchange=exchange, cloudevents=cloudevents, **nats)
     store = Context(db, config).open(with_model=False)
     result = run_relay(store, target, name=name, batch=batch, follow=follow, retry=Retry(retries, backoff, warn))
     print_summary(result.to_dict())
@@ -86,6 +102,10 @@ def ingest(
     queue: Annotated[Optional[str], typer.Option("--queue", metavar="QUEUE", help="RabbitMQ: the durable queue to consume (declared if missing).", show_default=False)] = None,
     bind: Annotated[Optional[list[str]], typer.Option("--bind", metavar="KEY", help="RabbitMQ: bind the queue to the exchange with this key, e.g. 'order.*'; repeatable [default: # for a new queue, everything; an existing queue keeps its bindings].", show_default=False)] = None,
     exchange: Exchange = "events",
+    durable: Annotated[Optional[str], typer.Option("--durable", metavar="NAME", help="NATS: the durable pull consumer (created if missing, from the start of the stream).", show_default=False)] = None,
+    stream: JsStream = "events",
+    subject: Annotated[str, typer.Option("--subject", metavar="SUBJECT", help="NATS: the subject prefix of a stream created here (SUBJECT.>).")] = "events",
+    ack_wait: Annotated[float, typer.Option("--ack-wait", metavar="SECONDS", callback=at_least(0.1), help="NATS: seconds before a delivered message nobody acknowledged is delivered again (set when the consumer is created).")] = 30.0,
     batch: Annotated[int, typer.Option("--batch", metavar="N", callback=at_least(1), help="Messages per local transaction (acknowledged after it commits).")] = 500,
     wait: Annotated[float, typer.Option("--wait", metavar="SECONDS", callback=at_least(0.01), help="Seconds without a message after which the source counts as drained.")] = 1.0,
     follow: Follow = False,
@@ -94,19 +114,27 @@ def ingest(
     db: Db = None,
     config: ConfigFile = None,
 ) -> None:
-    """Append events from Redis or RabbitMQ, idempotently by id.
+    """Append events from Redis, RabbitMQ or NATS; idempotent by id.
 
-    Reads a Redis stream (in a consumer group) or a RabbitMQ queue.
+    Reads a Redis stream (in a consumer group), a RabbitMQ queue or a JetStream durable consumer. Messages are evt envelopes or CloudEvents (structured or binary).
 
-    Each batch is acknowledged (XACK / basic.ack) only after it is committed; after a crash the unacknowledged messages are delivered again and appending them is a no-op. A message that is not an evt envelope, or reuses an id with other content, is kept as a dead letter and acknowledged.
+    Each batch is acknowledged (XACK / basic.ack / JetStream ack) only after it is committed; after a crash the unacknowledged messages are delivered again and appending them is a no-op. A message that is not an event, or reuses an id with other content, is kept as a dead letter and acknowledged.
 
     Catches up and exits when nothing arrives for --wait seconds, printing a summary; --follow keeps going.
     """
     from ..relay import Retry, source_for
     from ..relay import ingest as run_ingest
 
+    from ..relay.urls import scheme_of
+
+    scheme = scheme_of(url)
+    if scheme != "nats" and (durable or stream != "events" or subject != "events" or ack_wait != 30.0):
+        raise _usage("--durable, --stream, --subject and --ack-wait apply to nats:// sources")
     keep_sockets_alive()
-    source = source_for(url, group=group, key=key, consumer=consumer, queue=queue, bindings=bind, exchange=exchange, prefetch=batch, wait=wait)
+    nats = {"stream": stream, "subject": subject, "ack_wait": ack_wait} if scheme == "nats" else {}
+    source = source_for(
+        url, group=group, key=key, consumer=consumer, queue=queue, bindings=bind, exchange=exchange, prefetch=batch, wait=wait, durable=durable, **nats
+    )
     store = Context(db, config).open(create=True, with_model=False)
     result = run_ingest(store, source, batch=batch, follow=follow, retry=Retry(retries, backoff, warn))
     print_summary(result.to_dict())

@@ -3,6 +3,7 @@
 - ``store``: ``Store``, one SQLite file: append (positions, revisions, expected
   revisions, idempotent ids), read, follow, summaries;
 - ``envelope``: ``Event`` and ``NewEvent``, ids and JSON encoding;
+- ``cloudevents``: the envelope as a CloudEvent 1.0 and back (output, input, relays);
 - ``filters``: ``Filter``, what a read selects, as one indexed SQL query;
 - ``ndjson``: NDJSON batches, as ``evt read`` prints and ``evt append --ndjson`` takes;
 - ``migrations``: the store's format, as ordered, named migrations;

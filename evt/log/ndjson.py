@@ -1,4 +1,8 @@
-"""NDJSON batches: one envelope per line, as ``evt read`` prints and ``evt append --ndjson`` takes."""
+"""NDJSON batches: one envelope per line, as ``evt read`` prints and ``evt append --ndjson`` takes.
+
+A line may also be a structured CloudEvent (it has ``specversion``), as
+``evt read --format cloudevents`` prints.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import re
 from typing import IO, Any, Iterator
 
 from ..errors import EvtError, InvalidInput, LineError
+from .cloudevents import new_event
 from .envelope import MAX_DEPTH, NewEvent, parse_json
 
 # orjson reads integers beyond 64 bits as floats, silently: a line with a run of 19 or
@@ -38,13 +43,14 @@ def parse_line(line: bytes) -> Any:
 def read_events(lines: IO[bytes] | Iterator[bytes]) -> Iterator[NewEvent]:
     """The events of an NDJSON batch, each carrying its line number; blank lines are skipped.
 
-    A line that is not a valid envelope raises LineError naming it.
+    A line is an evt envelope or a structured CloudEvent; one that is neither raises
+    LineError naming it.
     """
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            event = NewEvent.from_envelope(parse_line(line))
+            event = new_event(parse_line(line))
         except EvtError as e:
             raise LineError(number, e) from None
         event.line = number

@@ -393,11 +393,14 @@ class Store:
         self._check_stream(filter)
         yield from self._select_events(filter, raw)
 
-    def read_json(self, filter: Filter | None = None, *, raw: bool = False) -> Iterator[str]:
-        "Like ``read``, as envelope JSON lines (built by SQLite where nothing needs upcasting)."
+    def read_json(self, filter: Filter | None = None, *, raw: bool = False, cloudevents: bool = False) -> Iterator[str]:
+        """Like ``read``, as envelope JSON lines (built by SQLite where nothing needs upcasting).
+
+        ``cloudevents``: as structured CloudEvents instead (``evt.log.cloudevents``).
+        """
         filter = filter or Filter()
         self._check_stream(filter)
-        yield from self._select_json(filter, raw)
+        yield from self._select_json(filter, raw, cloudevents)
 
     def _check_stream(self, filter: Filter) -> None:
         if filter.stream is not None and not self.stream_revision(filter.stream):
@@ -417,20 +420,26 @@ class Store:
                 event = row_to_event(row)
                 yield model.upcast(event) if model else event
 
-    def _select_json(self, filter: Filter, raw: bool) -> Iterator[str]:
+    def _select_json(self, filter: Filter, raw: bool, cloudevents: bool = False) -> Iterator[str]:
         model = self._upcaster(raw)
+        if cloudevents:
+            from . import cloudevents as ce
+
+            line, encode = ce.SQL_LINE, ce.to_json
+        else:
+            line, encode = JSON_LINE, Event.to_json
         if model is None:
-            sql, params = filter.to_sql(JSON_LINE, self._type_matcher(raw))
+            sql, params = filter.to_sql(line, self._type_matcher(raw))
             with translate_errors(self.path):
-                for (line,) in self.conn.execute(sql, params):
-                    yield line
+                for (text,) in self.conn.execute(sql, params):
+                    yield text
             return
-        sql, params = filter.to_sql(f"{JSON_LINE}, type, version, {COLUMNS}", self._type_matcher(raw))
+        sql, params = filter.to_sql(f"{line}, type, version, {COLUMNS}", self._type_matcher(raw))
         upcastable = model.upcastable
         with translate_errors(self.path):
             for row in self.conn.execute(sql, params):
                 if (row[1], row[2]) in upcastable:
-                    yield model.upcast(row_to_event(row[3:])).to_json()
+                    yield encode(model.upcast(row_to_event(row[3:])))
                 else:
                     yield row[0]
 

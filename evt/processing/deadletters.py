@@ -108,7 +108,7 @@ def record_message(store, consumer: str, payload: str, error: str, at: str) -> i
 
 
 def _envelope_fields(payload: str) -> tuple:
-    "The id, stream and type of a payload, where it is an envelope that names them."
+    "The id, stream and type of a payload, where it is an envelope (or a CloudEvent) that names them."
     import json
 
     try:
@@ -117,7 +117,8 @@ def _envelope_fields(payload: str) -> tuple:
         return None, None, None
     if not isinstance(envelope, dict):
         return None, None, None
-    return tuple(v if isinstance(v, str) else None for v in (envelope.get("id"), envelope.get("stream"), envelope.get("type")))
+    stream = envelope.get("subject") if "specversion" in envelope else envelope.get("stream")  # a CloudEvent's stream is its subject
+    return tuple(v if isinstance(v, str) else None for v in (envelope.get("id"), stream, envelope.get("type")))
 
 
 def has_table(conn: sqlite3.Connection) -> bool:

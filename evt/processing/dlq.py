@@ -104,13 +104,13 @@ class DeadLetterQueue:
         Appended idempotently by its event id, and the entry cleared, in one transaction.
         """
         from ..errors import EvtError
-        from ..log.envelope import NewEvent
+        from ..log.cloudevents import new_event
         from ..log.ndjson import parse_line
 
         store = self.store
         try:
             with store.transaction():
-                event = NewEvent.from_envelope(parse_line(entry.payload.encode()))
+                event = new_event(parse_line(entry.payload.encode()))  # an envelope or a CloudEvent
                 store.write_in_transaction([event], validate=False)  # as evt ingest stores them
                 deadletters.delete(store.conn, [entry.id])
         except EvtError as e:

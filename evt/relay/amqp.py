@@ -138,8 +138,9 @@ class AmqpTarget:
 
     kind = "amqp"
 
-    def __init__(self, url: str, *, exchange: str = "events", confirm_timeout: float = 60.0):
+    def __init__(self, url: str, *, exchange: str = "events", confirm_timeout: float = 60.0, cloudevents: str | None = None):
         self.url = url
+        self.cloudevents = cloudevents  # None, "structured" or "binary" (evt.log.cloudevents)
         self.exchange = exchange
         self.confirm_timeout = confirm_timeout
         self.name = f"{redact(url)}#{exchange}"
@@ -173,18 +174,26 @@ class AmqpTarget:
         "Publish the rows, then wait until the broker confirmed them all; (published, 0)."
         from pika import BasicProperties
 
+        from ..log.cloudevents import binary_attributes_of
+
         publish, exchange = self.channel._impl.basic_publish, self.exchange
+        content_type, binary = _content(self.cloudevents)
         with translate_errors(self.url):
             for position, stream, id, type, timestamp, data, envelope in rows:
+                if binary:  # CloudEvents attributes as cloudEvents:-prefixed application properties, data as the body
+                    headers = {f"cloudEvents:{k}": v for k, v in binary_attributes_of(envelope).items() if k != "datacontenttype"}
+                    body = data
+                else:
+                    headers, body = {"stream": stream, "position": position, "timestamp": timestamp}, envelope
                 properties = BasicProperties(
-                    content_type="application/json",
+                    content_type=content_type,
                     delivery_mode=2,
                     message_id=id,
                     type=type,
                     app_id="evt",
-                    headers={"stream": stream, "position": position, "timestamp": timestamp},
+                    headers=headers,
                 )
-                publish(exchange, type, envelope.encode(), properties)
+                publish(exchange, type, body.encode(), properties)
                 self.published += 1
                 self.unconfirmed.add(self.published)
             self._wait_until(lambda: not self.unconfirmed or self.nacked)
@@ -212,6 +221,13 @@ class AmqpTarget:
     def close(self) -> None:
         _close(self.connection)
         self.connection = self.channel = None
+
+
+def _content(cloudevents: str | None) -> tuple[str, bool]:
+    "(the messages' content_type, whether they are binary CloudEvents)."
+    from ..log.cloudevents import CONTENT_TYPE, DATA_CONTENT_TYPE
+
+    return (CONTENT_TYPE if cloudevents == "structured" else DATA_CONTENT_TYPE), cloudevents == "binary"
 
 
 class AmqpSource:
@@ -275,7 +291,7 @@ class AmqpSource:
                         return messages
                     continue
                 message_id = getattr(properties, "message_id", None)
-                messages.append(Message(method.delivery_tag, body, broker_id=f"amqp:{message_id}" if message_id else None))
+                messages.append(Message(method.delivery_tag, body, broker_id=f"amqp:{message_id}" if message_id else None, attributes=_cloudevent_attributes(properties)))
                 if len(messages) >= count:
                     return messages
         return messages
@@ -287,6 +303,16 @@ class AmqpSource:
     def close(self) -> None:
         _close(self.connection)
         self.connection = self.channel = self.deliveries = None
+
+
+def _cloudevent_attributes(properties) -> dict | None:
+    "A binary CloudEvent's attributes (cloudEvents: or cloudEvents_ application properties); None for other messages."
+    headers = getattr(properties, "headers", None)
+    if not headers:
+        return None
+    from ..log.cloudevents import binary_attributes
+
+    return binary_attributes(headers, ("cloudEvents:", "cloudEvents_"), getattr(properties, "content_type", None))
 
 
 def _close(connection) -> None:

@@ -15,20 +15,26 @@ from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
 from ..errors import BrokerUnavailable, Conflict, EvtError, InvalidInput
+from ..log import cloudevents
 from ..log.envelope import NewEvent, loads
 from ..log.sqlite import translate_errors
 from ..log.store import JSON_LINE, Store
 from .state import load_position, record_bad_message, save_position
 
 # One row per event: everything a target puts on the wire, built by SQLite.
-Row = tuple  # (position, stream, id, type, timestamp, data, envelope JSON)
+Row = tuple  # (position, stream, id, type, timestamp, data, envelope JSON or structured CloudEvent JSON)
 
-SELECT_ROWS = f"SELECT position, stream, id, type, timestamp, data, {JSON_LINE} FROM events WHERE position > ? ORDER BY position LIMIT ?"
+SELECT_ROWS = "SELECT position, stream, id, type, timestamp, data, {line} FROM events WHERE position > ? ORDER BY position LIMIT ?"
+SELECT_ENVELOPES = SELECT_ROWS.format(line=JSON_LINE)
+SELECT_CLOUDEVENTS = SELECT_ROWS.format(line=cloudevents.SQL_LINE)
 
 
 class Target(Protocol):
     kind: str
     name: str
+    # None: the evt envelope as the message; "structured" or "binary": a CloudEvent in
+    # that content mode (rows then carry the structured CloudEvent's JSON).
+    cloudevents: str | None
 
     def connect(self) -> None: ...
     def publish(self, rows: Sequence[Row]) -> tuple[int, int]: ...  # (published, already there)
@@ -46,6 +52,8 @@ class Message:
     # The broker's own identity for the message (a Redis entry id, an AMQP message_id):
     # the event id of an envelope that carries none, so a redelivery stays idempotent.
     broker_id: str | None = None
+    # A binary-mode CloudEvent: its attributes, from the message's headers (the body is its data).
+    attributes: dict | None = None
 
 
 class Source(Protocol):
@@ -117,10 +125,10 @@ class IngestResult:
         }
 
 
-def read_rows(store: Store, after: int, limit: int) -> list[Row]:
-    "The next ``limit`` events after a position, as wire rows."
+def read_rows(store: Store, after: int, limit: int, cloudevents: bool = False) -> list[Row]:
+    "The next ``limit`` events after a position, as wire rows (carrying CloudEvents, if asked)."
     with translate_errors(store.path):
-        return store.conn.execute(SELECT_ROWS, (after, limit)).fetchall()
+        return store.conn.execute(SELECT_CLOUDEVENTS if cloudevents else SELECT_ENVELOPES, (after, limit)).fetchall()
 
 
 def data_version(store: Store) -> int:
@@ -146,34 +154,34 @@ def relay(
     name = name or target.name
     retry = retry or Retry()
     result = RelayResult(name, load_position(store, name))
-    connected = _connect(target, retry)
-    while True:
-        version = data_version(store)
-        rows = read_rows(store, result.position, batch)
-        if not rows and not follow:
-            break
-        if not rows:
-            if not _wait_for_appends(store, version, target if connected else None, poll_interval):
-                target.close()  # the broker went away while there was nothing to publish:
-                connected = False  # the next batch reconnects (a dead connection is never used again)
-            continue
-        try:
-            if not connected:
-                target.connect()
-                connected = True
-            published, skipped = target.publish(rows)
-        except BrokerUnavailable as e:
-            target.close()
-            connected = False
-            retry.wait(e)
-            continue
-        retry.reset()
-        with store.transaction():
-            save_position(store, name, rows[-1][0])
-        result.position = rows[-1][0]
-        result.published += published
-        result.skipped += skipped
-    if connected:
+    as_cloudevents = getattr(target, "cloudevents", None) is not None
+    try:  # whatever ends the loop (the end of the log, Ctrl-C, a refusal) closes the connection
+        connected = _connect(target, retry)
+        while True:
+            version = data_version(store)
+            rows = read_rows(store, result.position, batch, as_cloudevents)
+            if not rows and not follow:
+                break
+            if not rows:
+                connected = _wait_for_appends(store, version, target if connected else None, poll_interval)
+                continue
+            try:
+                if not connected:
+                    target.connect()
+                    connected = True
+                published, skipped = target.publish(rows)
+            except BrokerUnavailable as e:
+                target.close()
+                connected = False
+                retry.wait(e)
+                continue
+            retry.reset()
+            with store.transaction():
+                save_position(store, name, rows[-1][0])
+            result.position = rows[-1][0]
+            result.published += published
+            result.skipped += skipped
+    finally:
         target.close()
     return result
 
@@ -190,15 +198,16 @@ def _connect(target: Target, retry: Retry) -> bool:
 
 
 def _wait_for_appends(store: Store, version: int, target: Target | None, poll_interval: float) -> bool:
-    "Wait until another connection commits; False (at once) if the target's connection is lost meanwhile."
+    "Wait for another connection's commit; whether the target is still connected."
     while data_version(store) == version:
         if target is not None:
             try:
                 target.idle()
             except BrokerUnavailable:
-                return False
+                target.close()  # the next publish reconnects (waiting on, not spinning on a dead connection)
+                target = None
         time.sleep(poll_interval)
-    return True
+    return target is not None
 
 
 def ingest(
@@ -215,22 +224,24 @@ def ingest(
     """
     retry = retry or Retry()
     result = IngestResult(source.name)
-    while True:
-        try:
-            source.connect()
-            while True:
-                messages = source.fetch(batch)
-                if not messages:
-                    if follow:
-                        continue
-                    source.close()
-                    return result
-                store_messages(store, source.name, messages, result)
-                source.ack(messages)
-                retry.reset()
-        except BrokerUnavailable as e:
-            source.close()
-            retry.wait(e)
+    try:  # whatever ends the loop (drained, Ctrl-C, a refusal) closes the connection
+        while True:
+            try:
+                source.connect()
+                while True:
+                    messages = source.fetch(batch)
+                    if not messages:
+                        if follow:
+                            continue
+                        return result
+                    store_messages(store, source.name, messages, result)
+                    source.ack(messages)
+                    retry.reset()
+            except BrokerUnavailable as e:
+                source.close()
+                retry.wait(e)
+    finally:
+        source.close()
 
 
 def store_messages(store: Store, consumer: str, messages: Sequence[Message], result: IngestResult) -> None:
@@ -270,20 +281,27 @@ def decode(message: Message) -> NewEvent:
     "The event a message carries; InvalidInput when it carries none."
     if message.error is not None:
         raise InvalidInput(message.error)
-    try:
-        envelope = loads(message.body)
-    except ValueError as e:
-        raise InvalidInput(f"not JSON: {e}") from None
-    try:
-        event = NewEvent.from_envelope(envelope)
-    except EvtError as e:
-        raise InvalidInput(f"not an evt envelope: {e}") from None
+    if message.attributes is not None:
+        event = cloudevents.from_binary(message.attributes, message.body)
+    else:
+        try:
+            envelope = loads(message.body)
+        except ValueError as e:
+            raise InvalidInput(f"not JSON: {e}") from None
+        try:
+            event = cloudevents.new_event(envelope)
+        except EvtError as e:
+            if cloudevents.is_cloudevent(envelope):
+                raise InvalidInput(str(e)) from None  # it names the CloudEvent already
+            raise InvalidInput(f"not an evt envelope: {e}") from None
     if event.id is None and message.broker_id is not None:
         event.id = message.broker_id
     return event
 
 
 def _payload_text(message: Message) -> str:
+    if message.attributes is not None:
+        return cloudevents.binary_payload(message.attributes, message.body)
     if message.body is None:
         return ""
     if isinstance(message.body, bytes):

@@ -103,8 +103,9 @@ class RedisTarget:
 
     kind = "redis"
 
-    def __init__(self, url: str, *, key: str = "events", key_per_category: bool = False, maxlen: int | None = None):
+    def __init__(self, url: str, *, key: str = "events", key_per_category: bool = False, maxlen: int | None = None, cloudevents: str | None = None):
         self.url = url
+        self.cloudevents = cloudevents  # None, "structured" or "binary" (evt.log.cloudevents)
         self.key = key
         self.key_per_category = key_per_category
         self.trim = ("MAXLEN", "~", maxlen) if maxlen else ()
@@ -131,17 +132,34 @@ class RedisTarget:
             pipe = self.client.pipeline(transaction=False)
             command, trim, key_for, single = pipe.execute_command, self.trim, self.key_for, self.key
             per_category = self.key_per_category
-            for position, stream, id, type, timestamp, data, envelope in rows:
-                command(
-                    "XADD", key_for(stream) if per_category else single, *trim, f"{position}-0",
-                    "type", type, "stream", stream, "id", id, "position", position,
-                    "timestamp", timestamp, "data", data, "envelope", envelope,
-                )  # fmt: skip
+            if self.cloudevents is not None:
+                self._add_cloudevents(command, rows)
+            else:
+                for position, stream, id, type, timestamp, data, envelope in rows:
+                    command(
+                        "XADD", key_for(stream) if per_category else single, *trim, f"{position}-0",
+                        "type", type, "stream", stream, "id", id, "position", position,
+                        "timestamp", timestamp, "data", data, "envelope", envelope,
+                    )  # fmt: skip
             replies = pipe.execute(raise_on_error=False)
         published, refused = _count(replies, self.url)
         if refused:
             self._check_already_there([rows[i] for i in refused])
         return published, len(refused)
+
+    def _add_cloudevents(self, command, rows: Sequence[Row]) -> None:
+        """Structured: the fields ``type``, ``id``, ``position`` and ``cloudevent`` (the JSON).
+        Binary: one field per CloudEvents attribute, and ``data``."""
+        from ..log.cloudevents import binary_attributes_of
+
+        binary = self.cloudevents == "binary"
+        for position, stream, id, type, timestamp, data, cloudevent in rows:
+            key = self.key_for(stream)
+            if binary:
+                fields = [item for pair in binary_attributes_of(cloudevent).items() for item in pair]
+                command("XADD", key, *self.trim, f"{position}-0", *fields, "data", data)
+            else:
+                command("XADD", key, *self.trim, f"{position}-0", "type", type, "id", id, "position", position, "cloudevent", cloudevent)
 
     def _check_already_there(self, rows: Sequence[Row]) -> None:
         """Make sure the entries Redis refused are this store's own events, published before a
@@ -190,7 +208,8 @@ class RedisTarget:
             return False
         first_id, fields = first
         first_position = _text(first_id).split("-")[0]
-        return _text(_field(fields, b"position") or b"") == first_position and position < int(first_position)
+        written = _field(fields, b"position") or _field(fields, b"sequence") or b""  # sequence: a binary CloudEvent
+        return _text(written).lstrip("0") == first_position and position < int(first_position)
 
     def idle(self) -> None:
         pass
@@ -310,7 +329,10 @@ def _message(entry, key: str) -> Message:
         return Message(entry_id, None, "the entry was trimmed from the stream before it was ingested")
     if isinstance(fields, list):
         fields = dict(zip(fields[::2], fields[1::2]))
-    body = fields.get(b"envelope")
+    body = fields.get(b"envelope") or fields.get(b"cloudevent")  # an evt envelope, or a structured CloudEvent
+    if body is None and b"specversion" in fields:  # a binary CloudEvent: attributes as fields, and data
+        attributes = {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in fields.items() if k != b"data"}
+        return Message(entry_id, fields.get(b"data"), broker_id=f"redis:{key}:{text_id}", attributes=attributes)
     if body is None:
         return Message(entry_id, _fields_text(fields), "the entry has no 'envelope' field")
     return Message(entry_id, body, broker_id=f"redis:{key}:{text_id}")

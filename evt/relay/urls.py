@@ -18,6 +18,7 @@ from ..errors import UsageError
 
 REDIS_SCHEMES = ("redis", "rediss")
 AMQP_SCHEMES = ("amqp", "amqps")
+NATS_SCHEMES = ("nats",)
 
 # A query parameter whose name holds one of these is a credential (password, passwd,
 # ssl_password, passphrase, token, secret, credentials…); so is a dict-valued one
@@ -27,7 +28,7 @@ HIDDEN = "***"
 
 
 def scheme_of(url: str) -> str:
-    "``redis`` or ``amqp``; UsageError for anything else."
+    "``redis``, ``amqp`` or ``nats``; UsageError for anything else."
     try:
         scheme = urlsplit(url).scheme.lower()
     except ValueError:  # an unbalanced '[': the scheme is still the part before '://'
@@ -36,7 +37,11 @@ def scheme_of(url: str) -> str:
         return "redis"
     if scheme in AMQP_SCHEMES:
         return "amqp"
-    raise UsageError(f"unsupported broker URL {redact(url)!r}: expected redis://HOST:PORT/DB or amqp://USER:PASS@HOST:PORT/VHOST")
+    if scheme in NATS_SCHEMES:
+        return "nats"
+    raise UsageError(
+        f"unsupported broker URL {redact(url)!r}: expected redis://HOST:PORT/DB, amqp://USER:PASS@HOST:PORT/VHOST or nats://HOST:PORT"
+    )
 
 
 def redact(url: str) -> str:
@@ -151,7 +156,7 @@ def secrets_of(url: str) -> set[str]:
 
 
 def check(url: str) -> str:
-    """The URL's kind (``redis`` or ``amqp``) when it is well-formed and its client takes
+    """The URL's kind (``redis``, ``amqp`` or ``nats``) when it is well-formed and its client takes
     every parameter in it; UsageError otherwise, naming what is wrong, never a secret.
 
     Run before anything is opened or created, so a malformed URL writes nothing.
@@ -171,6 +176,8 @@ def check(url: str) -> str:
         raise UsageError(f"invalid broker URL {shown}: {PORT_RANGE}")
     if kind == "redis":
         from .redis import check_url
+    elif kind == "nats":
+        from .nats import check_url
     else:
         from .amqp import check_url
     check_url(url)
@@ -217,15 +224,32 @@ def _wrapped(error: BaseException) -> BaseException | None:
     return first if isinstance(first, BaseException) else None
 
 
-def target_for(url: str, *, key: str = "events", key_per_category: bool = False, maxlen: int | None = None, exchange: str = "events"):
-    "The relay target for a broker URL."
-    if check(url) == "redis":
+def target_for(
+    url: str,
+    *,
+    key: str = "events",
+    key_per_category: bool = False,
+    maxlen: int | None = None,
+    exchange: str = "events",
+    cloudevents: str | None = None,
+    **nats: object,
+):
+    """The relay target for a broker URL; ``cloudevents`` (``structured`` or ``binary``)
+    publishes CloudEvents instead of evt envelopes; ``nats`` are ``NatsTarget``'s options."""
+    if cloudevents not in (None, "structured", "binary"):
+        raise UsageError(f"--cloudevents takes structured or binary, not {cloudevents!r}")
+    scheme = check(url)
+    if scheme == "nats":
+        from .nats import NatsTarget
+
+        return NatsTarget(url, cloudevents=cloudevents, **nats)  # type: ignore[arg-type]
+    if scheme == "redis":
         from .redis import RedisTarget
 
-        return RedisTarget(url, key=key, key_per_category=key_per_category, maxlen=maxlen)
+        return RedisTarget(url, key=key, key_per_category=key_per_category, maxlen=maxlen, cloudevents=cloudevents)
     from .amqp import AmqpTarget
 
-    return AmqpTarget(url, exchange=exchange)
+    return AmqpTarget(url, exchange=exchange, cloudevents=cloudevents)
 
 
 def source_for(
@@ -239,9 +263,18 @@ def source_for(
     exchange: str = "events",
     prefetch: int = 500,
     wait: float = 1.0,
+    durable: str | None = None,
+    **nats: object,
 ):
-    "The ingest source for a broker URL."
-    if check(url) == "redis":
+    "The ingest source for a broker URL; ``nats`` are ``NatsSource``'s options."
+    scheme = check(url)
+    if scheme == "nats":
+        if not durable:
+            raise UsageError("ingest from NATS needs --durable NAME (the durable consumer)")
+        from .nats import NatsSource
+
+        return NatsSource(url, durable=durable, wait=wait, max_ack_pending=prefetch, **nats)  # type: ignore[arg-type]
+    if scheme == "redis":
         if not group:
             raise UsageError("ingest from Redis needs --group NAME (the consumer group)")
         from .redis import RedisSource
