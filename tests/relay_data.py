@@ -86,20 +86,30 @@ def wait_until(condition, timeout: float = 30.0, interval: float = 0.01) -> None
 class Proxy:
     """A TCP proxy on loopback in front of a broker, that can go down and come back.
 
-    ``down()`` closes every connection and stops listening (connections are refused);
+    ``down()`` cuts every connection at both ends, so the broker sees each one close at
+    once (as when a client's host goes away cleanly) and new connections are refused;
     ``up()`` listens again on the same port.
+
+    A connection is cut with ``shutdown``, and its sockets are closed only once both of its
+    directions are done. Closing a socket that another thread is blocked in ``recv`` on does
+    not end the TCP connection on Linux (the blocked call holds it open, so the peer never
+    sees a FIN): an earlier version did that when it raced with itself, and RabbitMQ then
+    kept the cut connection, and the messages delivered on it unacknowledged, until its
+    next heartbeat, up to a minute later.
     """
 
     def __init__(self, upstream_port: int):
         import socket
+        import threading
 
         self.upstream = ("127.0.0.1", upstream_port)
         probe = socket.socket()
         probe.bind(("127.0.0.1", 0))
         self.port = probe.getsockname()[1]
         probe.close()
-        self.sockets: list = []
-        self.listener = None
+        self.lock = threading.Lock()
+        self.links: list[tuple] = []  # (client, server) of each open connection
+        self.listener = self.accepting = None
         self.up()
 
     def up(self) -> None:
@@ -110,24 +120,22 @@ class Proxy:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", self.port))
         listener.listen(16)
-        self.listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        with self.lock:
+            self.listener = listener
+        self.accepting = threading.Thread(target=self._accept, args=(listener,), daemon=True)
+        self.accepting.start()
 
     def down(self) -> None:
-        import socket
-
-        try:
-            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread; close alone would not
-        except OSError:
-            pass
-        self.listener.close()
-        for s in self.sockets:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
-        self.sockets = []
+        with self.lock:
+            listener, self.listener = self.listener, None
+            links, self.links = self.links, []
+        if listener is None:  # already down
+            return
+        _shutdown(listener)  # stops listening at once and wakes the accepting thread
+        self.accepting.join()  # which closes the listener
+        for link in links:
+            for s in link:
+                _shutdown(s)  # a FIN to both peers; the link's thread closes them
 
     def _accept(self, listener) -> None:
         import socket
@@ -137,27 +145,58 @@ class Proxy:
             try:
                 client, _ = listener.accept()
             except OSError:
-                return
-            server = socket.create_connection(self.upstream)
+                break
+            try:
+                server = socket.create_connection(self.upstream)
+            except OSError:
+                client.close()
+                continue
             for s in (client, server):
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.sockets += [client, server]
-            for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+            with self.lock:
+                live = self.listener is listener  # not cut by a down() since accept()
+                if live:
+                    self.links.append((client, server))
+            if not live:
+                client.close()
+                server.close()
+                break
+            threading.Thread(target=self._link, args=(client, server), daemon=True).start()
+        listener.close()
 
-    @staticmethod
-    def _pump(source, sink) -> None:
-        import socket
+    def _link(self, client, server) -> None:
+        "Carry bytes both ways until either side ends; then end both, and close them."
+        import threading
 
-        try:
-            while data := source.recv(65536):
-                # MSG_NOSIGNAL: a peer that went away is an error here, never a SIGPIPE that
-                # kills pytest (in-process evt calls set SIGPIPE back to its default).
-                sink.sendall(data, socket.MSG_NOSIGNAL)
-        except OSError:
-            pass
-        for s in (source, sink):
-            try:
-                s.close()
-            except OSError:
-                pass
+        back = threading.Thread(target=_pump, args=(server, client), daemon=True)
+        back.start()
+        _pump(client, server)
+        back.join()
+        with self.lock:
+            if (client, server) in self.links:
+                self.links.remove((client, server))
+        client.close()
+        server.close()
+
+
+def _pump(source, sink) -> None:
+    import socket
+
+    try:
+        while data := source.recv(65536):
+            # MSG_NOSIGNAL: a peer that went away is an error here, never a SIGPIPE that
+            # kills pytest (in-process evt calls set SIGPIPE back to its default).
+            sink.sendall(data, socket.MSG_NOSIGNAL)
+    except OSError:
+        pass
+    _shutdown(source)  # wakes the other direction's recv
+    _shutdown(sink)
+
+
+def _shutdown(s) -> None:
+    import socket
+
+    try:
+        s.shutdown(socket.SHUT_RDWR)
+    except OSError:  # not connected (any more)
+        pass

@@ -244,3 +244,65 @@ def test_a_long_stderr_is_kept_truncated():
 
     assert truncate("short\n") == "short"
     assert truncate("x" * 10 + "y" * 2000) == "…" + "y" * 2000
+
+
+def on_a_terminal(tmp_path, *args: str) -> tuple[subprocess.Popen, int]:
+    "Start evt with its stderr on a terminal (a pseudo-terminal we read from); (process, the terminal's end)."
+    import os
+    import pty
+
+    terminal, stderr = pty.openpty()
+    proc = subprocess.Popen(evt_command() + list(args), cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr)
+    os.close(stderr)
+    return proc, terminal
+
+
+def terminal_text(terminal: int) -> str:
+    "Everything written to the terminal, once every process that had it has ended."
+    import os
+
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(terminal, 4096)
+        except OSError:  # EIO: no process has the terminal open any more
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(terminal)
+    return b"".join(chunks).decode().replace("\r\n", "\n")
+
+
+SECONDS = r"\d+(\.\d+)? s"
+
+
+def test_on_a_terminal_the_summary_counts_the_events_handled(store, tmp_path):
+    import re
+
+    proc, terminal = on_a_terminal(tmp_path, "consume", "mailer", "--exec", "./handle.sh", "--type", "order.placed")
+    assert proc.wait(30) == 0
+    assert proc.stdout.read().decode().splitlines() == ["handled 1", "handled 4"]
+    # Not an error: no "evt:" prefix. The events it handled (2 of the 4 in the log).
+    assert re.fullmatch(rf"mailer: 2 events in {SECONDS}, 0 dead-lettered\n", terminal_text(terminal))
+    proc, terminal = on_a_terminal(tmp_path, "consume", "mailer", "--type", "order.placed")  # nothing new
+    assert proc.wait(30) == 0
+    assert re.fullmatch(rf"mailer: 0 events in {SECONDS}, 0 dead-lettered\n", terminal_text(terminal))
+
+
+def test_follow_ended_by_ctrl_c_prints_its_summary_on_a_terminal(store, tmp_path):
+    import re
+
+    (tmp_path / "ok.flag").touch()
+    proc, terminal = on_a_terminal(tmp_path, "consume", "mailer", "--exec", "./handle.sh", "--type", "order.*", "--follow")
+    try:
+        wait_for(lambda: len(handled(tmp_path)) == 3)
+        store("append", "order-9", "order.placed", "-q")
+        store("append", "account-9", "account.opened", "-q")
+        wait_for(lambda: len(handled(tmp_path)) == 4)
+        wait_for(lambda: status(store, "mailer")["checkpoint"] == 6)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 130
+    finally:
+        proc.kill()
+    assert re.fullmatch(rf"mailer: 4 events in {SECONDS}, 0 dead-lettered\n", terminal_text(terminal))

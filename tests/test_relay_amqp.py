@@ -86,6 +86,49 @@ def test_a_broker_that_is_down_is_exit_6_after_the_retries(evt):
     assert (r.exit_code, r.stderr) == (6, f"evt: {error} (gave up after 1 attempt; is the broker running?)\n")
 
 
+def test_a_connection_lost_during_the_login_is_retried_not_taken_for_a_refused_login(evt):
+    """RabbitMQ refuses a login with a Connection.Close (403); a connection that merely ends
+    during the handshake (a broker restarting, a network cut) is retried. pika calls both
+    a "probable authentication error"; this was exit 6 at once, without a retry."""
+    import socket
+    import threading
+
+    import pika.frame
+    import pika.spec
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+
+    def ends_each_connection_after_the_credentials():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(8)  # the protocol header
+                conn.sendall(pika.frame.Method(0, pika.spec.Connection.Start(mechanisms="PLAIN", locales="en_US")).marshal())
+                conn.recv(4096)  # Connection.Start-Ok, with the credentials
+
+    server = threading.Thread(target=ends_each_connection_after_the_credentials, daemon=True)
+    server.start()
+    evt("append", "order-1", "order.placed", "-q")
+    url = f"amqp://guest:guest@127.0.0.1:{listener.getsockname()[1]}/"
+    try:
+        r = evt("relay", url, "--retries", "1", "--backoff", "0.01")
+    finally:
+        listener.shutdown(socket.SHUT_RDWR)
+        server.join()
+        listener.close()
+    error = f"RabbitMQ at {url.replace('guest@', '***@')} is unavailable: the connection dropped while logging in"
+    assert (r.exit_code, r.stdout) == (6, "")
+    assert r.stderr == (
+        f"evt: {error}; retrying in 0.01s (retry 1 of 1)\n"
+        f"evt: {error} (gave up after 2 attempts; is the broker running?)\n"
+    )
+
+
 def test_wrong_credentials_are_refused_without_retrying(evt, amqp_broker):
     evt("append", "order-1", "order.placed", "-q")
     r = evt("relay", "amqp://guest:wrong@127.0.0.1:5672/", "--exchange", amqp_broker.exchange)
@@ -168,14 +211,70 @@ def test_relay_and_ingest_survive_the_broker_going_away(evt, amqp_broker, tmp_pa
     proxy.up()
     assert consumer.wait(30) == 0
     assert "retrying in 0.05s" in consumer.stderr.read().decode()
-    # The batch in flight when the connection dropped is requeued once RabbitMQ notices;
-    # an ingest that drained before that picks it up on a later run.
-    deadline = time.monotonic() + 20
-    while count_events("b.db") < n and time.monotonic() < deadline:
-        ingest(evt, amqp_broker, queue, "--wait", "1")
+    # The batch in flight when the connection dropped went back to the queue when RabbitMQ
+    # closed that connection: once no consumer is left, nothing is held unacknowledged, and
+    # whatever the reconnected ingest did not get (if it drained first) is ready again.
+    wait_until(lambda: consumers_of(amqp_broker, queue) == 0)
+    ingest(evt, amqp_broker, queue)
     assert query("b.db", "SELECT count(*), count(DISTINCT id) FROM events") == [(n, n)]
     assert amqp_broker.channel.queue_declare(queue, passive=True).method.message_count == 0
     proxy.down()
+
+
+def test_connections_cut_again_and_again_lose_and_duplicate_nothing(evt, amqp_broker, tmp_path):
+    """Relay and ingest follow the log at once through a proxy that cuts every connection
+    at 20 moments spread over the run (connecting, logging in, publishing, consuming,
+    between a commit and its acknowledgement), then a few times while both wait for
+    more: every event arrives exactly once, and nothing is left in the queue."""
+    import random
+
+    from relay_data import Proxy
+
+    queue = amqp_broker.queue()
+    ingest(evt, amqp_broker, queue)  # the queue exists, bound with '#', before anything is published
+    proxy = Proxy(5672)
+    url = f"amqp://guest:guest@127.0.0.1:{proxy.port}/%2F"
+    n, cuts, later = 1000, 20, 10
+    load(evt, many(n), "a.db")
+    common = ("--exchange", amqp_broker.exchange, "--retries", "40", "--backoff", "0.01")
+    consumer = spawn(tmp_path, "ingest", url, *common, "--queue", queue, "--db", "b.db", "--batch", "10", "--follow")
+    relay = spawn(tmp_path, "relay", url, *common, "--db", "a.db", "--batch", "50", "--follow")
+    running = lambda: relay.poll() is None and consumer.poll() is None  # noqa: E731
+    rng = random.Random(17)
+    for threshold in sorted(rng.sample(range(1, n - 100), cuts)):
+        wait_until(lambda: count_events("b.db") >= threshold or not running(), timeout=60)
+        time.sleep(rng.random() * 0.02)  # a different moment of the batch each time
+        proxy.down()
+        time.sleep(rng.random() * 0.05)
+        proxy.up()
+    wait_until(lambda: (count_events("b.db") >= n and saved_position("a.db") == n) or not running(), timeout=60)
+    for _ in range(3):  # both idle: the relay waiting for appends, the ingest for messages
+        proxy.down()
+        wait_until(lambda: consumers_of(amqp_broker, queue) == 0)
+        proxy.up()
+        wait_until(lambda: consumers_of(amqp_broker, queue) == 1 or not running())
+    load(evt, many(later, start=n), "a.db")
+    wait_until(lambda: count_events("b.db") >= n + later or not running(), timeout=60)
+    for proc in (relay, consumer):
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 130, proc.stderr.read().decode()
+    consumer_log = consumer.stderr.read().decode()
+    assert consumer_log.count("retrying in") >= cuts // 2, consumer_log
+    wait_until(lambda: consumers_of(amqp_broker, queue) == 0)  # nothing held by a cut connection
+    leftover = ingest(evt, amqp_broker, queue)  # what the relay published twice, still queued
+    assert json.loads(leftover.stdout)["appended"] == 0
+    total = n + later
+    assert query("b.db", "SELECT count(*), count(DISTINCT id), min(id), max(id) FROM events") == [
+        (total, total, "id-0000000", f"id-{total - 1:07d}")
+    ]
+    assert dead_letters("b.db") == []
+    assert amqp_broker.channel.queue_declare(queue, passive=True).method.message_count == 0
+    proxy.down()
+
+
+def consumers_of(broker, queue: str) -> int:
+    "How many consumers RabbitMQ counts on the queue (a connection it still holds open counts)."
+    return broker.channel.queue_declare(queue, passive=True).method.consumer_count
 
 
 def test_an_existing_queue_keeps_its_bindings_when_no_bind_is_given(evt, amqp_broker):

@@ -71,19 +71,29 @@ def show(
     config: ConfigFile = None,
     model: ModelSpec = None,
 ) -> None:
-    """Show one dead letter (exit 4 if there is none with that id).
+    """Show one dead letter: its whole error and its event.
 
-    A message evt ingest could not store has no position; its payload is shown too.
+    The fields of evt dlq list, then errorDetail (the whole error: a Python handler's traceback, a command's stderr, the failing SQL statement) and the event as evt read prints it. A message evt ingest could not store has no position: the message is shown as payload instead. Exit 4 if there is no dead letter with that id.
     """
     fmt = choose_format(format)
-    (entry,) = queue(db, config, model).get([id])
-    shown = entry.to_dict()
-    if entry.payload is not None:
-        shown["payload"] = entry.payload
-    if fmt == "table":
-        emit([{"field": k, "value": v} for k, v in shown.items()], fmt, ("field", "value"))
-    else:
+    shown = queue(db, config, model).show(id)
+    if fmt != "table":
         emit([shown], fmt)
+        return
+    # On a terminal: the list's fields as a table, then the long ones whole, below it.
+    blocks = ("errorDetail", "event", "payload")
+    emit([{"field": k, "value": v} for k, v in shown.items() if k not in blocks], fmt, ("field", "value"))
+    for key in blocks:
+        if key in shown:
+            print(f"\n{key}:\n{indent(shown[key])}")
+
+
+def indent(value) -> str:
+    import json
+    import textwrap
+
+    text = value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False)
+    return textwrap.indent(text, "  ", lambda line: True)
 
 
 def chosen(q, ids, all, consumer):
@@ -151,13 +161,40 @@ def discard(
 
 
 @dlq_app.command(cls=EvtCommand)
-def purge(consumer: Consumer = None, dry_run: DryRun = False, db: Db = None, config: ConfigFile = None, model: ModelSpec = None) -> int:
+def purge(
+    consumer: Consumer = None,
+    dry_run: DryRun = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Purge every consumer's dead letters without asking (needed when stdin is not a terminal).")] = False,
+    db: Db = None,
+    config: ConfigFile = None,
+    model: ModelSpec = None,
+) -> int:
     """Delete every dead letter (of --consumer, if given).
 
-    Dead letters are kept in every file projections write to; purge clears them all.
+    Dead letters are kept in every file projections write to; purge clears them all. Without --consumer it asks first on a terminal; elsewhere (a script) it needs --yes.
     """
     q = queue(db, config, model)
     entries = q.entries(consumer)
+    if consumer is None and not dry_run and not yes and not confirmed(entries):
+        say("nothing purged")
+        return 0
     if announce("purge", entries, dry_run):
         q.discard(entries)
     return 0
+
+
+def confirmed(entries: list) -> bool:
+    """Ask on the terminal before purging every consumer's dead letters; a script must say
+    --yes (UsageError, exit 2): a destructive command run unattended does nothing unasked."""
+    consumers = sorted({e.consumer for e in entries})
+    if not sys.stdin.isatty():
+        raise UsageError(
+            f"dlq purge without --consumer deletes the dead letters of every consumer ({plural(len(entries))}): "
+            "pass --yes to confirm, or --consumer NAME to purge one consumer's"
+        )
+    if not entries:
+        return True
+    whose = ", ".join(consumers) if len(consumers) <= 5 else f"{len(consumers)} consumers"
+    sys.stderr.write(f"delete {plural(len(entries))} of {whose}? [y/N] ")
+    sys.stderr.flush()
+    return sys.stdin.readline().strip().lower() in ("y", "yes")

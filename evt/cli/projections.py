@@ -326,9 +326,9 @@ def consume(
     command idempotent. Catches up and exits 0, or keeps going with --follow.
     """
     from ..model.retry import RetryPolicy
-    from ..processing.consumers import ExecConsumer, command_of
-    from ..processing.consumers import consume as run_consumer
+    from ..processing.consumers import ExecConsumer, command_of, consumer_runner
     from ..processing.projections import configured
+    from ..processing.runner import follow as follow_runners
     from .log import build_filter
 
     ctx = Context(db, config, model)
@@ -343,8 +343,29 @@ def consume(
     policy = RetryPolicy(max_attempts, backoff, on_error)
     consumer = ExecConsumer(name, command, types=type or (), policy=policy)
     filter = build_filter(stream, category, correlation_id=correlation_id, since=since, until=until)
-    summary = run_consumer(store, consumer, filter, follow=follow, warn=warn)
-    if sys.stderr.isatty():
-        line = summary.to_dict()
-        warn(f"{name}: {line['events']} events in {line['seconds']} s, {line['failures']} dead-lettered")
+    run = consumer_runner(store, consumer, filter, warn=warn)
+    try:
+        if follow:
+            follow_runners([run], store)
+        run.catch_up()
+    except KeyboardInterrupt:
+        report(run.summary)
+        return 130
+    report(run.summary)
     return 0
+
+
+def report(summary) -> None:
+    """A consumer's summary, on stderr (stdout belongs to its commands) and only on a
+    terminal; not an error, so without the ``evt:`` prefix. ``events`` are those it ran
+    its command for (dead-lettered ones included)."""
+    if not sys.stderr.isatty():
+        return
+    line = summary.to_dict()
+    say(f"{line['name']}: {line['events']} event{'' if line['events'] == 1 else 's'} in {line['seconds']} s, {line['failures']} dead-lettered")
+
+
+def say(line: str) -> None:
+    "A line of information on stderr: a summary, a count (errors and warnings go through warn)."
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()

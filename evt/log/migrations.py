@@ -221,6 +221,27 @@ def _redacted_name(name: str) -> str:
     return f"{scheme}://{head}?{'&'.join(pieces)}{hash_}{suffix}"
 
 
+# The full error of a dead letter — a Python handler's traceback, a command's stderr, the
+# failing SQL statement — where ``error`` is one line. NULL when there is no more to say
+# than ``error``, and in entries made before it existed.
+DEAD_LETTER_DETAIL = "ALTER TABLE evt_dead_letters ADD COLUMN detail TEXT"
+
+
+def add_dead_letter_detail(conn: sqlite3.Connection) -> None:
+    "Migration: the dead letters' full error (``detail``)."
+    conn.execute(DEAD_LETTER_DETAIL)
+
+
+# Columns added to the bookkeeping tables since BOOKKEEPING was released (BOOKKEEPING itself,
+# which migration 0004 runs, never changes). A projection's own target file has no format
+# version: where one made by an older evt lacks a column, it is added when a replay opens
+# the file (CREATE TABLE IF NOT EXISTS leaves an existing table as it was). In order:
+# (table, column, the statement that adds it).
+BOOKKEEPING_COLUMNS = (
+    ("evt_dead_letters", "detail", DEAD_LETTER_DETAIL),
+)
+
+
 def create_causation_index(conn: sqlite3.Connection) -> None:
     "Migration: events by the id of what caused them, so evt trace finds an event's effects without a scan."
     conn.execute("CREATE INDEX IF NOT EXISTS events_causation ON events (causation_id) WHERE causation_id IS NOT NULL")
@@ -232,7 +253,8 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0003_snapshots", create_snapshots),
     ("0004_projections_and_consumers", create_projection_bookkeeping),
     ("0005_redact_broker_secrets", redact_broker_secrets),
-    ("0006_causation_index", create_causation_index),
+    ("0006_dead_letter_detail", add_dead_letter_detail),
+    ("0007_causation_index", create_causation_index),
 ]
 
 FORMAT_VERSION = len(MIGRATIONS)

@@ -30,7 +30,22 @@ from .runner import Runner, Target, describe_exception
 
 
 class CommandFailed(Exception):
-    "A consumer's command exited with a non-zero status"
+    """A consumer's command exited with a non-zero status.
+
+    Its message is one line: the status and the last line of the command's stderr (where
+    the error usually is); ``stderr`` keeps the end of it (``STDERR_LIMIT`` characters).
+    """
+
+    def __init__(self, status: str, stderr: str):
+        self.status = status
+        self.stderr = truncate(stderr)
+        lines = [line.strip() for line in self.stderr.splitlines() if line.strip()]
+        super().__init__(f"command failed with {status}" + (f": {lines[-1]}" if lines else ""))
+        self.more = len(lines) > 1
+
+    def detail(self) -> str | None:
+        "The status and the end of the command's stderr; None when that is all in the message."
+        return f"command failed with {self.status}; its stderr ends:\n{self.stderr}" if self.more else None
 
 
 class ExecConsumer:
@@ -69,6 +84,9 @@ class ExecConsumer:
     def describe(self, error: BaseException) -> str:
         return str(error) if isinstance(error, CommandFailed) else describe_exception(error)
 
+    def detail(self, error: BaseException) -> str | None:
+        return error.detail() if isinstance(error, CommandFailed) else None
+
 
 def run_command(command: str, event, env: dict[str, str]) -> None:
     "Run ``sh -c command`` with the event on stdin; CommandFailed with its stderr unless it exits 0."
@@ -89,8 +107,7 @@ def run_command(command: str, event, env: dict[str, str]) -> None:
         if stdout_closed():
             raise OutputClosed(f"stdout closed: stopped before position {event.position}")
         status = f"killed by signal {-proc.returncode}" if proc.returncode < 0 else f"exit status {proc.returncode}"
-        detail = truncate(stderr)
-        raise CommandFailed(f"command failed with {status}" + (f": {detail}" if detail else ""))
+        raise CommandFailed(status, stderr)
 
 
 def stdout_closed() -> bool:
@@ -135,14 +152,20 @@ def consume(
 
     The position is saved after every event. Returns the run's Summary.
     """
-    options = {"warn": warn} if sleep is None else {"warn": warn, "sleep": sleep}
-    runner = Runner(store, Target(store), consumer, filter=filter, batch_size=1, **options)
-    runner.start()
+    runner = consumer_runner(store, consumer, filter, warn=warn, sleep=sleep)
     if follow:
         from .runner import follow as follow_runners
 
         follow_runners([runner], store, poll_interval)
     return runner.catch_up()
+
+
+def consumer_runner(store: Store, consumer: ExecConsumer, filter: Filter | None = None, *, warn=None, sleep=None) -> Runner:
+    "A started runner for a consumer (``catch_up`` or ``runner.follow`` it; its ``summary`` tells what it did)."
+    options = {"warn": warn} if sleep is None else {"warn": warn, "sleep": sleep}
+    runner = Runner(store, Target(store), consumer, filter=filter, batch_size=1, **options)
+    runner.start()
+    return runner
 
 
 def command_of(store: Store, name: str) -> str | None:

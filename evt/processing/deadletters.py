@@ -12,11 +12,11 @@ import sqlite3
 from typing import Iterable, Iterator
 
 from ..errors import NotFound
-from ..log.migrations import BOOKKEEPING
+from ..log.migrations import BOOKKEEPING, BOOKKEEPING_COLUMNS
 
 FIELDS = ("id", "consumer", "position", "eventId", "type", "error", "attempts", "firstFailedAt", "lastFailedAt")
 SELECT = (
-    "SELECT id, consumer, position, event_id, type, error, attempts, first_failed_at, last_failed_at, stream, payload "
+    "SELECT id, consumer, position, event_id, type, error, attempts, first_failed_at, last_failed_at, stream, payload, {detail} "
     "FROM evt_dead_letters"
 )
 
@@ -31,11 +31,11 @@ class DeadLetterNotFound(NotFound):
 class DeadLetter:
     "One parked event: which consumer failed on which event, how, how often, when."
 
-    __slots__ = ("id", "consumer", "position", "event_id", "type", "error", "attempts", "first_failed_at", "last_failed_at", "stream", "payload", "path")
+    __slots__ = ("id", "consumer", "position", "event_id", "type", "error", "attempts", "first_failed_at", "last_failed_at", "stream", "payload", "detail", "path")
 
     def __init__(self, row: tuple, path: str):
         (self.id, self.consumer, self.position, self.event_id, self.type, self.error,
-         self.attempts, self.first_failed_at, self.last_failed_at, self.stream, self.payload) = row
+         self.attempts, self.first_failed_at, self.last_failed_at, self.stream, self.payload, self.detail) = row
         self.path = path
 
     def to_dict(self) -> dict:
@@ -47,9 +47,16 @@ class DeadLetter:
 
 
 def create_bookkeeping(conn: sqlite3.Connection) -> None:
-    "The checkpoint and dead-letter tables (idempotent; inside the caller's transaction)."
+    "The checkpoint and dead-letter tables, with every column of this evt (idempotent; inside the caller's transaction)."
     for statement in BOOKKEEPING:
         conn.execute(statement)
+    for table, column, statement in BOOKKEEPING_COLUMNS:  # a file made by an older evt
+        if column not in columns(conn, table):
+            conn.execute(statement)
+
+
+def columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
 
 
 def next_id(store) -> int:
@@ -66,12 +73,14 @@ def next_id(store) -> int:
         return conn.execute(sql).fetchone()[0]
 
 
-def record(conn: sqlite3.Connection, id: int, consumer: str, event, error: str, attempts: int, first: str, last: str) -> None:
-    "Park an event for a consumer (in the caller's transaction)."
+def record(
+    conn: sqlite3.Connection, id: int, consumer: str, event, error: str, attempts: int, first: str, last: str, detail: str | None = None
+) -> None:
+    "Park an event for a consumer (in the caller's transaction); ``detail`` is the full error, where ``error`` is its one line."
     conn.execute(
         "INSERT INTO evt_dead_letters (id, consumer, position, event_id, stream, type, error, attempts, "
-        "first_failed_at, last_failed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (id, consumer, event.position, event.id, event.stream, event.type, error, attempts, first, last),
+        "first_failed_at, last_failed_at, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (id, consumer, event.position, event.id, event.stream, event.type, error, attempts, first, last, detail),
     )
 
 
@@ -121,7 +130,10 @@ def entries(conn: sqlite3.Connection, path: str, consumer: str | None = None) ->
     if not has_table(conn):
         return []
     where, params = (" WHERE consumer = ?", (consumer,)) if consumer else ("", ())
-    rows = conn.execute(SELECT + where + " ORDER BY position IS NULL, position, id", params).fetchall()
+    # A projection's file that an older evt made, and no replay has opened since, has no
+    # detail column yet; reading it changes nothing.
+    detail = "detail" if "detail" in columns(conn, "evt_dead_letters") else "NULL"
+    rows = conn.execute(SELECT.format(detail=detail) + where + " ORDER BY position IS NULL, position, id", params).fetchall()
     return [DeadLetter(row, path) for row in rows]
 
 
@@ -157,16 +169,16 @@ def delete_consumer(conn: sqlite3.Connection, consumer: str) -> None:
         conn.execute("DELETE FROM evt_dead_letters WHERE consumer = ?", (consumer,))
 
 
-def failed_again(conn: sqlite3.Connection, id: int, error: str, at: str) -> None:
+def failed_again(conn: sqlite3.Connection, id: int, error: str, at: str, detail: str | None = None) -> None:
     conn.execute(
-        "UPDATE evt_dead_letters SET error = ?, attempts = attempts + 1, last_failed_at = ? WHERE id = ?",
-        (error, at, id),
+        "UPDATE evt_dead_letters SET error = ?, detail = ?, attempts = attempts + 1, last_failed_at = ? WHERE id = ?",
+        (error, detail, at, id),
     )
 
 
 def held_back(conn: sqlite3.Connection, id: int, error: str) -> None:
     "A retry that could not run (the entry waits for another): the reason, and no attempt counted."
-    conn.execute("UPDATE evt_dead_letters SET error = ? WHERE id = ?", (error, id))
+    conn.execute("UPDATE evt_dead_letters SET error = ?, detail = NULL WHERE id = ?", (error, id))
 
 
 def select(found: Iterable[DeadLetter], ids: Iterable[int]) -> list[DeadLetter]:

@@ -51,6 +51,22 @@ class DeadLetterQueue:
         "The dead letters with these ids; DeadLetterNotFound for an unknown one."
         return deadletters.select(self.entries(), ids)
 
+    def show(self, id: int) -> dict:
+        """One dead letter in full: the fields ``entries`` lists, then ``errorDetail`` (the whole
+        error: a Python handler's traceback, a command's stderr, the failing SQL statement;
+        the same as ``error`` when there is no more to it), then the event as ``evt read``
+        prints it (upcast like reads are; null if it is no longer in the store) — or, for a
+        message ``evt ingest`` could not store, that message as ``payload``."""
+        (entry,) = self.get([id])
+        shown = entry.to_dict()
+        shown["errorDetail"] = entry.detail if entry.detail is not None else entry.error
+        if entry.position is None:
+            shown["payload"] = entry.payload
+        else:
+            found = list(self.store.events_at([entry.position]))
+            shown["event"] = found[0].to_dict() if found else None
+        return shown
+
     def chosen(self, ids: list[int], all: bool, consumer: str | None) -> list[DeadLetter]:
         "What ``retry``/``discard`` work on: the ids given, or all (of a consumer)."
         if all:

@@ -37,7 +37,7 @@ from ..model.retry import RetryPolicy
 from .guard import RULE, Guard, ScratchGuard, one_line_statement
 from .reactors import Reactor
 from .reactors import declared as declared_reactors
-from .runner import Runner, Target, describe_exception
+from .runner import Runner, Target, describe_exception, user_traceback
 from .runner import user_location as user_frame
 
 SQL_KEYS = {"setup", "on", "target", "max_attempts", "backoff", "on_error"}
@@ -78,6 +78,11 @@ class Projection(ABC):
     def atomic(self, plan: list) -> bool:
         "True when a failure can leave no partial writes behind without a savepoint."
         return False
+
+    def detail(self, error: BaseException) -> str | None:
+        "The full error of a failed event: the message, and the SQL statement that raised it."
+        statement = getattr(error, "evt_statement", None)
+        return f"{self.describe(error)}\nin: {statement}" if statement else None
 
     @abstractmethod
     def owned_tables(self) -> list[str]:
@@ -329,6 +334,10 @@ class PythonProjection(Projection):
 
     def describe(self, error: BaseException) -> str:
         return describe_exception(error, user_frame(error))
+
+    def detail(self, error: BaseException) -> str | None:
+        "The traceback, from the handler down."
+        return user_traceback(error)
 
 
 # -- the configured set --------------------------------------------------------------

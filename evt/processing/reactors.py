@@ -22,11 +22,11 @@ import uuid
 from fnmatch import fnmatchcase
 from typing import Any, Iterable
 
-from ..errors import InvalidInput
+from ..errors import EvtError, InvalidInput
 from ..log.envelope import NewEvent
 from ..log.store import row_to_event
 from ..model.reactors import DeclaredReactor
-from .runner import describe_exception, user_location
+from .runner import describe_exception, user_location, user_traceback
 
 # Reaction ids: uuid5 in this namespace of "<reactor>\0<handled event id>\0<index>".
 NAMESPACE = uuid.UUID("6f1d2c1e-5b0a-4a57-9f43-2d3c8e7a9b10")
@@ -126,6 +126,10 @@ class Reactor:
 
     def describe(self, error: BaseException) -> str:
         return describe_exception(error, user_location(error))
+
+    def detail(self, error: BaseException) -> str | None:
+        "The handler's traceback; None for what evt refused of its events (the message says it all)."
+        return None if isinstance(error, EvtError) else user_traceback(error)
 
 
 def reaction_id(reactor: str, cause: str, index: int) -> str:

@@ -126,7 +126,11 @@ def same_file(a: str, b: str) -> bool:
 
 
 class Summary:
-    "What one run did: events seen, dead letters made, time taken."
+    """What one run did: events handled, dead letters made, time taken.
+
+    ``events`` counts the events the processor has a handler for (dead-lettered ones
+    included: ``failures`` is part of it), not the others it reads on the way.
+    """
 
     def __init__(self, name: str, kind: str):
         self.name = name
@@ -257,8 +261,9 @@ class Runner:
                         break
                     for row in rows:
                         handled = self._handle(row)
+                        if handled:
+                            self.summary.events += 1
                         self.position = row[0]
-                        self.summary.events += 1
                         self._since_commit += 1
                         if self.per_event:
                             if handled or self._open:  # an event it skipped needs no commit of its own
@@ -321,7 +326,7 @@ class Runner:
     # -- one event -----------------------------------------------------------------
 
     def _handle(self, row: tuple) -> bool:
-        "Handle one row; False when the processor skips it."
+        "Handle one event (retrying, then dead-lettering it); False when the processor ignores it."
         try:
             resolved = self._resolve(row)
             if resolved is None:
@@ -334,9 +339,15 @@ class Runner:
         except STOPS:
             raise
         except Exception as e:
-            error = self.proc.describe(e)
-        self._failed(row, error)
+            failure = self._failure(e)
+        self._failed(row, failure)
         return True
+
+    def _failure(self, error: Exception) -> tuple[str, str | None]:
+        "(the error in one line, the full error or None when there is no more to it) of a handler's exception."
+        line = one_line(self.proc.describe(error))
+        detail = self.proc.detail(error) if hasattr(self.proc, "detail") else None
+        return line, (detail if detail and detail.strip() != line else None)
 
     def _resolve(self, row: tuple):
         "(apply, plan, item) for a row, after upcasting; None when the processor ignores it."
@@ -425,10 +436,11 @@ class Runner:
                 f"RAISE(ROLLBACK)); stopped at checkpoint {self.summary.checkpoint}, nothing after it was kept"
             )
 
-    def _failed(self, row: tuple, error: str) -> None:
+    def _failed(self, row: tuple, failure: tuple[str, str | None]) -> None:
         "Retry with backoff; then dead-letter the event, or stop before it."
         first = now()
         attempts = 1
+        error = failure[0]
         self._warn_attempt(row, attempts, error)
         if self._open and (self.policy.max_attempts > 1 or self.policy.on_error == "stop"):
             self._commit()  # keep what came before; release the lock while waiting
@@ -445,7 +457,8 @@ class Runner:
             except STOPS:
                 raise
             except Exception as e:
-                error = self.proc.describe(e)
+                failure = self._failure(e)
+                error = failure[0]
             self._rollback()
             self._warn_attempt(row, attempts, error)
         if self.policy.on_error == "stop":
@@ -455,7 +468,7 @@ class Runner:
             )
         if not self._open:
             self._begin()
-        entry = self._record(row, error, attempts, first)
+        entry = self._record(row, error, attempts, first, failure[1])
         if self.policy.parks_streams:
             self.parked.setdefault(row[1], entry)
 
@@ -463,10 +476,10 @@ class Runner:
         blocker = self.parked[row[1]]
         self._record(row, f"parked behind dead letter {blocker} (stream {row[1]})", 0, now())
 
-    def _record(self, row: tuple, error: str, attempts: int, first: str) -> int:
+    def _record(self, row: tuple, error: str, attempts: int, first: str, detail: str | None = None) -> int:
         self._unprotect()
         id = deadletters.next_id(self.store)
-        deadletters.record(self.conn, id, self.proc.name, _Seen(row, self._type_seen(row)), error, attempts, first, now())
+        deadletters.record(self.conn, id, self.proc.name, _Seen(row, self._type_seen(row)), error, attempts, first, now(), detail)
         self.summary.failures += 1
         return id
 
@@ -476,7 +489,7 @@ class Runner:
     def _warn_attempt(self, row: tuple, attempt: int, error: str) -> None:
         self.warn(
             f"{self.proc.name}: position {row[0]} ({self._type_seen(row)}) failed, "
-            f"attempt {attempt} of {self.policy.max_attempts}: {error.splitlines()[0] if error else error}"
+            f"attempt {attempt} of {self.policy.max_attempts}: {error}"
         )
 
     # -- dead letters, again ---------------------------------------------------------
@@ -489,23 +502,23 @@ class Runner:
             self._open = True
             held = self._held_back(conn, entry)
             if held is not None:
-                error = held
+                failure = (held, None)
             else:
                 try:
-                    error = self._retry_event(entry)
+                    failure = self._retry_event(entry)
                 finally:
                     self._unprotect()
-            self._settle(conn, entry, error, tried=held is None)
+            self._settle(conn, entry, failure, tried=held is None)
         self._open = False
-        return error
+        return None if failure is None else failure[0]
 
     def _retry_outside(self, entry: deadletters.DeadLetter) -> str | None:
         "A retry for a processor that writes nothing: run it first, then settle the entry."
         held = self._held_back(self.conn, entry)
-        error = held or self._retry_event(entry)
+        failure = (held, None) if held is not None else self._retry_event(entry)
         with self.target.transaction() as conn:
-            self._settle(conn, entry, error, tried=held is None)
-        return error
+            self._settle(conn, entry, failure, tried=held is None)
+        return None if failure is None else failure[0]
 
     def _held_back(self, conn, entry: deadletters.DeadLetter) -> str | None:
         """Why an entry must wait for an earlier dead letter of its stream, or None.
@@ -523,19 +536,20 @@ class Runner:
         return f"parked behind dead letter {blocker} (stream {entry.stream}); retry that one first"
 
     @staticmethod
-    def _settle(conn, entry: deadletters.DeadLetter, error: str | None, tried: bool) -> None:
+    def _settle(conn, entry: deadletters.DeadLetter, failure: tuple[str, str | None] | None, tried: bool) -> None:
         "Clear a retried entry, or record how it failed (an entry held back was not tried: no attempt counted)."
-        if error is None:
+        if failure is None:
             deadletters.delete(conn, [entry.id])
         elif tried:
-            deadletters.failed_again(conn, entry.id, error, now())
+            deadletters.failed_again(conn, entry.id, failure[0], now(), failure[1])
         else:
-            deadletters.held_back(conn, entry.id, error)
+            deadletters.held_back(conn, entry.id, failure[0])
 
-    def _retry_event(self, entry: deadletters.DeadLetter) -> str | None:
+    def _retry_event(self, entry: deadletters.DeadLetter) -> tuple[str, str | None] | None:
+        "Run the handler on a dead letter's event: None on success, else the failure (error, detail)."
         row = self.store.conn.execute(f"SELECT {COLUMNS} FROM events WHERE position = ?", (entry.position,)).fetchone()
         if row is None:
-            return f"the event at position {entry.position} is not in the store"
+            return f"the event at position {entry.position} is not in the store", None
         savepoint = self.conn.in_transaction
         if savepoint:
             self.conn.execute("SAVEPOINT evt_retry")
@@ -549,7 +563,7 @@ class Runner:
             if savepoint:
                 self.conn.execute("ROLLBACK TO evt_retry")
                 self.conn.execute("RELEASE evt_retry")
-            return self.proc.describe(e)
+            return self._failure(e)
         if savepoint:
             self.conn.execute("RELEASE evt_retry")
         return None
@@ -599,13 +613,17 @@ class _Seen:
 
 
 def follow(runners: list[Runner], store: Store, poll_interval: float = 0.05) -> None:
-    "Keep runners caught up as other processes append, until interrupted."
-    while True:
-        version = store.conn.execute("PRAGMA data_version").fetchone()[0]
+    "Keep runners caught up as other processes append, until interrupted (their summaries' time then counts the whole run)."
+    try:
+        while True:
+            version = store.conn.execute("PRAGMA data_version").fetchone()[0]
+            for runner in runners:
+                runner.catch_up()
+            while store.conn.execute("PRAGMA data_version").fetchone()[0] == version:
+                time.sleep(poll_interval)
+    finally:
         for runner in runners:
-            runner.catch_up()
-        while store.conn.execute("PRAGMA data_version").fetchone()[0] == version:
-            time.sleep(poll_interval)
+            runner.summary.seconds = time.monotonic() - runner.summary.started
 
 
 def describe_exception(error: BaseException, where: str = "") -> str:
@@ -613,3 +631,19 @@ def describe_exception(error: BaseException, where: str = "") -> str:
     if isinstance(error, EvtError):
         return str(error)
     return f"{type(error).__name__}: {error}{where}"
+
+
+def one_line(text: str) -> str:
+    "A message on one line: its lines, stripped, joined with '; ' (a dead letter's ``error``; the full text is its detail)."
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def user_traceback(error: BaseException) -> str:
+    "The traceback of an exception from user code, without evt's own frames above the user's."
+    import traceback
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # evt/
+    tb = error.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(here + os.sep):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(error), error, tb or error.__traceback__)).rstrip("\n")

@@ -343,6 +343,9 @@ class Shadow:
     def describe(self, error: BaseException) -> str:
         return self.projection.describe(error)
 
+    def detail(self, error: BaseException) -> str | None:
+        return self.projection.detail(error)
+
 
 def shadow_database(conn: sqlite3.Connection, names: Names):
     "A sqlite-utils Database whose table names, and the SQL handlers give it, reach the shadow's tables."

@@ -26,6 +26,8 @@ def translate_errors(url: str) -> Iterator[None]:
     try:
         yield
     except (px.ProbableAuthenticationError, px.ProbableAccessDeniedError) as e:
+        if _lost_in_handshake(e):
+            raise BrokerUnavailable(f"RabbitMQ at {redact(url)} is unavailable: the connection dropped while logging in") from e
         raise BrokerRefused(f"RabbitMQ at {redact(url)} refused the login: {_describe(e)}") from e
     except (px.ChannelClosedByBroker, px.ConnectionClosedByBroker) as e:
         if getattr(e, "reply_code", None) in (320, 541):  # the broker is shutting down or failed
@@ -89,6 +91,14 @@ def _parameter_error(name: str | None, error: Exception) -> str:
     else:
         text = text.split(": ValueError(")[0] or type(error).__name__
     return f"{name}: {text}" if name and name not in text else text
+
+
+def _lost_in_handshake(error: BaseException) -> bool:
+    """pika's guess of a refused login or vhost is a connection that ended during the
+    handshake, whatever ended it; RabbitMQ refuses with a Connection.Close (403), while a
+    connection lost on the way (a broker restarting, a network cut) is a StreamLostError,
+    worth retrying. pika keeps only the original error's repr."""
+    return bool(error.args) and str(error.args[0]).startswith("StreamLostError")
 
 
 def _describe(error: BaseException) -> str:

@@ -1,0 +1,82 @@
+"""The relay loop itself, whatever the broker: what it does when a connection is lost."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from evt import NewEvent, Store
+from evt.errors import BrokerUnavailable
+from evt.relay import relay
+
+
+class Stop(Exception):
+    "Ends a relay that follows the log (as Ctrl-C would)"
+
+
+class LosesItsConnectionWhileIdle:
+    """A target whose connection is lost once while the relay waits for new events.
+
+    Every call is logged; using a connection after it was lost fails the test, as the
+    real clients fail (pika raised a ValueError out of its closed timer loop, an internal
+    error that ended ``evt relay --follow``).
+    """
+
+    kind = "test"
+    name = "test"
+
+    def __init__(self, lost: threading.Event):
+        self.lost = lost
+        self.calls: list[str] = []
+        self.open = False
+        self.published: list[str] = []
+
+    def connect(self) -> None:
+        self.calls.append("connect")
+        self.open = True
+
+    def publish(self, rows):
+        assert self.open, "published on a lost connection"
+        self.calls.append("publish")
+        self.published += [row[2] for row in rows]
+        if len(self.published) == 2:
+            raise Stop
+        return len(rows), 0
+
+    def idle(self) -> None:
+        assert self.open, "used a lost connection to wait"
+        self.calls.append("idle")
+        if not self.lost.is_set():
+            self.open = False
+            self.lost.set()
+            raise BrokerUnavailable("the broker went away")
+
+    def close(self) -> None:
+        self.calls.append("close")
+        self.open = False
+
+
+def test_a_connection_lost_while_waiting_for_events_is_dropped_and_the_next_batch_reconnects(tmp_path):
+    path = tmp_path / "a.db"
+    with Store(path) as store:
+        store.append(NewEvent("s-1", "t.x", {}, id="e-1"))
+    lost = threading.Event()
+    target = LosesItsConnectionWhileIdle(lost)
+
+    def append_once_the_connection_is_lost():
+        lost.wait(10)
+        with Store(path) as other:  # another process appending, later
+            other.append(NewEvent("s-1", "t.x", {}, id="e-2"))
+
+    appender = threading.Thread(target=append_once_the_connection_is_lost)
+    appender.start()
+    try:
+        with Store(path) as store, pytest.raises(Stop):
+            relay(store, target, follow=True, poll_interval=0.01)
+    finally:
+        lost.set()
+        appender.join()
+    assert target.published == ["e-1", "e-2"]
+    # the lost connection closed, never used again; the next batch on a new one; closed at the end
+    assert target.calls == ["connect", "publish", "idle", "close", "connect", "publish", "close"]
