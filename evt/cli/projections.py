@@ -296,11 +296,6 @@ def reset(
     return 0
 
 
-def say(line: str) -> None:
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()
-
-
 def consume(
     name: Annotated[str, typer.Argument(metavar="NAME", help="The consumer's name: its position and dead letters are kept under it.", show_default=False)],
     stream: Annotated[Optional[str], typer.Argument(metavar="STREAM", help="Only this stream [default: the whole log].", show_default=False)] = None,
