@@ -253,7 +253,7 @@ def check_name(field: str, value: Any) -> str:
     ``tenant/42``).
     """
     if not isinstance(value, str):
-        raise InvalidInput(f"{field} must be a string, not {_json_type(value)}")
+        raise InvalidInput(f"{field} must be a string, not {json_kind(value)}")
     if not value:
         raise InvalidInput(f"{field} must not be empty")
     for char in value:
@@ -270,21 +270,6 @@ def check_id(value: Any) -> str:
     if not isinstance(value, str) or not value or not value.isprintable() or value.strip() != value:
         raise InvalidInput(f"id must be a non-empty string without control characters or surrounding spaces, not {value!r}")
     return value
-
-
-def _json_type(value: Any) -> str:
-    "A value's JSON type name, as a user who wrote JSON knows it."
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, (list, tuple)):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
 
 
 def check_optional(field: str, value: Any) -> str | None:
