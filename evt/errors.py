@@ -131,6 +131,14 @@ class UpcastFailed(InvalidInput):
         self.reason = reason
 
 
+def join_lines(text: str, separator: str = " ") -> str:
+    "A text on one line: its lines (any break: \\n, \\r, \\u2028 …), stripped, joined by ``separator``."
+    lines = text.splitlines()
+    if len(lines) <= 1:
+        return lines[0] if lines else ""
+    return separator.join(line.strip() for line in lines if line.strip())
+
+
 def one_line(error: BaseException) -> str:
     "An exception as one line: pydantic's errors as 'field: message; …'."
     errors = getattr(error, "errors", None)

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from evt.cli import append as append_cli
-from evt.cli.boundary import one_line
+from evt.errors import join_lines as one_line
 from evt.model.expressions import EvaluationProblem, Expression, InvalidExpression
 
 BAD = "\udcff"  # how Python hands over the byte 0xff of an argument that is not UTF-8

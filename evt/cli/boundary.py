@@ -7,23 +7,17 @@ import signal
 import sys
 from typing import Any, Callable
 
+from ..errors import join_lines
+
 INTERRUPTED = 130
 PIPE_CLOSED = 141  # what a shell reports for a process ended by SIGPIPE
 
 
 def fail(message: str, code: int) -> int:
     "One line on stderr, whatever the message holds (a validator's text may have line breaks)."
-    sys.stderr.write(f"evt: {one_line(message)}\n")
+    sys.stderr.write(f"evt: {join_lines(message)}\n")
     sys.stderr.flush()
     return code
-
-
-def one_line(message: str) -> str:
-    "Line breaks (any of them: \\n, \\r, \\u2028 …) and the spaces around them become one space."
-    lines = message.splitlines()
-    if len(lines) <= 1:
-        return lines[0] if lines else ""
-    return " ".join(line.strip() for line in lines if line.strip())
 
 
 def debugging() -> bool:

@@ -47,7 +47,6 @@ from .output import (
     write_json_lines,
 )
 
-
 STREAM_COLUMNS = Layout(
     "stream", "category", "revision", "firstTimestamp", "lastTimestamp",
     keys=("stream",), flex=(), drop=("category", "firstTimestamp", "lastTimestamp", "revision"),

@@ -154,7 +154,6 @@ def ingest(
     """
     from ..relay import Retry, source_for
     from ..relay import ingest as run_ingest
-
     from ..relay.urls import scheme_of
 
     scheme = scheme_of(url)

@@ -252,8 +252,11 @@ def check_name(field: str, value: Any) -> str:
     Anything else printable is allowed (``order-ord_1``, ``Bestellung.aufgegeben``,
     ``tenant/42``).
     """
+    # Python's isprintable() is False for every whitespace character but " ".
+    if type(value) is str and value and value.isprintable() and " " not in value:
+        return value
     if not isinstance(value, str):
-        raise InvalidInput(f"{field} must be a string, not {_json_type(value)}")
+        raise InvalidInput(f"{field} must be a string, not {json_kind(value)}")
     if not value:
         raise InvalidInput(f"{field} must not be empty")
     for char in value:
@@ -272,30 +275,17 @@ def check_id(value: Any) -> str:
     return value
 
 
-def _json_type(value: Any) -> str:
-    "A value's JSON type name, as a user who wrote JSON knows it."
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, (list, tuple)):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
 def check_optional(field: str, value: Any) -> str | None:
-    if value is None:
-        return None
+    if value is None or type(value) is str:
+        return value
     if not isinstance(value, str):
         raise InvalidInput(f"{field} must be a string or null, not {value!r}")
     return value
 
 
 def check_object(field: str, value: Any) -> dict:
+    if type(value) is dict and not any(isinstance(v, _CONTAINERS) for v in value.values()):
+        return value  # flat: nothing to nest
     if not isinstance(value, dict):
         raise InvalidInput(f"{field} must be a JSON object, not {json_kind(value)}")
     if value and too_deep(value):
@@ -330,7 +320,12 @@ def json_kind(value: Any) -> str:
     return kinds.get(type(value), type(value).__name__)
 
 
+_CONTAINERS = (dict, list)
+
+
 def check_version(value: Any) -> int:
+    if type(value) is int and 1 <= value <= MAX_INTEGER:
+        return value
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidInput(f"version must be an integer >= 1, not {value!r}")
     if value > MAX_INTEGER:
@@ -340,6 +335,8 @@ def check_version(value: Any) -> int:
 
 def parse_expected(value: Any) -> int | str:
     "An expected revision: an int >= 0, ``any`` or ``exists`` (strings of digits too)."
+    if value is ANY or (type(value) is int and value >= 0):
+        return value
     if isinstance(value, str) and value.isascii() and value.isdigit():
         value = int(value)
     if value in (ANY, EXISTS) or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):

@@ -35,8 +35,13 @@ def connect(path: str | os.PathLike, *, mode: str | None = None, immutable: bool
         params["immutable"] = "1"
     return sqlite3.connect(uri(path, **params), uri=True, **options)
 
-from ..errors import NotAStore, StoreCorrupted, StoreLocked, StoreReadOnly, StoreUnavailable
-
+from ..errors import (
+    NotAStore,
+    StoreCorrupted,
+    StoreLocked,
+    StoreReadOnly,
+    StoreUnavailable,
+)
 
 SQLITE_CORRUPT = 11  # "database disk image is malformed"
 SQLITE_NOTADB = 26  # "file is not a database"

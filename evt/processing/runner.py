@@ -19,7 +19,7 @@ import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
-from ..errors import EvtError, HandlerFailed, OutputClosed
+from ..errors import EvtError, HandlerFailed, OutputClosed, join_lines
 from ..log import checkpoints, files, writers
 from ..log.filters import Filter, renamed_type_condition
 from ..log.sqlite import connect, translate_errors
@@ -345,7 +345,7 @@ class Runner:
 
     def _failure(self, error: Exception) -> tuple[str, str | None]:
         "(the error in one line, the full error or None when there is no more to it) of a handler's exception."
-        line = one_line(self.proc.describe(error))
+        line = join_lines(self.proc.describe(error), "; ")
         detail = self.proc.detail(error) if hasattr(self.proc, "detail") else None
         return line, (detail if detail and detail.strip() != line else None)
 
@@ -631,11 +631,6 @@ def describe_exception(error: BaseException, where: str = "") -> str:
     if isinstance(error, EvtError):
         return str(error)
     return f"{type(error).__name__}: {error}{where}"
-
-
-def one_line(text: str) -> str:
-    "A message on one line: its lines, stripped, joined with '; ' (a dead letter's ``error``; the full text is its detail)."
-    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 def user_traceback(error: BaseException) -> str:

@@ -21,7 +21,10 @@ from .urls import connection_refused, host_port, redact, usage_error
 def translate_errors(url: str) -> Iterator[None]:
     "pika's errors become evt's, in one place."
     import pika.exceptions as px
-    from pika.adapters.utils.connection_workflow import AMQPConnectorException, AMQPConnectorStackTimeout
+    from pika.adapters.utils.connection_workflow import (
+        AMQPConnectorException,
+        AMQPConnectorStackTimeout,
+    )
 
     try:
         yield
