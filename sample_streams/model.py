@@ -4,14 +4,15 @@ evt loads it through evt.toml (model = "model.py"). It declares:
 - schemas: evt append validates each event's data against the schema of its type and version;
 - upcasters: order.placed v1 reads as v2 (evt read, aggregates, projections, evt upcast);
 - aggregates: evt aggregate folds a stream into state (account-N -> account, order-… -> order);
-- projections: revenue per customer, a Python read model in read.db (evt replay revenue).
+- projections: revenue per customer, a Python read model in read.db (evt replay revenue);
+- a reactor: an order placed requests its payment and reserves its stock (evt replay checkout).
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from evt import Model, on
+from evt import Model, NewEvent, on
 
 model = Model()
 
@@ -88,6 +89,23 @@ class OrderDelivered(BaseModel):
 class OrderCancelled(BaseModel):
     orderId: str
     reason: str
+
+
+# -- schemas: what the checkout reactor appends -------------------------------------
+
+
+@model.schema("payment.requested", version=1)
+class PaymentRequested(BaseModel):
+    orderId: str
+    customerId: str
+    amount: float = Field(ge=0)
+
+
+@model.schema("stock.reserved", version=1)
+class StockReserved(BaseModel):
+    orderId: str
+    productId: str
+    quantity: int = Field(ge=0)
 
 
 # -- upcasters ----------------------------------------------------------------------
@@ -220,3 +238,31 @@ def order_cancelled(db, event):
     order = db["order_revenue"].get(event.data["orderId"])
     add(db, "customer_revenue", "customer_id", order["customer_id"], orders=-1, revenue=-order["revenue"])
     db["order_revenue"].delete(order["order_id"])
+
+
+# -- reactors -------------------------------------------------------------------------
+# A process manager: when an order is placed, request its payment (one payment stream per
+# order, which must not exist yet) and reserve each item's stock (one stream per product).
+# `evt replay` runs it beside the projections. evt appends what it returns with
+# causationId = the order.placed event's id and the same correlationId, together with the
+# reactor's checkpoint in one transaction: each order's reaction is appended exactly once.
+# `evt trace` then shows an order fanning out over the streams.
+
+checkout = model.reactor("checkout")
+
+
+@checkout.on("order.placed")
+def request_payment_and_reserve_stock(event):
+    order = event.data
+    yield NewEvent(
+        f"payment-{order['orderId']}",
+        "payment.requested",
+        {"orderId": order["orderId"], "customerId": order["customerId"], "amount": order["total"]},
+        expected=0,
+    )
+    for item in order["items"]:  # v1 orders arrive upcast: one item of quantity 1 per product
+        yield NewEvent(
+            f"stock-{item['productId']}",
+            "stock.reserved",
+            {"orderId": order["orderId"], "productId": item["productId"], "quantity": item["quantity"]},
+        )

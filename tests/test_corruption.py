@@ -49,9 +49,15 @@ def test_64_bytes_flipped_in_the_middle_stop_appends_and_every_reader_says_so(ev
     shutil.copy(pristine, "events.db")
     flip("events.db", os.path.getsize("events.db") // 2)
     damaged = open("events.db", "rb").read()
+    said = set()
     for args in (["append", "order-1", "order.placed", "{}"], ["append", "new-1", "x.y"], ["read"], ["stats"], ["read", "order-7"], ["streams"]):
         result = evt(*args)
-        assert (result.exit_code, result.stdout, result.stderr) == (6, "", CORRUPTED), args
+        assert (result.exit_code, result.stdout) == (6, ""), args
+        said.add(result.stderr)
+    # what SQLite trips over first depends on what the middle of the file holds (a page of
+    # the log's b-tree, or of its text): either way it is the same line from every command
+    [line] = said
+    assert line in (CORRUPTED, CORRUPTED.replace("database disk image is malformed", "a stored text is not valid UTF-8")), line
     assert open("events.db", "rb").read() == damaged  # nothing was added to it
     assert not os.path.exists("events.db-wal") or os.path.getsize("events.db-wal") == 0
 

@@ -62,6 +62,9 @@ def test_append_with_options_before_the_command_still_skips_typer(tmp_path):
         (["--db"], ["--db"]),
         (["--db", "x.db", "dlq", "--help"], ["--db", "x.db", "dlq", "--help"]),
         (["--version"], ["--version"]),
+        (["--db", "x.db", "projections"], ["projections", "--db", "x.db"]),  # a group that also runs alone
+        (["--db", "x.db", "projections", "--format", "json"], ["projections", "--db", "x.db", "--format", "json"]),
+        (["--db", "x.db", "projections", "reset", "p", "--to", "0"], ["projections", "reset", "--db", "x.db", "p", "--to", "0"]),
     ],
 )
 def test_shared_options_before_the_command_move_after_it(given, parsed):

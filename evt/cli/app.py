@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from . import dlq, log, model, projections, relay, upcast
+from . import dlq, log, model, projections, relay, trace, upcast
 from .boundary import fail, guarded
 
 HELP = """An event store in one SQLite file: append, read, follow, replay, fold, upcast.
@@ -44,6 +44,7 @@ def root(
 
 
 log.register(app)
+trace.register(app)
 model.register(app)
 upcast.register(app)
 projections.register(app)

@@ -7,7 +7,9 @@ the command, as with git or docker: ``evt --db x.db read`` is ``evt read --db x.
 from __future__ import annotations
 
 GLOBAL_OPTIONS = ("--db", "--config", "--model")
-GROUPS = ("dlq", "upcast")  # commands with subcommands: the options go after the subcommand
+GROUPS = ("dlq", "upcast", "projections")  # commands with subcommands: the options go after the subcommand
+# Groups that also run alone (``evt projections``): only a subcommand named next takes the options.
+SUBCOMMANDS_OPTIONAL = {"projections": ("reset",)}
 
 
 def hoist_global_options(args: list[str]) -> list[str]:
@@ -36,6 +38,8 @@ def hoist_global_options(args: list[str]) -> list[str]:
         return args
     rest = args[i:]
     depth = 2 if rest[:1] and rest[0] in GROUPS else 1
+    if depth == 2 and rest[0] in SUBCOMMANDS_OPTIONAL and (len(rest) < 2 or rest[1] not in SUBCOMMANDS_OPTIONAL[rest[0]]):
+        depth = 1
     if len(rest) < depth or any(word.startswith("-") for word in rest[:depth]):
         return args
     return rest[:depth] + moved + rest[depth:]

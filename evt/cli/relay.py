@@ -9,7 +9,7 @@ import typer
 
 from .command import EvtCommand
 from .context import Context
-from .options import ConfigFile, Db, at_least
+from .options import Category, ConfigFile, Correlation, Db, ExactTypes, Since, Types, Until, at_least
 
 Url = Annotated[str, typer.Argument(metavar="URL", help="redis://HOST:PORT/DB, amqp://USER:PASS@HOST:PORT/VHOST or nats://HOST:PORT.", show_default=False)]
 Key = Annotated[str, typer.Option("--key", metavar="KEY", help="Redis: the stream key.")]
@@ -46,6 +46,13 @@ def warn(message: str) -> None:
 
 def relay(
     url: Url,
+    event_stream: Annotated[Optional[str], typer.Argument(metavar="STREAM", help="Only this stream of events [default: the whole log].", show_default=False)] = None,
+    category: Category = None,
+    type: Types = None,
+    exact_type: ExactTypes = None,
+    correlation_id: Correlation = None,
+    since: Since = None,
+    until: Until = None,
     key: Key = "events",
     key_per_category: Annotated[bool, typer.Option("--key-per-category", help="Redis: one stream per category, KEY:CATEGORY (e.g. events:order).")] = False,
     maxlen: Annotated[Optional[int], typer.Option("--maxlen", metavar="N", callback=at_least(1), help="Redis: trim each stream to about N entries.", show_default=False)] = None,
@@ -58,7 +65,7 @@ def relay(
         typer.Option("--cloudevents", metavar="MODE", help="Publish CloudEvents 1.0 instead of evt envelopes: structured (the event as JSON) or binary (attributes in headers, data as the body).", show_default=False),
     ] = None,
     batch: Annotated[int, typer.Option("--batch", metavar="N", callback=at_least(1), help="Events per confirmed batch (the position is saved after each).")] = 1000,
-    name: Annotated[Optional[str], typer.Option("--name", metavar="NAME", help="The relay's name, under which its position is kept [default: the URL and key, exchange or stream].", show_default=False)] = None,
+    name: Annotated[Optional[str], typer.Option("--name", metavar="NAME", help="The relay's name, under which its position is kept [default: the URL and key, exchange or stream, and the filters].", show_default=False)] = None,
     follow: Follow = False,
     retries: Retries = 5,
     backoff: Backoff = 0.5,
@@ -67,7 +74,7 @@ def relay(
 ) -> None:
     """Publish the log to Redis Streams, RabbitMQ or NATS JetStream.
 
-    It resumes from where this relay left off.
+    It resumes from where this relay left off. The filters of evt read choose what is published (types as stored); a relay under the same name already running is waited for.
 
     Redis: XADD with the entry id <position>-0, so Redis refuses an event published twice (exactly once in the stream). RabbitMQ: persistent messages routed by event type, message_id = event id, confirmed before the position moves (at least once). NATS: message number <position> in the stream, guarded by Nats-Expected-Last-Sequence and Nats-Msg-Id (exactly once in the stream). --cloudevents publishes CloudEvents instead of evt envelopes.
 
@@ -87,11 +94,34 @@ def relay(
     if cloudevents is not None and cloudevents not in CLOUDEVENTS_MODES:
         raise _usage(f"--cloudevents takes structured or binary, not {cloudevents!r}")
     keep_sockets_alive()
+    from .log import build_filter
+
+    filter = build_filter(event_stream, category, type, correlation_id, since, until, exact_types=exact_type)
+    given = filter_flags(event_stream, category, type, exact_type, correlation_id, since, until)
     nats = {"stream": stream, "subject": subject, "subject_per_category": subject_per_category} if scheme == "nats" else {}
     target = target_for(url, key=key, key_per_category=key_per_category, maxlen=maxlen, exchange=exchange, cloudevents=cloudevents, **nats)
     store = Context(db, config).open(with_model=False)
-    result = run_relay(store, target, name=name, batch=batch, follow=follow, retry=Retry(retries, backoff, warn))
+    if name is None and given:
+        name = f"{target.name} [{given}]"  # another selection is another relay, with a position of its own
+    result = run_relay(
+        store, target, name=name, filter=filter if given else None, batch=batch, follow=follow, retry=Retry(retries, backoff, warn), on_wait=warn
+    )
     print_summary(result.to_dict())
+
+
+def filter_flags(stream, category, types, exact_types, correlation_id, since, until) -> str:
+    "The filters as given, for a relay's default name: --category order --type order.* …"
+    flags = [stream] if stream else []
+    for option, values in (
+        ("--category", [category] if category else []),
+        ("--type", types or []),
+        ("--exact-type", exact_types or []),
+        ("--correlation-id", [correlation_id] if correlation_id else []),
+        ("--since", [since] if since else []),
+        ("--until", [until] if until else []),
+    ):
+        flags += [f"{option} {value}" for value in values]
+    return " ".join(flags)
 
 
 def ingest(

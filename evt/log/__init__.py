@@ -11,7 +11,8 @@
 - ``hooks``: what the store asks of a user's model (validation on append, upcasting on
   read), as a protocol the model implements: the log imports nothing above it;
 - ``sqlite``: sqlite3's errors translated into evt's, in one place;
-- ``files``: publishing a new SQLite file under its name, safely.
+- ``files``: publishing a new SQLite file under its name, safely;
+- ``trace``: the causal tree of a request (``evt trace``), by causation and correlation ids.
 
 Nothing here imports the model, processing, relay, ops or CLI layers.
 """

@@ -242,6 +242,11 @@ BOOKKEEPING_COLUMNS = (
 )
 
 
+def create_causation_index(conn: sqlite3.Connection) -> None:
+    "Migration: events by the id of what caused them, so evt trace finds an event's effects without a scan."
+    conn.execute("CREATE INDEX IF NOT EXISTS events_causation ON events (causation_id) WHERE causation_id IS NOT NULL")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0001_create_event_log", create_event_log),
     ("0002_upcast_runs", create_upcast_runs),
@@ -249,6 +254,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0004_projections_and_consumers", create_projection_bookkeeping),
     ("0005_redact_broker_secrets", redact_broker_secrets),
     ("0006_dead_letter_detail", add_dead_letter_detail),
+    ("0007_causation_index", create_causation_index),
 ]
 
 FORMAT_VERSION = len(MIGRATIONS)

@@ -10,6 +10,7 @@
 - ``expressions``: the ``--find`` expression language;
 - ``diff``: what changed between two states;
 - ``projections``: projections declared in Python (processing runs them);
+- ``reactors``: reactors (process managers) declared in Python (processing runs them);
 - ``retry``: a handler's failure policy (attempts, backoff, on_error).
 
 It imports the log, never processing, relay, ops or the CLI.

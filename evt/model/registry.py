@@ -40,7 +40,7 @@ def on(*types: str) -> Callable:
 
 
 class Model:
-    """The registry of a user's schemas, upcasters, aggregates and projections.
+    """The registry of a user's schemas, upcasters, aggregates, projections and reactors.
 
     Schemas are pydantic models registered per (type, version); ``validate`` checks
     an event against the schema of its type and version. Upcasters turn (type,
@@ -54,6 +54,7 @@ class Model:
         self.upcasters: dict[tuple[str, int], tuple[str, Callable[[dict], dict]]] = {}
         self.aggregates: dict[str, Any] = {}
         self.projections: dict[str, Any] = {}
+        self.reactors: dict[str, Any] = {}
 
     # -- schemas -------------------------------------------------------------------
 
@@ -150,8 +151,29 @@ class Model:
 
         if name in self.projections:
             raise ConfigError(f"two projections named {name}")
+        if name in self.reactors:
+            raise ConfigError(f"a projection and a reactor are both named {name}")
         self.projections[name] = DeclaredProjection(name, **options)
         return self.projections[name]
+
+    # -- reactors ------------------------------------------------------------------
+
+    def reactor(self, name: str, **options: Any):
+        """Declare a reactor (a process manager); returns it, to register handlers with ``.on(type, ...)``.
+
+        A handler takes an event and returns the events to append (a ``NewEvent``, a list
+        of them, or None); ``evt replay`` appends them with the reactor's checkpoint, in
+        one transaction. Options: ``max_attempts``, ``backoff``, ``on_error``. See
+        ``evt.model.reactors.DeclaredReactor``.
+        """
+        from .reactors import DeclaredReactor
+
+        if name in self.reactors:
+            raise ConfigError(f"two reactors named {name}")
+        if name in self.projections:
+            raise ConfigError(f"a projection and a reactor are both named {name}")
+        self.reactors[name] = DeclaredReactor(name, **options)
+        return self.reactors[name]
 
     # -- upcasting -----------------------------------------------------------------
 

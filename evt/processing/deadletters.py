@@ -176,6 +176,11 @@ def failed_again(conn: sqlite3.Connection, id: int, error: str, at: str, detail:
     )
 
 
+def held_back(conn: sqlite3.Connection, id: int, error: str) -> None:
+    "A retry that could not run (the entry waits for another): the reason, and no attempt counted."
+    conn.execute("UPDATE evt_dead_letters SET error = ?, detail = NULL WHERE id = ?", (error, id))
+
+
 def select(found: Iterable[DeadLetter], ids: Iterable[int]) -> list[DeadLetter]:
     "The dead letters with these ids; DeadLetterNotFound naming the first unknown one."
     by_id = {entry.id: entry for entry in found}

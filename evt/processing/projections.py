@@ -35,6 +35,8 @@ from ..log.sqlite import connect
 from ..model.projections import DeclaredProjection
 from ..model.retry import RetryPolicy
 from .guard import RULE, Guard, ScratchGuard, one_line_statement
+from .reactors import Reactor
+from .reactors import declared as declared_reactors
 from .runner import Runner, Target, describe_exception, user_traceback
 from .runner import user_location as user_frame
 
@@ -342,7 +344,7 @@ class PythonProjection(Projection):
 
 
 def configured(config: Config, model=None) -> dict[str, Projection]:
-    "Every projection: SQL ones from evt.toml, then Python ones from the model."
+    "Every projection — SQL ones from evt.toml, then Python ones from the model — and the model's reactors."
     found: dict[str, Projection] = {}
     tables = config.data.get("projections", {})
     if not isinstance(tables, dict):
@@ -358,6 +360,10 @@ def configured(config: Config, model=None) -> dict[str, Projection]:
         projection = PythonProjection(declared, target)
         projection.check_tables(f"projection {name}: tables")
         found[name] = projection
+    for name, reactor in declared_reactors(model).items():
+        if name in found:
+            raise ConfigError(f"{name} is both a projection in {config.path} and a reactor in the model; name one of them differently")
+        found[name] = reactor
     return found
 
 
@@ -379,7 +385,9 @@ def open_target(store, projection: Projection, config: Config | None = None) -> 
 
 
 def runner(store, projection: Projection, config: Config | None = None, **options) -> Runner:
-    "A runner for a projection, on its target file."
+    "A runner for a projection (or a reactor), on its target file."
+    if isinstance(projection, Reactor):
+        projection = projection.bound(store)
     return Runner(store, open_target(store, projection, config), projection, **options)
 
 

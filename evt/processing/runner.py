@@ -214,7 +214,9 @@ class Runner:
         # transaction, so appenders never wait for it; its position is saved after each event.
         self.per_event = not getattr(processor, "writes", True)
         # What projection code does to the target is checked as it is prepared (evt.processing.guard).
-        self.guard = None if self.per_event else Guard()
+        # A processor whose code never gets the database (a reactor: evt appends what it returns) needs none.
+        # A processor may bring a guard of its own (a shadow rebuild's: its tables under other names).
+        self.guard = None if self.per_event or not getattr(processor, "guarded", True) else getattr(processor, "make_guard", Guard)()
         self._guarded = False
         self.model = store.model
         self.upcastable = store.model.upcastable if store.model is not None else frozenset()
@@ -498,32 +500,50 @@ class Runner:
             return self._retry_outside(entry)
         with self.target.transaction() as conn:
             self._open = True
-            try:
-                failure = self._retry_unless_parked(entry, conn)
-            finally:
-                self._unprotect()
-            if failure is None:
-                deadletters.delete(conn, [entry.id])
+            held = self._held_back(conn, entry)
+            if held is not None:
+                failure = (held, None)
             else:
-                deadletters.failed_again(conn, entry.id, failure[0], now(), failure[1])
+                try:
+                    failure = self._retry_event(entry)
+                finally:
+                    self._unprotect()
+            self._settle(conn, entry, failure, tried=held is None)
         self._open = False
         return None if failure is None else failure[0]
 
     def _retry_outside(self, entry: deadletters.DeadLetter) -> str | None:
         "A retry for a processor that writes nothing: run it first, then settle the entry."
-        failure = self._retry_unless_parked(entry, self.conn)
+        held = self._held_back(self.conn, entry)
+        failure = (held, None) if held is not None else self._retry_event(entry)
         with self.target.transaction() as conn:
-            if failure is None:
-                deadletters.delete(conn, [entry.id])
-            else:
-                deadletters.failed_again(conn, entry.id, failure[0], now(), failure[1])
+            self._settle(conn, entry, failure, tried=held is None)
         return None if failure is None else failure[0]
 
-    def _retry_unless_parked(self, entry: deadletters.DeadLetter, conn) -> tuple[str, str | None] | None:
+    def _held_back(self, conn, entry: deadletters.DeadLetter) -> str | None:
+        """Why an entry must wait for an earlier dead letter of its stream, or None.
+
+        Only a stream's order kept by ``park-stream`` holds an entry back: an entry parked
+        behind another (never tried: 0 attempts), or any entry of a processor whose policy
+        parks streams. Under ``dlq`` a failed event is retried on its own, whatever else of
+        its stream failed before it.
+        """
+        if entry.attempts > 0 and not self.policy.parks_streams:
+            return None
         blocker = deadletters.blocker(conn, entry)
-        if blocker is not None:
-            return f"parked behind dead letter {blocker} (stream {entry.stream}); retry that one first", None
-        return self._retry_event(entry)
+        if blocker is None:
+            return None
+        return f"parked behind dead letter {blocker} (stream {entry.stream}); retry that one first"
+
+    @staticmethod
+    def _settle(conn, entry: deadletters.DeadLetter, failure: tuple[str, str | None] | None, tried: bool) -> None:
+        "Clear a retried entry, or record how it failed (an entry held back was not tried: no attempt counted)."
+        if failure is None:
+            deadletters.delete(conn, [entry.id])
+        elif tried:
+            deadletters.failed_again(conn, entry.id, failure[0], now(), failure[1])
+        else:
+            deadletters.held_back(conn, entry.id, failure[0])
 
     def _retry_event(self, entry: deadletters.DeadLetter) -> tuple[str, str | None] | None:
         "Run the handler on a dead letter's event: None on success, else the failure (error, detail)."

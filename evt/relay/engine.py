@@ -14,17 +14,19 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
-from ..errors import BrokerUnavailable, Conflict, EvtError, InvalidInput
+from ..errors import BrokerUnavailable, Conflict, EvtError, InvalidInput, UsageError
 from ..log import cloudevents
 from ..log.envelope import NewEvent, loads
+from ..log.filters import Filter
 from ..log.sqlite import translate_errors
 from ..log.store import JSON_LINE, Store
-from .state import load_position, record_bad_message, save_position
+from .state import RelayLock, load_position, record_bad_message, save_position
 
 # One row per event: everything a target puts on the wire, built by SQLite.
 Row = tuple  # (position, stream, id, type, timestamp, data, envelope JSON or structured CloudEvent JSON)
 
-SELECT_ROWS = "SELECT position, stream, id, type, timestamp, data, {line} FROM events WHERE position > ? ORDER BY position LIMIT ?"
+ROW_COLUMNS = "position, stream, id, type, timestamp, data, {line}"
+SELECT_ROWS = f"SELECT {ROW_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?"
 SELECT_ENVELOPES = SELECT_ROWS.format(line=JSON_LINE)
 SELECT_CLOUDEVENTS = SELECT_ROWS.format(line=cloudevents.SQL_LINE)
 
@@ -125,10 +127,19 @@ class IngestResult:
         }
 
 
-def read_rows(store: Store, after: int, limit: int, cloudevents: bool = False) -> list[Row]:
-    "The next ``limit`` events after a position, as wire rows (carrying CloudEvents, if asked)."
+def read_rows(store: Store, after: int, limit: int, cloudevents: bool = False, filter: Filter | None = None) -> list[Row]:
+    """The next ``limit`` events after a position (those ``filter`` selects, by their stored type),
+    as wire rows (carrying CloudEvents, if asked)."""
     with translate_errors(store.path):
-        return store.conn.execute(SELECT_CLOUDEVENTS if cloudevents else SELECT_ENVELOPES, (after, limit)).fetchall()
+        if filter is None:
+            return store.conn.execute(SELECT_CLOUDEVENTS if cloudevents else SELECT_ENVELOPES, (after, limit)).fetchall()
+        line = _cloudevents_line() if cloudevents else JSON_LINE
+        sql, params = filter.replace(after=after, limit=limit, backwards=False).to_sql(ROW_COLUMNS.format(line=line))
+        return store.conn.execute(sql, params).fetchall()
+
+
+def _cloudevents_line() -> str:
+    return cloudevents.SQL_LINE
 
 
 def data_version(store: Store) -> int:
@@ -142,27 +153,48 @@ def relay(
     target: Target,
     *,
     name: str | None = None,
+    filter: Filter | None = None,
     batch: int = 1000,
     follow: bool = False,
     retry: Retry | None = None,
     poll_interval: float = 0.05,
+    on_wait: Callable[[str], None] | None = None,
 ) -> RelayResult:
     """Publish the events after the relay's position; save the position after each confirmed batch.
 
-    Catches up and returns, or with ``follow`` waits for new events forever.
+    ``filter`` narrows what is published (as ``evt read`` filters, by stored type); the
+    position still passes every event examined, so the lag counts down to 0. One relay
+    runs under a name at a time: a second one waits for the first to end (``on_wait`` is
+    told once). Catches up and returns, or with ``follow`` waits for new events forever.
     """
     name = name or target.name
     retry = retry or Retry()
+    if filter is not None and not getattr(target, "takes_gaps", True):
+        raise UsageError(
+            f"a {target.kind} relay publishes every event, as the message numbered by its position: it takes no filters "
+            "(consumers can pick by subject, SUBJECT.TYPE or SUBJECT.CATEGORY)"
+        )
+    with RelayLock(store.path, name, on_wait):
+        return _relay(store, target, name, filter, batch, follow, retry, poll_interval)
+
+
+def _relay(store: Store, target: Target, name: str, filter: Filter | None, batch: int, follow: bool, retry: Retry, poll_interval: float) -> RelayResult:
     result = RelayResult(name, load_position(store, name))
     as_cloudevents = getattr(target, "cloudevents", None) is not None
     try:  # whatever ends the loop (the end of the log, Ctrl-C, a refusal) closes the connection
         connected = _connect(target, retry)
         while True:
             version = data_version(store)
-            rows = read_rows(store, result.position, batch, as_cloudevents)
-            if not rows and not follow:
-                break
+            head = store.head() if filter is not None else 0  # read first: every event up to it is examined below
+            rows = read_rows(store, result.position, batch, as_cloudevents, filter)
+            passed = max(rows[-1][0] if rows else 0, head if len(rows) < batch else 0)
             if not rows:
+                if passed > result.position:  # only events the filter leaves out: the position passes them
+                    with store.transaction():
+                        save_position(store, name, passed)
+                    result.position = passed
+                if not follow:
+                    break
                 connected = _wait_for_appends(store, version, target if connected else None, poll_interval)
                 continue
             try:
@@ -177,8 +209,8 @@ def relay(
                 continue
             retry.reset()
             with store.transaction():
-                save_position(store, name, rows[-1][0])
-            result.position = rows[-1][0]
+                save_position(store, name, passed)
+            result.position = passed
             result.published += published
             result.skipped += skipped
     finally:

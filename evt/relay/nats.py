@@ -251,6 +251,7 @@ class NatsTarget:
     """
 
     kind = "nats"
+    takes_gaps = False  # message number = position: a filtered relay would leave gaps JetStream refuses
 
     def __init__(
         self,
