@@ -404,3 +404,12 @@ def test_a_password_in_the_query_string_is_never_shown_or_stored(evt, private_re
             content = f.read()
         assert ENCODED.encode() not in content and b"s3cr" not in content, db
     client.close()
+
+
+def test_pikas_own_retry_parameters_are_refused_for_evts_own(evt):
+    for parameter in ("connection_attempts=3", "retry_delay=2"):
+        result = evt("relay", f"amqp://guest:guest@127.0.0.1:5672/?{parameter}")
+        name = parameter.split("=")[0]
+        assert (result.exit_code, result.stderr) == (
+            2, f"evt: invalid RabbitMQ URL amqp://guest:***@127.0.0.1:5672/?{parameter}: {name}: evt retries a lost connection itself; use --retries and --backoff\n"
+        )

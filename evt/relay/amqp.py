@@ -57,11 +57,19 @@ def check_url(url: str) -> None:
     exception here means the URL cannot be used.
     """
     import pika
+    from urllib.parse import parse_qsl, urlsplit
 
+    for name, _ in parse_qsl(urlsplit(url).query, keep_blank_values=True):
+        if name in OWN_RETRIES:
+            raise usage_error("RabbitMQ", url, f"{name}: evt retries a lost connection itself; use --retries and --backoff")
     try:
         pika.URLParameters(url)
     except Exception as e:
         raise usage_error("RabbitMQ", url, _refused_part(url, e)) from None
+
+
+# pika's own reconnect loop (it would sleep and retry inside each of evt's attempts).
+OWN_RETRIES = ("connection_attempts", "retry_delay")
 
 
 def _refused_part(url: str, error: Exception) -> str:
