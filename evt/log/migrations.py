@@ -51,13 +51,21 @@ def create_event_log(conn: sqlite3.Connection) -> None:
     create_append_only_triggers(conn)
 
 
+# The store itself refuses UPDATE and DELETE of stored events: name -> the statement (as
+# SQLite keeps it in sqlite_schema, where evt verify compares it).
+APPEND_ONLY_TRIGGERS = {
+    f"events_append_only_{action.lower()}": (
+        f"CREATE TRIGGER events_append_only_{action.lower()} BEFORE {action} ON events "
+        "BEGIN SELECT RAISE(ABORT, 'events are append-only; evt upcast is the only sanctioned rewrite'); END"
+    )
+    for action in ("UPDATE", "DELETE")
+}
+
+
 def create_append_only_triggers(conn: sqlite3.Connection) -> None:
     "The store itself refuses UPDATE and DELETE of stored events."
-    for action in ("UPDATE", "DELETE"):
-        conn.execute(
-            f"CREATE TRIGGER events_append_only_{action.lower()} BEFORE {action} ON events "
-            "BEGIN SELECT RAISE(ABORT, 'events are append-only; evt upcast is the only sanctioned rewrite'); END"
-        )
+    for statement in APPEND_ONLY_TRIGGERS.values():
+        conn.execute(statement)
 
 
 def drop_append_only_triggers(conn: sqlite3.Connection) -> None:
@@ -247,6 +255,29 @@ def create_causation_index(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX IF NOT EXISTS events_causation ON events (causation_id) WHERE causation_id IS NOT NULL")
 
 
+def add_event_hashes(conn: sqlite3.Connection) -> None:
+    """Migration: the hash chain (``evt/log/chain.py``) — each event's hash, computed here for
+    the events already stored, in order — and the events a redaction rewrote, with the
+    digests of their texts before it (``evt verify`` chains those instead)."""
+    from . import chain
+
+    execute_all(
+        conn,
+        "ALTER TABLE events ADD COLUMN hash BLOB",
+        """
+        CREATE TABLE evt_redacted_events (
+            position INTEGER PRIMARY KEY,
+            redaction INTEGER NOT NULL,
+            data_sha256 BLOB NOT NULL,
+            metadata_sha256 BLOB NOT NULL
+        )""",
+    )
+    if conn.execute("SELECT 1 FROM events LIMIT 1").fetchone() is not None:
+        drop_append_only_triggers(conn)
+        chain.rehash(conn)
+        create_append_only_triggers(conn)
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0001_create_event_log", create_event_log),
     ("0002_upcast_runs", create_upcast_runs),
@@ -255,6 +286,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0005_redact_broker_secrets", redact_broker_secrets),
     ("0006_dead_letter_detail", add_dead_letter_detail),
     ("0007_causation_index", create_causation_index),
+    ("0008_event_hashes", add_event_hashes),
 ]
 
 FORMAT_VERSION = len(MIGRATIONS)
