@@ -24,7 +24,7 @@ from ..errors import (
     LineError,
     WrongExpectedRevision,
 )
-from .chain import GENESIS, field, fixed, link
+from .chain import GENESIS, fixed, link, stamp
 from .envelope import ANY, EXISTS, IdFactory, NewEvent, loads
 from .hooks import ModelHooks
 from .timestamps import now
@@ -110,7 +110,7 @@ class Placement:
         self.start = self.position = head[0] if head else 0
         self.previous = head[1] or GENESIS if head else GENESIS  # the hash the next event chains to
         self.timestamp = now()
-        self.stamp = field(self.timestamp)
+        self.stamp = stamp(self.timestamp)
         self.heads: dict[str, int] = {}
         self.lines = array("q")  # the NDJSON line of each event inserted, by position - start - 1 (0: none)
 
@@ -149,10 +149,10 @@ class Placement:
         self.position += 1
         timestamp = event.timestamp
         if timestamp is None:
-            timestamp, stamp = self.timestamp, self.stamp
+            timestamp, stamped = self.timestamp, self.stamp
         else:
-            stamp = field(timestamp)
-        self.previous = link(self.previous, self.position, head + 1, stamp, p.fixed)
+            stamped = stamp(timestamp)
+        self.previous = link(self.previous, self.position, head + 1, stamped, p.fixed)
         return (
             self.position, stream, head + 1, p.id, event.type, event.version, timestamp,
             event.source, event.correlation_id, event.causation_id, p.data, p.metadata, self.previous,

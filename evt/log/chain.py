@@ -2,20 +2,21 @@
 
     hash(p) = SHA-256(hash(p - 1) || body(p))        hash(0) = 32 zero bytes
 
-``body(p)`` is the event's fields, in this order, each as ``field``: position, revision,
-timestamp, id, stream, type, version, source, correlation_id, causation_id; then the
-SHA-256 of the stored ``data`` text and the SHA-256 of the stored ``metadata`` text (32
-raw bytes each; UTF-8 text). ``field`` is ``-,`` for NULL, else the value's text (UTF-8;
-an integer in decimal) as ``<its length in bytes>:<the text>,``:
+``body(p)`` is the JSON array of the event's fields, compact and UTF-8 (what SQLite's
+``json_array`` and Python's ``json.dumps(..., ensure_ascii=False, separators=(",", ":"))``
+both make), followed by the SHA-256 of the stored ``data`` text and the SHA-256 of the
+stored ``metadata`` text (32 raw bytes each, of their UTF-8 bytes):
 
-    field(7) = b"1:7,"   field("order-1") = b"7:order-1,"   field(None) = b"-,"
+    [position,revision,timestamp,id,stream,type,version,source,correlation_id,causation_id]
 
-The hash is computed inside the append's transaction (``batch.Placement``) and stored as
-32 raw bytes in ``events.hash``; users see it as 64 lowercase hex characters. The data and
-metadata are chained by their digests, not their texts, so a redaction can replace a text
-and keep its digests (``evt_redacted_events``): the chain stays verifiable.
+A NULL is ``null``; texts are JSON strings, integers JSON numbers, so a value stored as
+another kind (a revision as the text "3") no longer matches. The hash is computed inside
+the append's transaction (``batch.Placement``) and stored as 32 raw bytes in
+``events.hash``; users see it as 64 lowercase hex characters. Data and metadata are
+chained by their digests, not their texts, so a redaction can replace a text and keep its
+digests (``evt_redacted_events``): the chain stays verifiable.
 
-What does not depend on the event's place in the log (its digests, and the encoded id,
+What does not depend on the event's place in the log (the digests, and the encoded id,
 stream, type, version, source and causation ids) is encoded while the event is prepared,
 before the write queues for the lock (``fixed``); inside the lock each event costs one
 SHA-256 over a short byte string (``link``).
@@ -24,18 +25,11 @@ SHA-256 over a short byte string (``link``).
 from __future__ import annotations
 
 from hashlib import sha256
+from json.encoder import encode_basestring as _quote  # type: ignore[attr-defined]  # json.dumps's own, in C
 from typing import Iterable, Iterator
 
 GENESIS = bytes(32)  # the hash "before" position 1
 _EMPTY = sha256(b"{}").digest()  # most metadata is {}
-
-
-def field(value: object) -> bytes:
-    "One field of the body: ``-,`` for NULL, else ``<byte length>:<UTF-8 text>,``."
-    if value is None:
-        return b"-,"
-    text = value.encode() if isinstance(value, str) else b"%d" % value
-    return b"%d:%s," % (len(text), text)
 
 
 def digest(text: str) -> bytes:
@@ -45,44 +39,40 @@ def digest(text: str) -> bytes:
     return sha256(text.encode()).digest()
 
 
+def stamp(timestamp: str) -> bytes:
+    "A timestamp as the body holds it (a JSON string)."
+    return _quote(timestamp).encode()
+
+
 def fixed(
     id: str, stream: str, type: str, version: int, source: str | None, correlation_id: str | None,
     causation_id: str | None, data: str, metadata: str,
 ) -> bytes:
     """The part of the body that does not depend on where the event goes: every field after
     the timestamp, and the digests. Raises UnicodeEncodeError for a lone surrogate."""
-    text = f"{id}{stream}{type}{source or ''}{correlation_id or ''}{causation_id or ''}"
-    if text.isascii():  # lengths in characters are lengths in bytes: one encode for all
-        v = str(version)
-        head = (
-            f"{len(id)}:{id},{len(stream)}:{stream},{len(type)}:{type},{len(v)}:{v},"
-            f"{'-' if source is None else f'{len(source)}:{source}'},"
-            f"{'-' if correlation_id is None else f'{len(correlation_id)}:{correlation_id}'},"
-            f"{'-' if causation_id is None else f'{len(causation_id)}:{causation_id}'},"
-        )
-        return b"".join((head.encode(), digest(data), digest(metadata)))
-    return b"".join(
-        (
-            field(id), field(stream), field(type), field(version), field(source), field(correlation_id),
-            field(causation_id), digest(data), digest(metadata),
-        )
+    text = (
+        f",{_quote(id)},{_quote(stream)},{_quote(type)},{int(version)},"
+        f"{'null' if source is None else _quote(source)},"
+        f"{'null' if correlation_id is None else _quote(correlation_id)},"
+        f"{'null' if causation_id is None else _quote(causation_id)}]"
     )
+    return b"".join((text.encode(), digest(data), digest(metadata)))
 
 
 def link(previous: bytes, position: int, revision: int, timestamp: bytes, fixed: bytes) -> bytes:
-    "The hash of an event: ``timestamp`` is its encoded ``field``, ``fixed`` the rest of its body."
-    p = b"%d" % position
-    r = b"%d" % revision
-    return sha256(b"%s%d:%s,%d:%s,%s%s" % (previous, len(p), p, len(r), r, timestamp, fixed)).digest()
+    "The hash of an event: ``timestamp`` as ``stamp`` made it, ``fixed`` the rest of its body."
+    return sha256(b"%s[%d,%d,%s%s" % (previous, position, revision, timestamp, fixed)).digest()
 
 
 def body(
     position: int, revision: int, timestamp: str, id: str, stream: str, type: str, version: int,
     source: str | None, correlation_id: str | None, causation_id: str | None, data_sha256: bytes, metadata_sha256: bytes,
 ) -> bytes:
-    "The body of an event, field by field (the reference the fast paths must agree with)."
-    fields = (position, revision, timestamp, id, stream, type, version, source, correlation_id, causation_id)
-    return b"".join(field(v) for v in fields) + data_sha256 + metadata_sha256
+    "The body of an event, as documented (the reference the fast paths agree with)."
+    import json
+
+    fields = [position, revision, timestamp, id, stream, type, version, source, correlation_id, causation_id]
+    return json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode() + data_sha256 + metadata_sha256
 
 
 def hex_hash(value: bytes | None) -> str | None:
@@ -91,38 +81,9 @@ def hex_hash(value: bytes | None) -> str | None:
 
 # -- the chain as SQL reads it ---------------------------------------------------------------
 
-
-def _text_field(column: str, nullable: bool) -> str:
-    encoded = f"length(CAST({column} AS BLOB))||':'||{column}||','"
-    return f"CASE WHEN {column} IS NULL THEN '-,' ELSE {encoded} END" if nullable else encoded
-
-
-# The body without its digests, built by SQLite as bytes (no Python per field). Every
-# column a NOT NULL constraint guards may still be NULL in a tampered store: then the
-# whole expression is NULL, and ``KINDS`` says which row.
-BODY_SQL = "CAST(" + "||".join(
-    [
-        "length(position)||':'||position||','",
-        "length(revision)||':'||revision||','",
-        _text_field("timestamp", False),
-        _text_field("id", False),
-        _text_field("stream", False),
-        _text_field("type", False),
-        "length(version)||':'||version||','",
-        _text_field("source", True),
-        _text_field("correlation_id", True),
-        _text_field("causation_id", True),
-    ]
-) + " AS BLOB)"
-
-# 1 when every column holds what evt stores there (a text, an integer, NULL where allowed).
-KINDS = " AND ".join(
-    [
-        "typeof(revision) = 'integer'",
-        "typeof(version) = 'integer'",
-        *(f"typeof({c}) = 'text'" for c in ("timestamp", "id", "stream", "type", "data", "metadata")),
-        *(f"typeof({c}) IN ('text', 'null')" for c in ("source", "correlation_id", "causation_id")),
-    ]
+# The body without its digests, built by SQLite (as bytes: no Python per field).
+BODY_SQL = (
+    "CAST(json_array(position, revision, timestamp, id, stream, type, version, source, correlation_id, causation_id) AS BLOB)"
 )
 
 
