@@ -71,7 +71,9 @@ class Store:
     corrupted). ``model`` is the user's model, or anything else with the ``ModelHooks``
     of ``evt.log.hooks``: it validates appends and upcasts reads. ``migrate=False`` opens
     a store of an older format as it is, never writing to it (``StoreTooOld`` if it is
-    not an evt store yet), for a reader that checks the format it needs (``format()``).
+    not an evt store yet), for a reader that checks the format it needs (``format()``);
+    ``check=False`` skips the bounded check for damaged pages on opening, for a reader
+    that checks every page itself (``evt verify``).
 
     One Store may be shared by many threads: each thread gets its own connection to the
     file (``store.conn`` is the calling thread's), and writers — threads and processes
@@ -88,6 +90,7 @@ class Store:
         synchronous: str = "full",
         model: ModelHooks | None = None,
         migrate: bool = True,
+        check: bool = True,
     ):
         self.path = os.fspath(path)
         self.migrate = migrate
@@ -122,7 +125,7 @@ class Store:
         _STORES.add(self)
         with translate_errors(self.path):
             self._ensure_format(conn)
-        if not in_memory:  # never add to a damaged store, and say so alike whatever reads it
+        if check and not in_memory:  # never add to a damaged store, and say so alike whatever reads it
             check_not_corrupted(conn, self.path)
 
     # -- connections -----------------------------------------------------------------
