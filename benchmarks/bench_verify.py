@@ -48,15 +48,10 @@ from evt.log.ndjson import read_events  # noqa: E402
 
 def old_store(path: Path, source: Path) -> None:
     "A store at the format before the chain, holding the NDJSON's events (bare sqlite3)."
-    needed = next(i for i, (name, _) in enumerate(migrations.MIGRATIONS) if name.endswith("_event_hashes"))
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("BEGIN")
-    for name, migrate in migrations.MIGRATIONS[:needed]:
-        migrate(conn)
-        conn.execute("INSERT INTO evt_migrations (name, applied_at) VALUES (?, '2026-01-01T00:00:00.000000Z')", (name,))
-    conn.execute(f"PRAGMA application_id = {migrations.APPLICATION_ID}")
-    conn.execute(f"PRAGMA user_version = {needed}")
+    migrations.apply_migrations(conn, 0, "2026-01-01T00:00:00.000000Z", until=migrations.format_of("_event_hashes") - 1)
     heads: dict[str, int] = {}
     rows = []
     insert = (

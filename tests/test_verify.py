@@ -22,6 +22,7 @@ from evt.ops.verify import verify
 
 SQLITE3 = shutil.which("sqlite3")
 COLUMNS = "position, revision, timestamp, id, stream, type, version, source, correlation_id, causation_id, data, metadata"
+BEFORE_CHAIN = migrations.format_of("_event_hashes") - 1  # the format of a store from before the chain
 BROKE = "its hash does not match the event and the hash of position {} (the event was changed, or an earlier hash recomputed)"
 
 
@@ -113,6 +114,20 @@ def test_a_clean_log_verifies_and_prints_its_head_and_hash(evt, log):
 
 def test_every_stored_hash_is_the_documented_recipe(log):
     assert stored_hashes("events.db") == recomputed("events.db")
+
+
+def test_the_readmes_recipe_computes_the_stored_hashes(log):
+    "The README's Python recipe, run as written, gives every stored hash: an auditor needs nothing from evt."
+    import pathlib
+    import re
+
+    readme = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("### Tamper evidence: evt verify", 1)[1].split("\n## ", 1)[0]
+    [recipe] = re.findall(r"^```python\n(.*?)^```", section, re.S | re.M)
+    namespace: dict = {}
+    exec(compile(recipe, "README.md, Tamper evidence", "exec"), namespace)
+    assert [h for _, h in namespace["hashes"]("events.db")] == [h.hex() for h in stored_hashes("events.db")]
+    assert list(namespace["hashes"]("events.db"))[-1] == (8, log)
 
 
 def test_an_empty_log_verifies_with_no_head_hash(evt):
@@ -318,14 +333,9 @@ def test_a_redaction_that_does_not_keep_the_digests_is_caught(evt, log):
 
 def old_store(path) -> None:
     "A store at the format before the chain (its released migrations), events added by plain sqlite3."
-    needed = next(i for i, (name, _) in enumerate(migrations.MIGRATIONS) if name.endswith("_event_hashes"))
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
-    for name, migrate in migrations.MIGRATIONS[:needed]:
-        migrate(conn)
-        conn.execute("INSERT INTO evt_migrations (name, applied_at) VALUES (?, '2026-01-01T00:00:00.000000Z')", (name,))
-    conn.execute(f"PRAGMA application_id = {migrations.APPLICATION_ID}")
-    conn.execute(f"PRAGMA user_version = {needed}")
+    migrations.apply_migrations(conn, 0, "2026-01-01T00:00:00.000000Z", until=BEFORE_CHAIN)
     conn.executemany(
         f"INSERT INTO events ({COLUMNS}) VALUES (?, ?, '2026-01-01T00:00:00.000000Z', ?, ?, 'thing.done', 1, ?, NULL, NULL, ?, '{{}}')",
         [(p, (p + 1) // 2, f"id-{p}", f"s-{p % 2}", "old" if p % 3 else None, json.dumps({"p": p, "é": "ü"})) for p in range(1, 12)],
@@ -338,8 +348,7 @@ def test_an_old_store_gets_its_hashes_when_evt_opens_it_and_then_verifies(evt):
     refused = evt("verify")
     assert (refused.exit_code, refused.stdout) == (6, "")
     assert "from before the hash chain" in refused.stderr and "evt verify never writes" in refused.stderr
-    needed = next(i for i, (name, _) in enumerate(migrations.MIGRATIONS) if name.endswith("_event_hashes"))
-    assert sqlite3.connect("events.db").execute("PRAGMA user_version").fetchone() == (needed,)  # verify did not migrate it
+    assert sqlite3.connect("events.db").execute("PRAGMA user_version").fetchone() == (BEFORE_CHAIN,)  # verify did not migrate it
     assert evt("stats").exit_code == 0  # any other command does
     assert stored_hashes("events.db") == recomputed("events.db")
     result = evt("verify")

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from hashlib import sha256
 from json.encoder import encode_basestring as _quote  # type: ignore[attr-defined]  # json.dumps's own, in C
-from typing import Iterable, Iterator
 
 GENESIS = bytes(32)  # the hash "before" position 1
 _EMPTY = sha256(b"{}").digest()  # most metadata is {}
@@ -75,10 +74,6 @@ def body(
     return json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode() + data_sha256 + metadata_sha256
 
 
-def hex_hash(value: bytes | None) -> str | None:
-    return None if value is None else value.hex()
-
-
 # -- the chain as SQL reads it ---------------------------------------------------------------
 
 # The body without its digests, built by SQLite (as bytes: no Python per field).
@@ -93,14 +88,6 @@ def redacted(conn, schema: str = "main") -> dict[int, tuple[bytes, bytes]]:
         row[0]: (row[1], row[2])
         for row in conn.execute(f"SELECT position, data_sha256, metadata_sha256 FROM {schema}.evt_redacted_events")
     }
-
-
-def stored_hash(conn, position: int, schema: str = "main") -> bytes | None:
-    "The stored hash at a position (GENESIS before position 1; None when there is none)."
-    if position < 1:
-        return GENESIS
-    row = conn.execute(f"SELECT hash FROM {schema}.events WHERE position = ?", (position,)).fetchone()
-    return None if row is None else row[0]
 
 
 REHASH_BATCH = 5000
@@ -138,10 +125,3 @@ def rehash(conn, start: int = 1, schema: str = "main") -> int:
         conn.executemany(update, hashes)
         count += len(rows)
         start = rows[-1][0] + 1
-
-
-def chained(rows: Iterable[tuple], previous: bytes) -> Iterator[bytes]:
-    "The hashes of rows (position, revision, timestamp, id, stream, type, version, source, correlation_id, causation_id, data, metadata), chained from ``previous``."
-    for row in rows:
-        previous = sha256(previous + body(*row[:10], digest(row[10]), digest(row[11]))).digest()
-        yield previous

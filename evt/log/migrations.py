@@ -305,10 +305,16 @@ def own_tables() -> frozenset[str]:
     return frozenset(name.lower() for (name,) in rows)
 
 
-def apply_migrations(conn: sqlite3.Connection, current: int, applied_at: str) -> None:
-    "Apply the migrations after ``current``, inside the caller's transaction."
-    for name, migrate in MIGRATIONS[current:]:
+def apply_migrations(conn: sqlite3.Connection, current: int, applied_at: str, until: int = FORMAT_VERSION) -> None:
+    """Apply the migrations after ``current``, inside the caller's transaction; ``until``
+    stops at an earlier format (a store as an older evt made it, for tests and benchmarks)."""
+    for name, migrate in MIGRATIONS[current:until]:
         migrate(conn)
         conn.execute("INSERT INTO evt_migrations (name, applied_at) VALUES (?, ?)", (name, applied_at))
     conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-    conn.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
+    conn.execute(f"PRAGMA user_version = {until}")
+
+
+def format_of(name_suffix: str) -> int:
+    "The format version a migration (named ``…{name_suffix}``, numbers aside) brings a store to."
+    return next(i + 1 for i, (name, _) in enumerate(MIGRATIONS) if name.endswith(name_suffix))

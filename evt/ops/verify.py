@@ -119,7 +119,7 @@ def verify(target: "Store | str | os.PathLike", *, from_position: int = 1, expec
 
 
 def _verify(store: "Store", start: int, expected: bytes | None) -> VerifyReport:
-    needed = next(i + 1 for i, (name, _) in enumerate(migrations.MIGRATIONS) if name.endswith(CHAIN_MIGRATION))
+    needed = migrations.format_of(CHAIN_MIGRATION)
     version = store.format()
     if version < needed:
         raise StoreTooOld(
