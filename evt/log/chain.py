@@ -38,6 +38,24 @@ def digest(text: str) -> bytes:
     return sha256(text.encode()).digest()
 
 
+class Digests(dict):
+    """SHA-256 of texts that repeat (metadata: the same few users, sources, tenants), kept
+    for the next event that has the same one — at most ``limit`` of them."""
+
+    def __init__(self, limit: int = 4096):
+        super().__init__()
+        self.limit = limit
+
+    def __missing__(self, text: bytes) -> bytes:
+        value = sha256(text).digest()
+        if len(self) < self.limit:
+            self[text] = value
+        return value
+
+
+_METADATA = Digests()  # by the metadata's UTF-8 bytes
+
+
 def stamp(timestamp: str) -> bytes:
     "A timestamp as the body holds it (a JSON string)."
     return _quote(timestamp).encode()
@@ -55,7 +73,7 @@ def fixed(
         f"{'null' if correlation_id is None else _quote(correlation_id)},"
         f"{'null' if causation_id is None else _quote(causation_id)}]"
     )
-    return b"".join((text.encode(), digest(data), digest(metadata)))
+    return b"".join((text.encode(), digest(data), _METADATA[metadata.encode()]))
 
 
 def link(previous: bytes, position: int, revision: int, timestamp: bytes, fixed: bytes) -> bytes:
@@ -104,6 +122,7 @@ def rehash(conn, start: int = 1, schema: str = "main") -> int:
     if row is not None:
         previous = row[0] if row[0] is not None else GENESIS
     marks = redacted(conn, schema)
+    metadata_digests = Digests()
     select = (
         f"SELECT position, {BODY_SQL}, CAST(data AS BLOB), CAST(metadata AS BLOB) FROM {schema}.events "
         f"WHERE position >= ? ORDER BY position LIMIT {REHASH_BATCH}"
@@ -119,7 +138,7 @@ def rehash(conn, start: int = 1, schema: str = "main") -> int:
             if position in marks:
                 data_sha, metadata_sha = marks[position]
             else:
-                data_sha, metadata_sha = sha256(data).digest(), sha256(metadata).digest()
+                data_sha, metadata_sha = sha256(data).digest(), metadata_digests[metadata]
             previous = sha256(b"".join((previous, fixed_part, data_sha, metadata_sha))).digest()
             hashes.append((previous, position))
         conn.executemany(update, hashes)

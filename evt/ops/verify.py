@@ -210,7 +210,7 @@ def _walk(conn, report: VerifyReport) -> None:
     marks = chain.redacted(conn)
     revisions: dict[str, int] = {}  # stream -> the revision its next event must have
     next_revision = revisions.get
-    hash_of, join, empty = sha256, b"".join, chain.digest("{}")
+    hash_of, join, metadata_digests = sha256, b"".join, chain.Digests()
     expected = start
     redacted = 0
     rows = conn.execute(WALK, (start,))
@@ -233,7 +233,7 @@ def _walk(conn, report: VerifyReport) -> None:
             redacted += 1
         else:
             data_sha = hash_of(data).digest()
-            metadata_sha = empty if metadata == b"{}" else hash_of(metadata).digest()
+            metadata_sha = metadata_digests[metadata]
         computed = hash_of(join((previous, fixed, data_sha, metadata_sha))).digest()
         if computed != stored:
             report.problem = (position, _bad_hash(stored) if not _is_hash(stored) else _broken_link(position))
