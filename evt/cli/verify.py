@@ -13,7 +13,7 @@ from .output import choose_format, print_table, write_json_lines
 
 
 def register(app: typer.Typer) -> None:
-    app.command(cls=EvtCommand)(verify)
+    app.command(cls=EvtCommand, short_help="Prove the log is as appended: its hash chain, checked.")(verify)
 
 
 def verify(

@@ -261,11 +261,12 @@ def add_event_hashes(conn: sqlite3.Connection) -> None:
     digests of their texts before it (``evt verify`` chains those instead)."""
     from . import chain
 
+    if "hash" not in {row[1] for row in conn.execute("PRAGMA table_xinfo(events)")}:  # idempotent, as 0007 is
+        conn.execute("ALTER TABLE events ADD COLUMN hash BLOB")
     execute_all(
         conn,
-        "ALTER TABLE events ADD COLUMN hash BLOB",
         """
-        CREATE TABLE evt_redacted_events (
+        CREATE TABLE IF NOT EXISTS evt_redacted_events (
             position INTEGER PRIMARY KEY,
             redaction INTEGER NOT NULL,
             data_sha256 BLOB NOT NULL,
