@@ -6,14 +6,15 @@ from typing import Annotated
 
 import typer
 
-from . import dlq, log, model, projections, relay, trace, upcast
+from . import dlq, log, model, projections, relay, trace, upcast, verify
 from .boundary import fail, guarded
 
 HELP = """An event store in one SQLite file: append, read, follow, replay, fold, upcast.
 
 --db, --config and --model may also come before the command (evt --db x.db read).
 'evt COMMAND --help' describes a command; exit codes: 0 ok, 2 usage, 3 conflict,
-4 not found, 5 invalid input, 6 store or broker unavailable, 7 a handler failed."""
+4 not found, 5 invalid input, 6 store or broker unavailable, 7 a handler failed,
+8 verification failed."""
 
 SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -50,6 +51,7 @@ upcast.register(app)
 projections.register(app)
 dlq.register(app)
 relay.register(app)
+verify.register(app)
 
 
 def run(args: list[str]) -> int:

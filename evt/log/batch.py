@@ -24,6 +24,7 @@ from ..errors import (
     LineError,
     WrongExpectedRevision,
 )
+from .chain import GENESIS, fixed, link, stamp
 from .envelope import ANY, EXISTS, IdFactory, NewEvent, loads
 from .hooks import ModelHooks
 from .timestamps import now
@@ -33,7 +34,7 @@ CHUNK = 500
 
 INSERT = (
     "INSERT INTO events (position, stream, revision, id, type, version, timestamp, source, "
-    "correlation_id, causation_id, data, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "correlation_id, causation_id, data, metadata, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 # JSON as evt stores it: compact, UTF-8 kept as is, strict (no NaN), the same text for the
@@ -59,9 +60,10 @@ def encode(value: Any, field: str = "data") -> str:
 
 
 class Prepared:
-    "An event ready to be placed: its fields as stored, but for position, revision and timestamp."
+    """An event ready to be placed: its fields as stored, but for position, revision and
+    timestamp; ``fixed``, the part of its hash chain body that does not depend on them."""
 
-    __slots__ = ("event", "id", "given_id", "data", "metadata")
+    __slots__ = ("event", "id", "given_id", "data", "metadata", "fixed")
 
     def __init__(self, event: NewEvent, id: str, given_id: bool, data: str, metadata: str):
         self.event = event
@@ -69,6 +71,13 @@ class Prepared:
         self.given_id = given_id
         self.data = data
         self.metadata = metadata
+        try:
+            self.fixed = fixed(
+                id, event.stream, event.type, event.version, event.source, event.correlation_id,
+                event.causation_id, data, metadata,
+            )
+        except UnicodeEncodeError:  # a lone surrogate ("\ud800") is JSON, but not text SQLite can store
+            raise on_line(event, _unencodable_text((id, event.stream, event.type, event.source, event.correlation_id, event.causation_id, data, metadata))) from None
 
 
 def prepare(events: Iterable[NewEvent], hooks: ModelHooks | None) -> Iterator[list[Prepared]]:
@@ -97,8 +106,11 @@ class Placement:
 
     def __init__(self, conn):
         self.conn = conn
-        self.start = self.position = conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0]
+        head = conn.execute("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1").fetchone()
+        self.start = self.position = head[0] if head else 0
+        self.previous = head[1] or GENESIS if head else GENESIS  # the hash the next event chains to
         self.timestamp = now()
+        self.stamp = stamp(self.timestamp)
         self.heads: dict[str, int] = {}
         self.lines = array("q")  # the NDJSON line of each event inserted, by position - start - 1 (0: none)
 
@@ -106,7 +118,7 @@ class Placement:
         "Insert a chunk's new events; return the position of each event (stored ones: theirs)."
         stored = self._stored([p.id for p in chunk if p.given_id])
         seen: dict[str, tuple] = {}  # given ids inserted in this chunk: id -> row
-        rows, placed, positions = [], [], []
+        rows, positions = [], []
         for p in chunk:
             try:
                 existing = (seen.get(p.id) or stored.get(p.id)) if p.given_id else None
@@ -117,15 +129,11 @@ class Placement:
             except EvtError as e:
                 raise on_line(p.event, e) from None
             rows.append(row)
-            placed.append(p)
             positions.append(row[0])
             self.lines.append(p.event.line or 0)
             if p.given_id:
                 seen[p.id] = row
-        try:
-            self.conn.executemany(INSERT, rows)
-        except UnicodeEncodeError:  # a lone surrogate ("\ud800") is JSON, but not text SQLite can store
-            raise _unencodable(rows, placed) from None
+        self.conn.executemany(INSERT, rows)
         return positions
 
     def _row(self, p: Prepared) -> tuple:
@@ -139,9 +147,15 @@ class Placement:
             _check_expected(stream, head, expected)
         self.heads[stream] = head + 1
         self.position += 1
+        timestamp = event.timestamp
+        if timestamp is None:
+            timestamp, stamped = self.timestamp, self.stamp
+        else:
+            stamped = stamp(timestamp)
+        self.previous = link(self.previous, self.position, head + 1, stamped, p.fixed)
         return (
-            self.position, stream, head + 1, p.id, event.type, event.version, event.timestamp or self.timestamp,
-            event.source, event.correlation_id, event.causation_id, p.data, p.metadata,
+            self.position, stream, head + 1, p.id, event.type, event.version, timestamp,
+            event.source, event.correlation_id, event.causation_id, p.data, p.metadata, self.previous,
         )
 
     def _stored(self, ids: list[str]) -> dict[str, tuple]:
@@ -210,17 +224,16 @@ def on_line(event: NewEvent, error: EvtError) -> EvtError:
     return LineError(event.line, error) if event.line is not None else error
 
 
-def _unencodable(rows: list[tuple], placed: list[Prepared]) -> EvtError:
-    "InvalidInput for the first row holding text that is not valid Unicode."
-    for row, p in zip(rows, placed):
-        for value in row:
-            try:
-                if isinstance(value, str):
-                    value.encode()
-            except UnicodeEncodeError as e:
-                bad = value[e.start : e.end].encode("unicode_escape").decode()
-                return on_line(p.event, InvalidInput(f"{bad} is not valid Unicode text (a lone surrogate)"))
-    return InvalidInput("the events hold text that is not valid Unicode")
+def _unencodable_text(values: tuple) -> EvtError:
+    "InvalidInput naming the first of an event's texts that is not valid Unicode."
+    for value in values:
+        try:
+            if isinstance(value, str):
+                value.encode()
+        except UnicodeEncodeError as e:
+            bad = value[e.start : e.end].encode("unicode_escape").decode()
+            return InvalidInput(f"{bad} is not valid Unicode text (a lone surrogate)")
+    return InvalidInput("the event holds text that is not valid Unicode")
 
 
 def same_json(a: Any, b: Any) -> bool:

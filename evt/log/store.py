@@ -24,6 +24,7 @@ from ..errors import (
     StoreMissing,
     StoreReadOnly,
     StoreTooNew,
+    StoreTooOld,
     StoreUnavailable,
     StreamNotFound,
 )
@@ -68,7 +69,11 @@ class Store:
     ``synchronous`` is ``"full"`` (the default: an acknowledged append survives a power
     cut) or ``"normal"`` (faster; the last appends may be lost on a power cut, never
     corrupted). ``model`` is the user's model, or anything else with the ``ModelHooks``
-    of ``evt.log.hooks``: it validates appends and upcasts reads.
+    of ``evt.log.hooks``: it validates appends and upcasts reads. ``migrate=False`` opens
+    a store of an older format as it is, never writing to it (``StoreTooOld`` if it is
+    not an evt store yet), for a reader that checks the format it needs (``format()``);
+    ``check=False`` skips the bounded check for damaged pages on opening, for a reader
+    that checks every page itself (``evt verify``).
 
     One Store may be shared by many threads: each thread gets its own connection to the
     file (``store.conn`` is the calling thread's), and writers — threads and processes
@@ -84,8 +89,11 @@ class Store:
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
         synchronous: str = "full",
         model: ModelHooks | None = None,
+        migrate: bool = True,
+        check: bool = True,
     ):
         self.path = os.fspath(path)
+        self.migrate = migrate
         self.model = model
         self.create = create
         self.busy_timeout = busy_timeout
@@ -117,7 +125,7 @@ class Store:
         _STORES.add(self)
         with translate_errors(self.path):
             self._ensure_format(conn)
-        if not in_memory:  # never add to a damaged store, and say so alike whatever reads it
+        if check and not in_memory:  # never add to a damaged store, and say so alike whatever reads it
             check_not_corrupted(conn, self.path)
 
     # -- connections -----------------------------------------------------------------
@@ -160,12 +168,21 @@ class Store:
         if app_id == migrations.APPLICATION_ID and version == migrations.FORMAT_VERSION:
             return
         self._check_format(conn, app_id, version)
+        if not self.migrate:
+            if app_id == 0:
+                raise StoreTooOld(f"{self.path} is not an evt store yet")
+            return
         if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             conn.execute("PRAGMA journal_mode = WAL")
         with self.transaction():
             app_id, version = self._format(conn)  # another process may have just done it
             self._check_format(conn, app_id, version)
             migrations.apply_migrations(conn, version, now())
+
+    def format(self) -> int:
+        "The store's format version (the number of migrations applied to it)."
+        with translate_errors(self.path):
+            return self._format(self.conn)[1]
 
     def _format(self, conn: sqlite3.Connection) -> tuple[int, int]:
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]

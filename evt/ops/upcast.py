@@ -25,11 +25,11 @@ import sqlite3
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from ..errors import Conflict, StoreUnavailable, UsageError
-from ..log import files, migrations
+from ..log import chain, files, migrations
 from ..log.envelope import dumps
 from ..log.filters import flat, pairs_values
 from ..log.sqlite import connect, translate_errors, uri
-from ..log.store import COLUMNS, INSERT, row_to_event
+from ..log.store import COLUMNS, row_to_event
 from ..log.timestamps import now
 from ..model.registry import Model
 from ..model.upcasters import Upcaster
@@ -287,12 +287,26 @@ def _build_copy(store: "Store", upcaster: Upcaster, tmp: str, out: str) -> dict:
         conn.close()
 
 
+INSERT = f"INSERT INTO main.events ({COLUMNS}) VALUES ({', '.join('?' * len(COLUMNS.split(',')))})"
+
+
 def _copy_events(conn: sqlite3.Connection, upcaster: Upcaster, pairs: list[tuple[str, int]]) -> None:
-    "Events no upcaster applies to are copied by SQLite itself; the others go through Python."
+    """Events no upcaster applies to are copied by SQLite itself (with their hashes); the
+    others go through Python. The hash chain is then computed again from the first upcast
+    event on (its data changed, so did its hash and every one after it)."""
     condition, params = _in_pairs(pairs)
-    conn.execute(f"INSERT INTO main.events ({COLUMNS}) SELECT {COLUMNS} FROM src.events WHERE NOT {condition} ORDER BY position", params)
+    conn.execute(
+        f"INSERT INTO main.events ({COLUMNS}, hash) SELECT {COLUMNS}, hash FROM src.events WHERE NOT {condition} ORDER BY position",
+        params,
+    )
+    first = None
     for rows in _pending_batches(conn, "src", pairs):
+        first = rows[0][0] if first is None else first
         conn.executemany(INSERT, upcaster.rows(rows))
+    if first is not None:
+        migrations.drop_append_only_triggers(conn)
+        chain.rehash(conn, first)
+        migrations.create_append_only_triggers(conn)
 
 
 def _copy_tables(conn: sqlite3.Connection) -> None:
@@ -399,8 +413,12 @@ def _rewrite(conn: sqlite3.Connection, upcaster: Upcaster, found: list[dict]) ->
     conn.execute(f"CREATE TEMP TABLE evt_upcast_before AS SELECT {COLUMNS} FROM main.events")
     migrations.drop_append_only_triggers(conn)
     update = "UPDATE main.events SET type = ?, version = ?, data = ? WHERE position = ?"
+    first = None
     for rows in _pending_batches(conn, "main", _pending_pairs(found)):
+        first = rows[0][0] if first is None else first
         conn.executemany(update, [(r[4], r[5], r[10], r[0]) for r in upcaster.rows(rows)])
+    if first is not None:  # the chain from the first rewritten event on: its hash, and every one after it
+        chain.rehash(conn, first)
     migrations.create_append_only_triggers(conn)
 
 
