@@ -306,9 +306,11 @@ def own_tables() -> frozenset[str]:
     return frozenset(name.lower() for (name,) in rows)
 
 
-def apply_migrations(conn: sqlite3.Connection, current: int, applied_at: str, until: int = FORMAT_VERSION) -> None:
+def apply_migrations(conn: sqlite3.Connection, current: int, applied_at: str, until: int | None = None) -> None:
     """Apply the migrations after ``current``, inside the caller's transaction; ``until``
     stops at an earlier format (a store as an older evt made it, for tests and benchmarks)."""
+    if until is None:
+        until = len(MIGRATIONS)
     for name, migrate in MIGRATIONS[current:until]:
         migrate(conn)
         conn.execute("INSERT INTO evt_migrations (name, applied_at) VALUES (?, ?)", (name, applied_at))
