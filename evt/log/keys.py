@@ -96,6 +96,11 @@ def is_encrypted(value: Any) -> bool:
     return isinstance(value, str) and value.startswith(PREFIX)
 
 
+def value_prefix(key_id: bytes) -> str:
+    "How every value encrypted with this key begins (``evt forget`` finds its events by it)."
+    return PREFIX + _b64(key_id) + ":"
+
+
 def key_id_of(value: str) -> bytes | None:
     "The key id an encrypted value names (None if it is not one evt wrote)."
     parts = value[len(PREFIX):].split(":")
