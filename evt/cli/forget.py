@@ -31,7 +31,7 @@ def forget(
     keys: Keys = None,
     model: ModelSpec = None,
 ) -> None:
-    """Erase a subject's personal fields for good: destroy the key they were encrypted with.
+    """Erase a subject's personal fields: destroy their key.
 
     The events stay (and the hash chain with them); from now on every reader sees those
     fields as "[forgotten]". The act is recorded in the store (when, the subject's
