@@ -176,7 +176,9 @@ def ingest(
     source = source_for(
         url, group=group, key=key, consumer=consumer, queue=queue, bindings=bind, exchange=exchange, prefetch=batch, wait=wait, durable=durable, **nats
     )
-    store = Context(db, config, keys=keys).open(create=True, with_model=False)
+    # The model is not asked to validate what arrives (ingest appends it as given), only
+    # which fields are personal: those are stored encrypted, as evt append stores them.
+    store = Context(db, config, keys=keys).open(create=True)
     return summarized(run_ingest, store, source, batch=batch, follow=follow, retry=Retry(retries, backoff, warn))
 
 
