@@ -9,7 +9,18 @@ import typer
 
 from .command import EvtCommand
 from .context import Context
-from .options import Category, ConfigFile, Correlation, Db, ExactTypes, Since, Types, Until, at_least
+from .options import (
+    Category,
+    ConfigFile,
+    Correlation,
+    Db,
+    ExactTypes,
+    Keys,
+    Since,
+    Types,
+    Until,
+    at_least,
+)
 
 Url = Annotated[str, typer.Argument(metavar="URL", help="redis://HOST:PORT/DB, amqp://USER:PASS@HOST:PORT/VHOST or nats://HOST:PORT.", show_default=False)]
 Key = Annotated[str, typer.Option("--key", metavar="KEY", help="Redis: the stream key.")]
@@ -71,6 +82,7 @@ def relay(
     backoff: Backoff = 0.5,
     db: Db = None,
     config: ConfigFile = None,
+    keys: Keys = None,
 ) -> int:
     """Publish the log to Redis Streams, RabbitMQ or NATS JetStream.
 
@@ -100,7 +112,7 @@ def relay(
     given = filter_flags(event_stream, category, type, exact_type, correlation_id, since, until)
     nats = {"stream": stream, "subject": subject, "subject_per_category": subject_per_category} if scheme == "nats" else {}
     target = target_for(url, key=key, key_per_category=key_per_category, maxlen=maxlen, exchange=exchange, cloudevents=cloudevents, **nats)
-    store = Context(db, config).open(with_model=False)
+    store = Context(db, config, keys=keys).open(with_model=False)
     if name is None and given:
         name = f"{target.name} [{given}]"  # another selection is another relay, with a position of its own
     return summarized(
@@ -142,6 +154,7 @@ def ingest(
     backoff: Backoff = 0.5,
     db: Db = None,
     config: ConfigFile = None,
+    keys: Keys = None,
 ) -> int:
     """Append events from Redis, RabbitMQ or NATS; idempotent by id.
 
@@ -163,7 +176,9 @@ def ingest(
     source = source_for(
         url, group=group, key=key, consumer=consumer, queue=queue, bindings=bind, exchange=exchange, prefetch=batch, wait=wait, durable=durable, **nats
     )
-    store = Context(db, config).open(create=True, with_model=False)
+    # The model is not asked to validate what arrives (ingest appends it as given), only
+    # which fields are personal: those are stored encrypted, as evt append stores them.
+    store = Context(db, config, keys=keys).open(create=True)
     return summarized(run_ingest, store, source, batch=batch, follow=follow, retry=Retry(retries, backoff, warn))
 
 

@@ -279,6 +279,29 @@ def add_event_hashes(conn: sqlite3.Connection) -> None:
         create_append_only_triggers(conn)
 
 
+def create_subject_keys(conn: sqlite3.Connection) -> None:
+    """Migration: the subject keys personal fields are encrypted with (when no key file is
+    configured: ``evt.log.keys``), and the audit of ``evt forget`` — when, the SHA-256 of
+    the subject, the destroyed key's id and how many events it had encrypted; no personal data."""
+    from .keys import KEY_TABLE
+
+    execute_all(
+        conn,
+        KEY_TABLE.format(schema=""),
+        """
+        CREATE TABLE IF NOT EXISTS evt_forgotten (
+            id INTEGER PRIMARY KEY,
+            forgotten_at TEXT NOT NULL,
+            subject_sha256 BLOB NOT NULL,
+            key_id BLOB,
+            events INTEGER NOT NULL,
+            first_position INTEGER
+        )""",
+        "CREATE INDEX IF NOT EXISTS evt_forgotten_key ON evt_forgotten (key_id) WHERE key_id IS NOT NULL",
+        "CREATE INDEX IF NOT EXISTS evt_forgotten_subject ON evt_forgotten (subject_sha256)",
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0001_create_event_log", create_event_log),
     ("0002_upcast_runs", create_upcast_runs),
@@ -288,6 +311,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0006_dead_letter_detail", add_dead_letter_detail),
     ("0007_causation_index", create_causation_index),
     ("0008_event_hashes", add_event_hashes),
+    ("0009_subject_keys", create_subject_keys),
 ]
 
 FORMAT_VERSION = len(MIGRATIONS)

@@ -21,6 +21,7 @@ from ..errors import BrokerUnavailable, Conflict, EvtError, InvalidInput, UsageE
 from ..log import cloudevents
 from ..log.envelope import NewEvent, loads
 from ..log.filters import Filter
+from ..log.keys import MARK
 from ..log.sqlite import translate_errors
 from ..log.store import JSON_LINE, Store
 from .state import RelayLock, load_position, record_bad_message, save_position
@@ -143,10 +144,26 @@ def read_rows(store: Store, after: int, limit: int, cloudevents: bool = False, f
     as wire rows (carrying CloudEvents, if asked)."""
     with translate_errors(store.path):
         if filter is None:
-            return store.conn.execute(SELECT_CLOUDEVENTS if cloudevents else SELECT_ENVELOPES, (after, limit)).fetchall()
-        line = _cloudevents_line() if cloudevents else JSON_LINE
-        sql, params = filter.replace(after=after, limit=limit, backwards=False).to_sql(ROW_COLUMNS.format(line=line))
-        return store.conn.execute(sql, params).fetchall()
+            rows = store.conn.execute(SELECT_CLOUDEVENTS if cloudevents else SELECT_ENVELOPES, (after, limit)).fetchall()
+        else:
+            line = _cloudevents_line() if cloudevents else JSON_LINE
+            sql, params = filter.replace(after=after, limit=limit, backwards=False).to_sql(ROW_COLUMNS.format(line=line))
+            rows = store.conn.execute(sql, params).fetchall()
+        return _decrypted(store, rows)
+
+
+def _decrypted(store: Store, rows: list[Row]) -> list[Row]:
+    "The rows with their personal fields decrypted (data and line), as every reader sees them."
+    if not any(MARK in row[5] for row in rows):
+        return rows
+    decrypt = store.decryptor()
+    out = []
+    for row in rows:
+        if MARK in row[5]:
+            position, id_, data = row[0], row[2], row[5]
+            row = row[:5] + (decrypt.text(id_, data, position), decrypt.line(row[6], id_, data, position)) + row[7:]
+        out.append(row)
+    return out
 
 
 def _cloudevents_line() -> str:
