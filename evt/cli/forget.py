@@ -10,7 +10,7 @@ import typer
 from .command import EvtCommand
 from .context import Context
 from .options import ConfigFile, Db, Format, Keys, ModelSpec
-from .output import choose_format, emit, print_table
+from .output import choose_format, print_table, write_json_lines
 
 
 def register(app: typer.Typer) -> None:
@@ -52,4 +52,6 @@ def forget(
         facts = [{"key": k, "value": ", ".join(v) if isinstance(v, list) else v} for k, v in result.items()]
         print_table(facts, ("key", "value"), title="forgotten")
     else:
-        emit([result], fmt)
+        from ..log.envelope import dumps
+
+        write_json_lines([dumps(result)], "ndjson")  # one object, in either JSON format
