@@ -247,6 +247,24 @@ def create_causation_index(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX IF NOT EXISTS events_causation ON events (causation_id) WHERE causation_id IS NOT NULL")
 
 
+def create_redactions(conn: sqlite3.Connection) -> None:
+    """Migration: the audit trail of ``evt redact`` — when, by whom, why, which events and
+    fields, and the backup taken first; never what was redacted."""
+    conn.execute(
+        """
+        CREATE TABLE evt_redactions (
+            id INTEGER PRIMARY KEY,
+            redacted_at TEXT NOT NULL,
+            redacted_by TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            fields TEXT NOT NULL,
+            positions TEXT NOT NULL,
+            events INTEGER NOT NULL,
+            backup TEXT
+        )"""
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0001_create_event_log", create_event_log),
     ("0002_upcast_runs", create_upcast_runs),
@@ -255,6 +273,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0005_redact_broker_secrets", redact_broker_secrets),
     ("0006_dead_letter_detail", add_dead_letter_detail),
     ("0007_causation_index", create_causation_index),
+    ("0011_redactions", create_redactions),
 ]
 
 FORMAT_VERSION = len(MIGRATIONS)
