@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from . import dlq, log, model, projections, relay, trace, upcast
+from . import dlq, log, model, projections, redact, relay, trace, upcast
 from .boundary import fail, guarded
 
 HELP = """An event store in one SQLite file: append, read, follow, replay, fold, upcast.
@@ -47,6 +47,7 @@ log.register(app)
 trace.register(app)
 model.register(app)
 upcast.register(app)
+redact.register(app)
 projections.register(app)
 dlq.register(app)
 relay.register(app)

@@ -26,12 +26,14 @@ import getpass
 import os
 import sqlite3
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from ..errors import NotFound, StreamNotFound, UsageError
 from ..log.envelope import dumps, loads
 from ..log.sqlite import translate_errors
 from ..log.timestamps import now
+from .dependents import drop_snapshots
 from .rewrite import VerificationFailed, check_integrity, lifted_triggers, rewriting
 
 if TYPE_CHECKING:
@@ -104,9 +106,14 @@ class _Redacted:
     def position(self) -> int:
         return self.row[0]
 
-    @property
+    @cached_property
     def texts(self) -> tuple[str, str]:
-        return dumps(self.documents["data"]), dumps(self.documents["metadata"])
+        "The new stored texts (what changed nothing keeps its text as stored)."
+        data, metadata = self.documents["data"], self.documents["metadata"]
+        return (
+            dumps(data) if any(path.startswith("data.") for path in self.changed) else self.row[10],
+            dumps(metadata) if any(path.startswith("metadata.") for path in self.changed) else self.row[11],
+        )
 
     def change(self) -> dict:
         return {"position": self.position, "stream": self.row[2], "fields": self.changed}
@@ -226,8 +233,8 @@ def redact(
 
     One checked rewrite (see the module's docstring); NotFound (nothing written) when a
     stream, id, position or named field is not there. Returns the summary: the
-    redaction's id, the backup, who, why, and per changed event its position, stream and
-    the paths replaced. When nothing would change (already redacted), nothing is written:
+    redaction's id, the backup, who, why, the snapshots dropped, and per changed event its
+    position, stream and the paths replaced. When nothing would change (already redacted), nothing is written:
     no backup, no record (``redaction`` and ``backup`` are None). Call ``scrub`` after.
     """
     if not reason.strip():
@@ -237,14 +244,18 @@ def redact(
         conn = run.conn
         selected, events = _plan(conn, selection, fields)
         if not events:
-            return _result("redact", store, fields, selected, events, redaction=None, backup=None, reason=reason, by=by)
+            return _result("redact", store, fields, selected, events, redaction=None, backup=None, reason=reason, by=by, snapshotsDropped=0)
         backup = run.backup()
         before = _extent(conn)
         _rewrite(conn, events)
         redaction = _record(conn, fields, events, reason=reason, by=by, backup=backup)
-        _drop_snapshots(conn, {event.row[2] for event in events})
+        snapshots = drop_snapshots(conn, streams_of(events))  # folded from the old values: they go with them
         _verify(conn, events, before)
-    return _result("redact", store, fields, selected, events, redaction=redaction, backup=backup, reason=reason, by=by)
+    return _result("redact", store, fields, selected, events, redaction=redaction, backup=backup, reason=reason, by=by, snapshotsDropped=snapshots)
+
+
+def streams_of(events: Iterable[_Redacted]) -> list[str]:
+    return sorted({event.row[2] for event in events})
 
 
 def _rewrite(conn: sqlite3.Connection, events: list[_Redacted]) -> None:
@@ -271,11 +282,6 @@ def _record(conn: sqlite3.Connection, fields: tuple[Field, ...], events: list[_R
         (now(), by, reason, dumps([f.text for f in fields]), dumps([e.position for e in events]), len(events), os.path.abspath(backup)),
     )
     return cursor.lastrowid
-
-
-def _drop_snapshots(conn: sqlite3.Connection, streams: set[str]) -> None:
-    "Snapshots of the affected streams hold state folded from the old values: they go with them."
-    conn.executemany("DELETE FROM main.snapshots WHERE stream = ?", ((stream,) for stream in sorted(streams)))
 
 
 def _verify(conn: sqlite3.Connection, events: list[_Redacted], before: tuple) -> None:
