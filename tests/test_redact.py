@@ -13,6 +13,8 @@ import sys
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from evt import NewEvent, Store
 from evt.errors import UsageError
@@ -474,3 +476,42 @@ def test_a_reader_that_keeps_the_wal_past_the_busy_timeout_is_reported_and_the_s
     r = evt(*args)
     assert (r.exit_code, r.json()[0]["scrubbed"]) == (0, True)
     assert markers_in(store_bytes(), MARKERS[:-1]) == {}
+
+
+# -- field paths, for any document --------------------------------------------------------------
+
+KEYS = st.sampled_from(["a", "b", "c", "0", "1"])
+VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=3) | st.just(REDACTED),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(KEYS, inner, max_size=3),
+    max_leaves=12,
+)
+PATHS = st.lists(st.sampled_from(["a", "b", "0", "1", "*"]), min_size=0, max_size=3).map(lambda steps: ".".join(["data", *steps]))
+
+
+def at(document, steps: list[str]):
+    for step in steps:
+        document = document[int(step)] if isinstance(document, list) else document[step]
+    return document
+
+
+@given(data=st.dictionaries(KEYS, VALUES, max_size=4), paths=st.lists(PATHS, min_size=1, max_size=3))
+@settings(max_examples=300, deadline=None)
+def test_a_redaction_replaces_exactly_the_paths_it_reports_and_again_changes_nothing(data, paths):
+    original = json.loads(json.dumps(data))
+    documents = {"data": json.loads(json.dumps(data)), "metadata": {}}
+    changed: list[str] = []
+    for field in redaction.fields_of(paths):
+        field.redact(documents, changed)
+    assert len(changed) == len(set(changed))
+    expected = json.loads(json.dumps(original))
+    for path in changed:  # the original with the reported paths replaced is the result
+        *parents, last = path.split(".")[1:]
+        parent = at(expected, parents)
+        parent[int(last) if isinstance(parent, list) else last] = REDACTED
+        assert at(original, path.split(".")[1:]) != REDACTED  # only what was not redacted yet is reported
+    assert documents["data"] == expected
+    again: list[str] = []
+    for field in redaction.fields_of(paths):
+        field.redact(documents, again)
+    assert again == []

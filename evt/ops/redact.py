@@ -84,6 +84,11 @@ class Field:
     def whole(self) -> bool:
         return self.steps == (EVERY,)
 
+    def redact(self, documents: dict[str, Any], changed: list[str]) -> bool:
+        """Replace what this field names in ``documents`` (``{"data": …, "metadata": …}``)
+        by the placeholder, adding each path replaced to ``changed``; whether it is there."""
+        return _blank(documents[self.column], self.steps, self.column, changed)
+
 
 def fields_of(paths: Iterable[str]) -> tuple[Field, ...]:
     "The fields named (duplicates once), or the whole data and metadata when none are."
@@ -99,7 +104,7 @@ class _Redacted:
         self.documents = {"data": loads(row[10]), "metadata": loads(row[11])}
         self.changed: list[str] = []
         for field in fields:
-            if _blank(self.documents[field.column], field.steps, field.column, self.changed):
+            if field.redact(self.documents, self.changed):
                 found.add(field.text)
 
     @property
@@ -143,7 +148,7 @@ def _children(node: Any, step: str) -> list[tuple[Any, Any]]:
     if isinstance(node, list):
         if step == EVERY:
             return list(enumerate(node))
-        if step.isdigit() and int(step) < len(node):
+        if step.isascii() and step.isdigit() and int(step) < len(node):
             return [(int(step), node[int(step)])]
     return []
 
