@@ -25,6 +25,7 @@ from __future__ import annotations
 import getpass
 import os
 import sqlite3
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
@@ -239,8 +240,9 @@ def redact(
     One checked rewrite (see the module's docstring); NotFound (nothing written) when a
     stream, id, position or named field is not there. Returns the summary: the
     redaction's id, the backup, who, why, the snapshots dropped, and per changed event its
-    position, stream and the paths replaced. When nothing would change (already redacted), nothing is written:
-    no backup, no record (``redaction`` and ``backup`` are None). Call ``scrub`` after.
+    position, stream and the paths replaced. When nothing would change (redacted already),
+    nothing is written: no backup, no record (``redaction`` and ``backup`` are None).
+    Call ``scrub`` after.
     """
     if not reason.strip():
         raise UsageError("evt redact needs a --reason (it is kept in the audit record)")
@@ -252,9 +254,10 @@ def redact(
             return _result("redact", store, fields, selected, events, redaction=None, backup=None, reason=reason, by=by, snapshotsDropped=0)
         backup = run.backup()
         before = _extent(conn)
-        _rewrite(conn, events)
-        redaction = _record(conn, fields, events, reason=reason, by=by, backup=backup)
-        snapshots = drop_snapshots(conn, streams_of(events))  # folded from the old values: they go with them
+        with secure_delete(conn):  # what the rewrite frees is zeroed, not left in free space
+            _rewrite(conn, events)
+            redaction = _record(conn, fields, events, reason=reason, by=by, backup=backup)
+            snapshots = drop_snapshots(conn, streams_of(events))  # folded from the old values: they go with them
         _verify(conn, events, before)
     return _result("redact", store, fields, selected, events, redaction=redaction, backup=backup, reason=reason, by=by, snapshotsDropped=snapshots)
 
@@ -263,20 +266,26 @@ def streams_of(events: Iterable[_Redacted]) -> list[str]:
     return sorted({event.row[2] for event in events})
 
 
-def _rewrite(conn: sqlite3.Connection, events: list[_Redacted]) -> None:
-    "The new texts in place, with freed bytes zeroed (secure_delete) rather than left in free space."
+@contextmanager
+def secure_delete(conn: sqlite3.Connection) -> Iterator[None]:
+    "SQLite overwrites what it deletes or frees with zeros meanwhile."
     previous = conn.execute("PRAGMA secure_delete").fetchone()[0]
     conn.execute("PRAGMA secure_delete = ON")
     try:
-        with lifted_triggers(conn):
-            cursor = conn.executemany(
-                "UPDATE main.events SET data = ?, metadata = ? WHERE position = ?",
-                ((*event.texts, event.position) for event in events),
-            )
-            if cursor.rowcount != len(events):
-                raise VerificationFailed(f"{len(events)} events were to be redacted, {cursor.rowcount} were")
+        yield
     finally:
         conn.execute(f"PRAGMA secure_delete = {int(previous)}")
+
+
+def _rewrite(conn: sqlite3.Connection, events: list[_Redacted]) -> None:
+    "The new texts in place."
+    with lifted_triggers(conn):
+        cursor = conn.executemany(
+            "UPDATE main.events SET data = ?, metadata = ? WHERE position = ?",
+            ((*event.texts, event.position) for event in events),
+        )
+        if cursor.rowcount != len(events):
+            raise VerificationFailed(f"{len(events)} events were to be redacted, {cursor.rowcount} were")
 
 
 def _record(conn: sqlite3.Connection, fields: tuple[Field, ...], events: list[_Redacted], *, reason: str, by: str, backup: str) -> int:
@@ -326,15 +335,10 @@ def scrub(store: "Store") -> bool:
     then remain in ``-wal`` until the next checkpoint: run it again).
     """
     conn = store.conn
-    with translate_errors(store.path), store.queue.turn(store.busy_timeout):
-        previous = conn.execute("PRAGMA secure_delete").fetchone()[0]
-        conn.execute("PRAGMA secure_delete = ON")
-        try:
-            _checkpoint(conn)
-            conn.execute("VACUUM")
-            return _checkpoint(conn)
-        finally:
-            conn.execute(f"PRAGMA secure_delete = {int(previous)}")
+    with translate_errors(store.path), store.queue.turn(store.busy_timeout), secure_delete(conn):
+        _checkpoint(conn)
+        conn.execute("VACUUM")
+        return _checkpoint(conn)
 
 
 def _checkpoint(conn: sqlite3.Connection) -> bool:
