@@ -71,14 +71,14 @@ def relay(
     backoff: Backoff = 0.5,
     db: Db = None,
     config: ConfigFile = None,
-) -> None:
+) -> int:
     """Publish the log to Redis Streams, RabbitMQ or NATS JetStream.
 
     It resumes from where this relay left off. The filters of evt read choose what is published (types as stored); a relay under the same name already running is waited for.
 
     Redis: XADD with the entry id <position>-0, so Redis refuses an event published twice (exactly once in the stream). RabbitMQ: persistent messages routed by event type, message_id = event id, confirmed before the position moves (at least once). NATS: message number <position> in the stream, guarded by Nats-Expected-Last-Sequence and Nats-Msg-Id (exactly once in the stream). --cloudevents publishes CloudEvents instead of evt envelopes.
 
-    Catches up, prints a summary (published, alreadyPublished, position) and exits; --follow keeps going.
+    Catches up, prints a summary (published, alreadyPublished, position) and exits; --follow keeps going until Ctrl-C, which prints the summary too (exit 130).
     """
     from ..relay import Retry, target_for
     from ..relay import relay as run_relay
@@ -103,10 +103,9 @@ def relay(
     store = Context(db, config).open(with_model=False)
     if name is None and given:
         name = f"{target.name} [{given}]"  # another selection is another relay, with a position of its own
-    result = run_relay(
-        store, target, name=name, filter=filter if given else None, batch=batch, follow=follow, retry=Retry(retries, backoff, warn), on_wait=warn
+    return summarized(
+        run_relay, store, target, name=name, filter=filter if given else None, batch=batch, follow=follow, retry=Retry(retries, backoff, warn), on_wait=warn
     )
-    print_summary(result.to_dict())
 
 
 def filter_flags(stream, category, types, exact_types, correlation_id, since, until) -> str:
@@ -143,14 +142,14 @@ def ingest(
     backoff: Backoff = 0.5,
     db: Db = None,
     config: ConfigFile = None,
-) -> None:
+) -> int:
     """Append events from Redis, RabbitMQ or NATS; idempotent by id.
 
     Reads a Redis stream (in a consumer group), a RabbitMQ queue or a JetStream durable consumer. Messages are evt envelopes or CloudEvents (structured or binary).
 
     Each batch is acknowledged (XACK / basic.ack / JetStream ack) only after it is committed; after a crash the unacknowledged messages are delivered again and appending them is a no-op. A message that is not an event, or reuses an id with other content, is kept as a dead letter and acknowledged.
 
-    Catches up and exits when nothing arrives for --wait seconds, printing a summary; --follow keeps going.
+    Catches up and exits when nothing arrives for --wait seconds, printing a summary; --follow keeps going until Ctrl-C, which prints the summary too (exit 130).
     """
     from ..relay import Retry, source_for
     from ..relay import ingest as run_ingest
@@ -165,8 +164,20 @@ def ingest(
         url, group=group, key=key, consumer=consumer, queue=queue, bindings=bind, exchange=exchange, prefetch=batch, wait=wait, durable=durable, **nats
     )
     store = Context(db, config).open(create=True, with_model=False)
-    result = run_ingest(store, source, batch=batch, follow=follow, retry=Retry(retries, backoff, warn))
+    return summarized(run_ingest, store, source, batch=batch, follow=follow, retry=Retry(retries, backoff, warn))
+
+
+def summarized(run, *args, **options) -> int:
+    "Run a relay or an ingest and print its summary, also when Ctrl-C ends it (then exit 130)."
+    from ..relay.engine import Interrupted
+
+    try:
+        result = run(*args, **options)
+    except Interrupted as e:
+        print_summary(e.result.to_dict())
+        return 130
     print_summary(result.to_dict())
+    return 0
 
 
 def print_summary(summary: dict) -> None:

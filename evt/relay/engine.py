@@ -10,9 +10,12 @@ messages (appending them again is idempotent by event id).
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Iterator, Protocol, Sequence
 
 from ..errors import BrokerUnavailable, Conflict, EvtError, InvalidInput, UsageError
 from ..log import cloudevents
@@ -96,6 +99,14 @@ class Retry:
 
 def _attempts(n: int) -> str:
     return "1 attempt" if n == 1 else f"{n} attempts"
+
+
+class Interrupted(KeyboardInterrupt):
+    "Ctrl-C ended a relay or an ingest; ``result`` is what it had done (its work up to there is saved)."
+
+    def __init__(self, result: "RelayResult | IngestResult"):
+        super().__init__()
+        self.result = result
 
 
 @dataclass
@@ -208,14 +219,39 @@ def _relay(store: Store, target: Target, name: str, filter: Filter | None, batch
                 retry.wait(e)
                 continue
             retry.reset()
-            with store.transaction():
+            with interrupts_deferred(), store.transaction():  # the summary counts what is saved, no more, no less
                 save_position(store, name, passed)
-            result.position = passed
-            result.published += published
-            result.skipped += skipped
+                result.position = passed
+                result.published += published
+                result.skipped += skipped
+    except KeyboardInterrupt:
+        raise Interrupted(result) from None
     finally:
         target.close()
     return result
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C back until the block has ended (committed or failed), then raise it.
+
+    A commit and the counts of a summary then change together. Signal handlers belong to
+    the main thread: elsewhere the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        yield
+        return
+    caught: list = []
+    previous = signal.signal(signal.SIGINT, lambda number, frame: caught.append((number, frame)))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            if callable(previous):
+                previous(*caught[0])  # Python's own handler raises KeyboardInterrupt
+            else:
+                raise KeyboardInterrupt
 
 
 def _connect(target: Target, retry: Retry) -> bool:
@@ -266,12 +302,15 @@ def ingest(
                         if follow:
                             continue
                         return result
-                    store_messages(store, source.name, messages, result)
+                    with interrupts_deferred():  # the summary counts what is stored, no more, no less
+                        store_messages(store, source.name, messages, result)
                     source.ack(messages)
                     retry.reset()
             except BrokerUnavailable as e:
                 source.close()
                 retry.wait(e)
+    except KeyboardInterrupt:
+        raise Interrupted(result) from None
     finally:
         source.close()
 
