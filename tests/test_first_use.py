@@ -27,7 +27,7 @@ def test_completion_the_typer_way(evt_proc):
     script = evt_proc("--show-completion", "bash")
     assert script.exit_code == 0 and "_EVT_COMPLETE=complete_bash" in script.stdout
     env = {"_EVT_COMPLETE": "complete_bash", "COMP_WORDS": "evt re", "COMP_CWORD": "1"}
-    assert evt_proc(env=env).stdout.split() == ["read", "replay", "relay"]
+    assert evt_proc(env=env).stdout.split() == ["read", "redact", "replay", "relay"]
     env = {"_EVT_COMPLETE": "complete_bash", "COMP_WORDS": "evt dlq re", "COMP_CWORD": "2"}
     assert evt_proc(env=env).stdout.split() == ["retry"]
     env = {"_EVT_COMPLETE": "complete_bash", "COMP_WORDS": "evt read --format ", "COMP_CWORD": "3"}

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from . import dlq, forget, log, model, projections, relay, trace, upcast, verify
+from . import dlq, forget, log, model, projections, redact, relay, trace, upcast, verify
 from .boundary import fail, guarded
 
 HELP = """An event store in one SQLite file: append, read, follow, replay, fold, upcast.
@@ -49,6 +49,7 @@ trace.register(app)
 model.register(app)
 upcast.register(app)
 forget.register(app)
+redact.register(app)
 projections.register(app)
 dlq.register(app)
 relay.register(app)

@@ -13,11 +13,12 @@ import typer
 
 
 def at_least(minimum: float) -> Callable:
-    "An option callback: the value must be ``minimum`` or more (None passes)."
+    "An option callback: the value (each, of a repeatable option) must be ``minimum`` or more (None passes)."
 
     def check(value):
-        if value is not None and value < minimum:
-            raise typer.BadParameter(f"must be {minimum} or more, not {value}")
+        for one in value if isinstance(value, list) else [value]:
+            if one is not None and one < minimum:
+                raise typer.BadParameter(f"must be {minimum} or more, not {one}")
         return value
 
     return check

@@ -299,6 +299,23 @@ def create_subject_keys(conn: sqlite3.Connection) -> None:
         )""",
         "CREATE INDEX IF NOT EXISTS evt_forgotten_key ON evt_forgotten (key_id) WHERE key_id IS NOT NULL",
         "CREATE INDEX IF NOT EXISTS evt_forgotten_subject ON evt_forgotten (subject_sha256)",
+
+
+def create_redactions(conn: sqlite3.Connection) -> None:
+    """Migration: the audit trail of ``evt redact`` — when, by whom, why, which events and
+    fields, and the backup taken first; never what was redacted."""
+    conn.execute(
+        """
+        CREATE TABLE IF NOT EXISTS evt_redactions (
+            id INTEGER PRIMARY KEY,
+            redacted_at TEXT NOT NULL,
+            redacted_by TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            fields TEXT NOT NULL,
+            positions TEXT NOT NULL,
+            events INTEGER NOT NULL,
+            backup TEXT
+        )"""
     )
 
 
@@ -312,6 +329,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0007_causation_index", create_causation_index),
     ("0008_event_hashes", add_event_hashes),
     ("0009_subject_keys", create_subject_keys),
+    ("0010_redactions", create_redactions),
 ]
 
 FORMAT_VERSION = len(MIGRATIONS)

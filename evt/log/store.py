@@ -34,7 +34,7 @@ from .envelope import ANY, Event, NewEvent, loads
 from .filters import MAX_INTEGER, Filter, renamed_type_condition, text_argument
 from .hooks import ModelHooks
 from .keys import MARK, SQL_FLAG, Decryptor, Keys
-from .sqlite import connect, translate_errors
+from .sqlite import connect, corrupted, translate_errors
 from .timestamps import now
 from .writers import WriterQueue
 
@@ -641,21 +641,29 @@ def check_not_corrupted(conn: sqlite3.Connection, path: str) -> None:
     to run when this reports a damaged store.
     """
     with translate_errors(path):
-        pages = conn.execute("PRAGMA page_count").fetchone()[0]
-        everything = pages * conn.execute("PRAGMA page_size").fetchone()[0] <= CHECK_EVERY_PAGE_UP_TO
-        if everything:
-            for _ in conn.execute(ROW_TEXT):  # each row's text decoded (by Python, which checks it is UTF-8)
-                pass
+        try:
+            _read_the_log(conn)
+        except sqlite3.DataError as e:  # "string or blob too big": a stored length no write could have made
+            raise corrupted(path, "a record's length is damaged") from e
+
+
+def _read_the_log(conn: sqlite3.Connection) -> None:
+    "Read the pages check_not_corrupted looks at (see there)."
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    everything = pages * conn.execute("PRAGMA page_size").fetchone()[0] <= CHECK_EVERY_PAGE_UP_TO
+    if everything:
+        for _ in conn.execute(ROW_TEXT):  # each row's text decoded (by Python, which checks it is UTF-8)
+            pass
+    else:
+        conn.execute("SELECT max(position) FROM events").fetchone()
+    for (index,) in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'events'").fetchall():
+        columns = [_sql_name(c) for (c,) in conn.execute(f"SELECT name FROM pragma_index_info({_sql_text(index)})")]
+        first, index = columns[0], _sql_name(index)
+        where = f"FROM events INDEXED BY {index} WHERE {first} IS NOT NULL"
+        if everything:  # each entry read whole (its columns and the position it points to), as count(*) would not
+            conn.execute(f"SELECT sum({' + '.join(f'length({c})' for c in columns)}), sum(position) {where}").fetchone()
         else:
-            conn.execute("SELECT max(position) FROM events").fetchone()
-        for (index,) in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'events'").fetchall():
-            columns = [_sql_name(c) for (c,) in conn.execute(f"SELECT name FROM pragma_index_info({_sql_text(index)})")]
-            first, index = columns[0], _sql_name(index)
-            where = f"FROM events INDEXED BY {index} WHERE {first} IS NOT NULL"
-            if everything:  # each entry read whole (its columns and the position it points to), as count(*) would not
-                conn.execute(f"SELECT sum({' + '.join(f'length({c})' for c in columns)}), sum(position) {where}").fetchone()
-            else:
-                conn.execute(f"SELECT {first} {where} ORDER BY {first} DESC LIMIT 1").fetchone()
+            conn.execute(f"SELECT {first} {where} ORDER BY {first} DESC LIMIT 1").fetchone()
 
 
 ROW_TEXT = (

@@ -24,7 +24,7 @@ import os
 import sqlite3
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from ..errors import Conflict, StoreUnavailable, UsageError
+from ..errors import Conflict, UsageError
 from ..log import chain, files, migrations
 from ..log.envelope import dumps
 from ..log.filters import flat, pairs_values
@@ -34,6 +34,7 @@ from ..log.store import COLUMNS, row_to_event
 from ..log.timestamps import now
 from ..model.registry import Model
 from ..model.upcasters import Crypt, Upcaster
+from .rewrite import RewriteRefused, check_append_only, check_integrity, lifted_triggers, rewriting
 
 if TYPE_CHECKING:
     from ..log.store import Store
@@ -48,10 +49,6 @@ EVENT_CHECKS = (
     "AND m.source IS s.source AND m.correlation_id IS s.correlation_id "
     "AND m.causation_id IS s.causation_id AND m.metadata = s.metadata"
 )
-
-
-class VerificationFailed(StoreUnavailable):
-    "A migrated store does not match its source; the migration was rolled back"
 
 
 # -- status and plans --------------------------------------------------------------------
@@ -198,13 +195,13 @@ def verify(conn: sqlite3.Connection, upcaster: Upcaster, before: str, found: lis
 
     Same count; same id, stream, revision, timestamp, source, correlation, causation and
     metadata at every position; unchanged data where no upcaster applies; every upcast
-    event at the latest (type, version); ``integrity_check`` ok. VerificationFailed otherwise.
+    event at the latest (type, version); ``integrity_check`` ok. RewriteRefused otherwise.
     """
     pairs = _pending_pairs(found)
     count = conn.execute(f"SELECT count(*) FROM {schema}.events").fetchone()[0]
     expected = conn.execute(f"SELECT count(*) FROM {before}").fetchone()[0]
     if count != expected:
-        raise VerificationFailed(f"the migrated log has {count} events, the source {expected}")
+        raise RewriteRefused(f"the migrated log has {count} events, the source {expected}")
     pending, params = _in_pairs(pairs, "s.")
     same = conn.execute(
         f"SELECT count(*) FROM {schema}.events AS m JOIN {before} AS s ON s.position = m.position "
@@ -212,10 +209,10 @@ def verify(conn: sqlite3.Connection, upcaster: Upcaster, before: str, found: lis
         params,
     ).fetchone()[0]
     if same != count:
-        raise VerificationFailed(f"{_events(count - same)} differ from the source in more than type, version and data")
+        raise RewriteRefused(f"{_events(count - same)} differ from the source in more than type, version and data")
     left, params = _in_pairs(pairs)
     if conn.execute(f"SELECT count(*) FROM {schema}.events WHERE {left}", params).fetchone()[0]:
-        raise VerificationFailed("some events are not at their latest version")
+        raise RewriteRefused("some events are not at their latest version")
     pending, params = _in_pairs(pairs, "s.")
     moved = conn.execute(
         f"SELECT s.type, s.version, m.type, m.version, count(*) FROM {schema}.events AS m "
@@ -224,15 +221,9 @@ def verify(conn: sqlite3.Connection, upcaster: Upcaster, before: str, found: lis
     ).fetchall()
     for type_, version, to_type, to_version, n in moved:
         if (to_type, to_version) != upcaster.target(type_, version):
-            raise VerificationFailed(f"{_events(n)} of {type_} v{version} became {to_type} v{to_version}, not {'{} v{}'.format(*upcaster.target(type_, version))}")
-    problems = [row[0] for row in conn.execute(f"PRAGMA {schema}.integrity_check")]
-    if problems != ["ok"]:
-        raise VerificationFailed(f"integrity_check: {'; '.join(problems[:3])}")
-    triggers = conn.execute(
-        f"SELECT count(*) FROM {schema}.sqlite_schema WHERE type = 'trigger' AND name LIKE 'events_append_only_%'"
-    ).fetchone()[0]
-    if triggers != 2:
-        raise VerificationFailed("the append-only triggers are missing")
+            raise RewriteRefused(f"{_events(n)} of {type_} v{version} became {to_type} v{to_version}, not {'{} v{}'.format(*upcaster.target(type_, version))}")
+    check_integrity(conn, schema)
+    check_append_only(conn, schema)
 
 
 def _events(n: int) -> str:
@@ -383,116 +374,38 @@ def _publish(tmp: str, out: str) -> None:
 def migrate_in_place(store: "Store", on_backup: Callable[[str], None] | None = None) -> dict:
     """Rewrite the upcast events in the store itself.
 
-    With the write lock held: a consistent backup next to the store (the sqlite3 backup
-    API, synced to disk; ``on_backup(path)`` is told where it goes), then one transaction
+    A checked rewrite (``evt.ops.rewrite``): with the write lock held, a consistent backup
+    next to the store (``on_backup(path)`` is told where it goes), then one transaction
     that drops the append-only triggers, rewrites the rows, recreates the triggers,
     records the run in ``evt_upcast_runs`` and verifies the result against the events as
-    they were. The backup gets its name only once that transaction has committed: any
-    failure rolls it all back and removes the unfinished backup, so a backup always
-    belongs to a migration that happened. With nothing to upcast, nothing is done (no
-    backup, no record).
+    they were. Any failure rolls it all back and removes the unfinished backup. With
+    nothing to upcast, nothing is done (no backup, no record).
     """
     upcaster = _upcaster_of(store)
-    conn = store.conn
-    with translate_errors(store.path), store.transaction():
-        _settle_abandoned_backups(store)
+    with rewriting(store, on_backup) as run:
+        conn = run.conn
         found = changes(upcaster, conn)
         total = conn.execute("SELECT count(*) FROM events").fetchone()[0]
         if not found:
             return _result("in-place", found, total, store=store.path, backup=None)
-        backup, unfinished = _backup(store)
-        try:
-            if on_backup is not None:
-                on_backup(backup)
-            result = _result("in-place", found, total, store=store.path, backup=backup)
-            _rewrite(conn, upcaster, found, _crypt(store, upcaster, conn))
-            _record_run(conn, result, upcaster, found)
-            verify(conn, upcaster, "temp.evt_upcast_before", found)
-            conn.execute("DROP TABLE temp.evt_upcast_before")
-        except BaseException:
-            files.remove_sqlite_files(unfinished)
-            raise
-    _name_backup(unfinished, backup)
+        result = _result("in-place", found, total, store=store.path, backup=run.backup())
+        _rewrite(conn, upcaster, found, _crypt(store, upcaster, conn))
+        _record_run(conn, result, upcaster, found)
+        verify(conn, upcaster, "temp.evt_upcast_before", found)
+        conn.execute("DROP TABLE temp.evt_upcast_before")
     return result
 
 
 def _rewrite(conn: sqlite3.Connection, upcaster: Upcaster, found: list[dict], crypt: Crypt) -> None:
     conn.execute(f"CREATE TEMP TABLE evt_upcast_before AS SELECT {COLUMNS} FROM main.events")
-    migrations.drop_append_only_triggers(conn)
     update = "UPDATE main.events SET type = ?, version = ?, data = ? WHERE position = ?"
     first = None
-    for rows in _pending_batches(conn, "main", _pending_pairs(found)):
-        first = rows[0][0] if first is None else first
-        conn.executemany(update, [(r[4], r[5], r[10], r[0]) for r in upcaster.rows(rows, crypt)])
-    if first is not None:  # the chain from the first rewritten event on: its hash, and every one after it
-        chain.rehash(conn, first)
-    migrations.create_append_only_triggers(conn)
-
-
-BACKUP_MARK = ".bak-"
-
-
-def _backup(store: "Store") -> tuple[str, str]:
-    """A consistent copy of the store, synced to disk, under a temporary name next to it.
-
-    Returns (the name it will have, ``<db>.bak-<UTC time>``; the file it is in now). Taken
-    through a second connection while this one holds the write lock, so it is exactly the
-    state the rewrite starts from. It has the store's permission bits.
-    """
-    stamp = now().replace("-", "").replace(":", "").split(".")[0] + "Z"
-    path = f"{store.path}{BACKUP_MARK}{stamp}"
-    n = 1
-    while os.path.lexists(path):
-        n += 1
-        path = f"{store.path}{BACKUP_MARK}{stamp}-{n}"
-    tmp = files.temporary_name(path)  # a killed run leaves no file under a backup's name
-    files.create_like(tmp, store.path)
-    source = connect(store.path)
-    target = connect(tmp)
-    try:
-        with translate_errors(path):
-            source.backup(target)  # page for page: a WAL store stays one
-            target.close()
-            files.sync_file(tmp)
-    except BaseException:
-        target.close()
-        files.remove_sqlite_files(tmp)
-        raise
-    finally:
-        source.close()
-    return path, tmp
-
-
-def _name_backup(unfinished: str, backup: str) -> None:
-    "Give a committed migration's backup its name (synced); it is the only copy of the old log, so it is kept whatever happens."
-    try:
-        files.publish(unfinished, backup)
-    except OSError as e:
-        raise StoreUnavailable(
-            f"the store was migrated, but its backup could not be named {backup} ({e.strerror or e}); it is {unfinished}"
-        ) from None
-    files.remove_sqlite_files(unfinished)
-
-
-def _settle_abandoned_backups(store: "Store") -> None:
-    """The unfinished backups of in-place runs that were killed (their process is gone).
-
-    One whose run committed (``evt_upcast_runs`` names it: the run was killed just before
-    naming it) gets its name; the others belong to migrations that never happened (the
-    store is as it was) and are removed.
-    """
-    marker = ".tmp-"
-    recorded = {
-        row[0] for row in store.conn.execute("SELECT backup FROM evt_upcast_runs WHERE backup IS NOT NULL")
-    }
-    for path in glob.glob(glob.escape(store.path) + BACKUP_MARK + "*" + glob.escape(marker) + "*"):
-        final, _, pid = path.rpartition(marker)
-        if not pid.isdigit() or files.process_alive(int(pid)) and int(pid) != os.getpid():
-            continue
-        if os.path.abspath(final) in recorded and not os.path.lexists(final):
-            _name_backup(path, final)
-        else:
-            files.remove_sqlite_files(path)
+    with lifted_triggers(conn):
+        for rows in _pending_batches(conn, "main", _pending_pairs(found)):
+            first = rows[0][0] if first is None else first
+            conn.executemany(update, [(r[4], r[5], r[10], r[0]) for r in upcaster.rows(rows, crypt)])
+        if first is not None:  # the chain from the first rewritten event on: its hash, and every one after it
+            chain.rehash(conn, first)
 
 
 # -- results and the audit record --------------------------------------------------------
