@@ -515,3 +515,25 @@ def test_a_redaction_replaces_exactly_the_paths_it_reports_and_again_changes_not
     for field in redaction.fields_of(paths):
         field.redact(documents, again)
     assert again == []
+
+
+def test_the_chain_verifies_after_redactions_and_still_catches_any_other_change(evt, store):
+    head_before = json.loads(evt("verify").stdout)["headHash"]
+    assert evt("redact", "--position", "1", "--field", "data.email", "--reason", "a", "--yes").exit_code == 0
+    assert evt("redact", "--position", "1", "--field", "metadata.ip", "--reason", "b", "--yes").exit_code == 0  # again: first digests kept
+    assert evt("redact", "--id", "e4", "--reason", "c", "--yes").exit_code == 0
+    verified = evt("verify", "--expect-head", head_before)
+    assert verified.exit_code == 0, verified.stderr
+    report = json.loads(verified.stdout)
+    assert (report["verified"], report["redacted"], report["headHash"]) == (True, 2, head_before)  # nothing before it rewritten but by redaction
+    assert rows(sql="SELECT position, redaction FROM evt_redacted_events ORDER BY position") == [(1, 1), (4, 3)]
+    conn = sqlite3.connect("events.db")
+    conn.executescript(
+        "DROP TRIGGER events_append_only_update;"
+        """UPDATE events SET data = replace(data, 'Oslo', 'Bergen') WHERE position = 3;"""
+    )
+    conn.close()
+    r = evt("verify")
+    assert (r.exit_code, r.stderr) == (
+        8, "evt: verification failed at position 3: its hash does not match the event and the hash of position 2 (the event was changed, or an earlier hash recomputed)\n"
+    )

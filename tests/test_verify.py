@@ -122,7 +122,7 @@ def test_the_readmes_recipe_computes_the_stored_hashes(log):
     import re
 
     readme = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
-    section = readme.split("### Tamper evidence: evt verify", 1)[1].split("\n## ", 1)[0]
+    section = readme.split("### Tamper evidence: evt verify", 1)[1].split("\n### ", 1)[0]
     [recipe] = re.findall(r"^```python\n(.*?)^```", section, re.S | re.M)
     namespace: dict = {}
     exec(compile(recipe, "README.md, Tamper evidence", "exec"), namespace)

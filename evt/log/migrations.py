@@ -299,6 +299,7 @@ def create_subject_keys(conn: sqlite3.Connection) -> None:
         )""",
         "CREATE INDEX IF NOT EXISTS evt_forgotten_key ON evt_forgotten (key_id) WHERE key_id IS NOT NULL",
         "CREATE INDEX IF NOT EXISTS evt_forgotten_subject ON evt_forgotten (subject_sha256)",
+    )
 
 
 def create_redactions(conn: sqlite3.Connection) -> None:

@@ -31,6 +31,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from ..errors import NotFound, StreamNotFound, UsageError
+from ..log import chain
 from ..log.envelope import dumps, loads
 from ..log.sqlite import translate_errors
 from ..log.timestamps import now
@@ -295,7 +296,14 @@ def _record(conn: sqlite3.Connection, fields: tuple[Field, ...], events: list[_R
         "VALUES (?, ?, ?, ?, ?, ?, ?)",
         (now(), by, reason, dumps([f.text for f in fields]), dumps([e.position for e in events]), len(events), os.path.abspath(backup)),
     )
-    return cursor.lastrowid
+    redaction = cursor.lastrowid
+    # The chain keeps the digests of the texts as appended: an event redacted again keeps
+    # those of its first redaction (OR IGNORE), so evt verify still chains it.
+    conn.executemany(
+        "INSERT OR IGNORE INTO main.evt_redacted_events (position, redaction, data_sha256, metadata_sha256) VALUES (?, ?, ?, ?)",
+        ((e.position, redaction, chain.digest(e.row[10]), chain.digest(e.row[11])) for e in events),
+    )
+    return redaction
 
 
 def _verify(conn: sqlite3.Connection, events: list[_Redacted], before: tuple) -> None:
