@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from . import dlq, log, model, projections, relay, trace, upcast
+from . import backup, dlq, log, model, projections, relay, trace, upcast
 from .boundary import fail, guarded
 
 HELP = """An event store in one SQLite file: append, read, follow, replay, fold, upcast.
@@ -50,6 +50,7 @@ upcast.register(app)
 projections.register(app)
 dlq.register(app)
 relay.register(app)
+backup.register(app)
 
 
 def run(args: list[str]) -> int:

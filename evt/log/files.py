@@ -42,6 +42,10 @@ def remove_abandoned(final_pattern: str, marker: str = ".tmp-") -> None:
     """
     for path in glob.glob(final_pattern + glob.escape(marker) + "*"):
         pid = path.rsplit(marker, 1)[1]
+        for suffix in SQLITE_SUFFIXES[1:]:  # a journal left without its file (killed while removing them)
+            if suffix and pid.endswith(suffix):
+                pid, path = pid[: -len(suffix)], path[: -len(suffix)]
+                break
         if pid.isdigit() and (int(pid) == os.getpid() or not process_alive(int(pid))):
             remove_sqlite_files(path)
 
