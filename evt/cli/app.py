@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from . import backup, dlq, log, model, projections, relay, trace, upcast
+from . import backup, dlq, log, model, projections, relay, seal, trace, upcast
 from .boundary import fail, guarded
 
 HELP = """An event store in one SQLite file: append, read, follow, replay, fold, upcast.
@@ -51,6 +51,7 @@ projections.register(app)
 dlq.register(app)
 relay.register(app)
 backup.register(app)
+seal.register(app)
 
 
 def run(args: list[str]) -> int:

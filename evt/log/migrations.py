@@ -247,6 +247,30 @@ def create_causation_index(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX IF NOT EXISTS events_causation ON events (causation_id) WHERE causation_id IS NOT NULL")
 
 
+def create_seals(conn: sqlite3.Connection) -> None:
+    """Migration: signed heads of the hash chain (``evt seal``), append-only like the events.
+
+    ``hash`` is the chain hash at ``position`` (32 bytes), ``key_id`` the SHA-256 (hex) of
+    the signer's raw Ed25519 public key, ``signature`` 64 bytes over the text
+    ``evt.ops.seals.message`` builds."""
+    execute_all(
+        conn,
+        """
+        CREATE TABLE evt_seals (
+            id INTEGER PRIMARY KEY,
+            position INTEGER NOT NULL,
+            hash BLOB NOT NULL,
+            signed_at TEXT NOT NULL,
+            key_id TEXT NOT NULL,
+            signature BLOB NOT NULL
+        )""",
+        "CREATE TRIGGER evt_seals_append_only_update BEFORE UPDATE ON evt_seals "
+        "BEGIN SELECT RAISE(ABORT, 'seals are append-only'); END",
+        "CREATE TRIGGER evt_seals_append_only_delete BEFORE DELETE ON evt_seals "
+        "BEGIN SELECT RAISE(ABORT, 'seals are append-only'); END",
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0001_create_event_log", create_event_log),
     ("0002_upcast_runs", create_upcast_runs),
@@ -255,6 +279,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0005_redact_broker_secrets", redact_broker_secrets),
     ("0006_dead_letter_detail", add_dead_letter_detail),
     ("0007_causation_index", create_causation_index),
+    ("0009_seals", create_seals),
 ]
 
 FORMAT_VERSION = len(MIGRATIONS)
