@@ -85,15 +85,16 @@ def verify(public_key: PublicKeys = None, format: Format = None, db: Db = None, 
     position is exit 8, and so is a store with no seals. Read-only.
     """
     from ..log.store import Store
-    from ..ops.seals import verify_seals
+    from ..ops.seals import public_keys, verify_seals
     from ..ops.verify import verify as verify_chain
 
     fmt = choose_format(format)
+    keys = public_keys(public_key or [])
     ctx = Context(db, config)
     report = verify_chain(ctx.db_path).check()
     store = Store(ctx.db_path, create=False, migrate=False, busy_timeout=ctx.config.busy_timeout())  # read-only: never upgraded
     try:
-        sealed = verify_seals(store, public_key or [])
+        sealed = verify_seals(store, keys)
     finally:
         store.close()
     result = {"path": ctx.db_path, "verified": True, "head": report.head, "headHash": report.head_hash, **sealed}

@@ -170,10 +170,9 @@ def _require_chain(store: "Store") -> None:
 def seal(store: "Store", private_key_path: str) -> dict:
     """Sign the head of the chain with the key in ``private_key_path``; record and return the seal.
 
-    The chain is verified first, in one read snapshot (from the last seal of this key that
-    still holds, or from the start; writers go on meanwhile), and the head of that snapshot
-    is sealed: a log that does not verify is never sealed (VerificationFailed). An empty
-    log has nothing to seal (NotFound).
+    The whole chain is verified first, in one read snapshot (writers go on meanwhile), and
+    the head of that snapshot is sealed: a log that does not verify is never sealed
+    (VerificationFailed). An empty log has nothing to seal (NotFound).
     """
     from .verify import verify
 
@@ -187,9 +186,7 @@ def seal(store: "Store", private_key_path: str) -> dict:
             head = conn.execute("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1").fetchone()
             if head is None:
                 raise NotFound(f"{store.path} holds no events: nothing to seal")
-            start = _verified_up_to(conn, key.public_key(), key_name) + 1
-            if start <= head[0]:
-                verify(store, from_position=start).check()
+            verify(store).check()
         finally:
             conn.execute("ROLLBACK")
     position, hash_ = head
@@ -203,40 +200,31 @@ def seal(store: "Store", private_key_path: str) -> dict:
     return _as_dict((cursor.lastrowid, position, hash_, signed_at, key_name, signature))
 
 
-def _verified_up_to(conn, public_key, key_name: str) -> int:
-    """The position of this key's latest seal whose signature and hash still hold (0: none).
-
-    The chain up to it needs no walk: a later link breaks if anything before it changed,
-    and the walk from the seal on checks that link.
-    """
-    row = conn.execute(
-        f"SELECT {COLUMNS} FROM evt_seals WHERE key_id = ? ORDER BY position DESC, id DESC LIMIT 1", (key_name,)
-    ).fetchone()
-    if row is None or _seal_problem(conn, row, {key_name: public_key}) is not None:
-        return 0
-    return row[1]
-
-
 def seals(store: "Store") -> list[dict]:
     "Every recorded seal, oldest first."
     with translate_errors(store.path):
         return [_as_dict(row) for row in store.conn.execute(f"SELECT {COLUMNS} FROM evt_seals ORDER BY id")]
 
 
-def verify_seals(store: "Store", public_key_paths: Iterable[str]) -> dict:
-    """Check every seal: signed by one of the given public keys, over the chain hash the
-    log holds now at the sealed position. Returns a summary; VerificationFailed (exit 8)
+def public_keys(paths: Iterable[str]) -> dict:
+    "The Ed25519 public keys in these PEM files, by key id; UsageError for none, or a file that is not one."
+    keys = {}
+    for path in paths:
+        public = load_public_key(path)
+        keys[key_id(_raw_public(public))] = public
+    if not keys:
+        raise UsageError("evt seal verify needs --public-key PUBLIC.pem (repeatable)")
+    return keys
+
+
+def verify_seals(store: "Store", keys: dict) -> dict:
+    """Check every seal: signed by one of the ``keys`` (``public_keys``), over the chain hash
+    the log holds now at the sealed position. Returns a summary; VerificationFailed (exit 8)
     at the first seal that does not hold, and when there is no seal at all.
 
     This checks the seals only; ``verify`` walks the chain itself (``evt seal verify``
     runs both).
     """
-    keys = {}
-    for path in public_key_paths:
-        public = load_public_key(path)
-        keys[key_id(_raw_public(public))] = public
-    if not keys:
-        raise UsageError("evt seal verify needs --public-key PUBLIC.pem (repeatable)")
     _require_chain(store)
     conn = store.conn
     with translate_errors(store.path):
