@@ -179,12 +179,24 @@ def test_seal_verify_passes_on_an_untouched_log_with_later_appends(evt, store, k
     }
 
 
-def tamper(path, *statements: str, params=()) -> None:
-    "What an attacker does with the plain sqlite3 shell: drop the triggers, change rows, put them back."
-    triggers = sql(path, "SELECT sql FROM sqlite_schema WHERE type = 'trigger'")
-    sql(path, *[f"DROP TRIGGER {name}" for (name,) in sql(path, "SELECT name FROM sqlite_schema WHERE type = 'trigger'")])
-    sql(path, *statements, params=params)
-    sql(path, *[s for (s,) in triggers])
+def tamper(path, *statements: str, rehash_from: int | None = None) -> None:
+    """What an attacker does with the plain sqlite3 shell: drop the triggers, change rows,
+    recompute the chain from ``rehash_from`` on (the README documents how), put the triggers back."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        triggers = conn.execute("SELECT name, sql FROM sqlite_schema WHERE type = 'trigger'").fetchall()
+        conn.execute("BEGIN")
+        for name, _ in triggers:
+            conn.execute(f"DROP TRIGGER {name}")
+        for statement in statements:
+            conn.execute(statement)
+        if rehash_from is not None:
+            chain.rehash(conn, rehash_from)
+        for _, statement in triggers:
+            conn.execute(statement)
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
 
 
 @needs_chain
@@ -221,12 +233,7 @@ def test_a_seal_by_another_key_is_caught(evt, store, key):
 @needs_chain
 def test_a_rewritten_log_with_its_chain_recomputed_passes_evt_verify_but_not_the_seal(evt, store, key):
     sealed = evt("seal", "sign", "--key", "seal.pem", "--format", "ndjson").json()[0]
-    tamper(store, """UPDATE events SET data = '{"n":3,"secret-ish":"forged"}' WHERE position = 4""")
-    conn = sqlite3.connect(store, isolation_level=None)
-    conn.execute("BEGIN")
-    chain.rehash(conn, 4)  # the documented chain, recomputed by hand from the changed event on
-    conn.execute("COMMIT")
-    conn.close()
+    tamper(store, """UPDATE events SET data = '{"n":3,"secret-ish":"forged"}' WHERE position = 4""", rehash_from=4)
     assert evt("verify").exit_code == 0  # the chain alone cannot tell
     r = evt("seal", "verify", "--public-key", "seal.pem.pub")
     [(now,)] = sql(store, "SELECT hash FROM events WHERE position = 20")

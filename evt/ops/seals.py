@@ -33,7 +33,9 @@ if TYPE_CHECKING:
     from ..log.store import Store
 
 VERSION_LINE = "evt-seal-v1"
-COLUMNS = "id, position, hash, signed_at, key_id, signature"
+# Read as stored bytes whatever their type: a hash or signature changed into text (the
+# sqlite3 shell's || makes text) is a changed seal, not an unreadable store.
+COLUMNS = "id, position, CAST(hash AS BLOB), signed_at, key_id, CAST(signature AS BLOB)"
 
 
 # -- keys --------------------------------------------------------------------------------
