@@ -105,7 +105,7 @@ def test_an_existing_dest_is_exit_3_and_left_as_it_was(evt, store):
     os.symlink("nowhere.db", "dangling.db")
     for dest in ("taken.db", "dangling.db", "events.db"):
         r = evt("backup", dest)
-        assert (r.exit_code, r.stdout, r.stderr) == (3, "", f"evt: {dest} already exists; evt backup never overwrites (choose a new name)\n")
+        assert (r.exit_code, r.stdout, r.stderr) == (3, "", f"evt: {dest} already exists; evt backup never overwrites (choose a new file)\n")
     assert open("taken.db", "rb").read() == b"precious"
     assert os.readlink("dangling.db") == "nowhere.db" and not os.path.exists("nowhere.db")
     assert not [n for n in os.listdir(".") if "backing-up" in n]

@@ -75,9 +75,9 @@ def test_keygen_writes_a_private_key_for_its_owner_alone_and_never_prints_it(evt
 def test_keygen_never_overwrites_a_key(evt, key):
     before = open("seal.pem").read(), open("seal.pem.pub").read()
     r = evt("seal", "keygen", "seal.pem")
-    assert (r.exit_code, r.stdout, r.stderr) == (3, "", "evt: seal.pem already exists; evt seal keygen never overwrites a key (choose a new name)\n")
+    assert (r.exit_code, r.stdout, r.stderr) == (3, "", "evt: seal.pem already exists; evt seal keygen never overwrites (choose a new file)\n")
     r = evt("seal", "keygen", "other.pem", "--public", "seal.pem.pub")
-    assert (r.exit_code, r.stderr) == (3, "evt: seal.pem.pub already exists; evt seal keygen never overwrites a key (choose a new name)\n")
+    assert (r.exit_code, r.stderr) == (3, "evt: seal.pem.pub already exists; evt seal keygen never overwrites (choose a new file)\n")
     assert not os.path.exists("other.pem")
     assert (open("seal.pem").read(), open("seal.pem.pub").read()) == before
 

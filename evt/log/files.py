@@ -11,6 +11,8 @@ import glob
 import os
 import stat
 
+from ..errors import Conflict, UsageError
+
 SQLITE_SUFFIXES = ("", "-wal", "-shm", "-journal", "-lock")  # -lock: the writers' queue (evt.log.writers)
 
 
@@ -76,6 +78,28 @@ def publish(built: str, final: str) -> None:
             raise FileExistsError(final) from None
         os.replace(built, final)
     sync_folder(os.path.dirname(final) or os.curdir)
+
+
+def already_exists(path: str, command: str) -> Conflict:
+    "The error for a new file ``command`` would write where one exists: evt never overwrites one."
+    return Conflict(f"{path} already exists; {command} never overwrites (choose a new file)")
+
+
+def check_new(path: str, command: str) -> None:
+    "Before ``command`` writes the new file ``path``: Conflict if it exists, UsageError if its folder does not."
+    if os.path.lexists(path):
+        raise already_exists(path, command)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError(f"cannot create {path}: folder {folder} does not exist")
+
+
+def publish_new(built: str, final: str, command: str) -> None:
+    "``publish``, with a file that appeared under ``final`` meanwhile reported as ``already_exists``."
+    try:
+        publish(built, final)
+    except FileExistsError:
+        raise already_exists(final, command) from None
 
 
 def sync_file(path: str) -> None:

@@ -29,7 +29,7 @@ import sqlite3
 import time
 from typing import TYPE_CHECKING
 
-from ..errors import Conflict, StoreUnavailable, UsageError
+from ..errors import StoreUnavailable, UsageError
 from ..log import files
 from ..log.sqlite import connect, translate_errors, uri
 
@@ -60,7 +60,7 @@ def backup(store: "Store", dest: str | os.PathLike) -> dict:
         _create(tmp, store.path, dest)
         head, events = _copy_and_compare(store, tmp)
         _verify_chain(tmp)
-        _publish(tmp, dest)
+        files.publish_new(tmp, dest, "evt backup")  # synced, never over a file that appeared meanwhile
     finally:
         files.remove_sqlite_files(tmp)
     return {
@@ -76,11 +76,7 @@ def backup(store: "Store", dest: str | os.PathLike) -> dict:
 def _check_destination(dest: str) -> None:
     if os.path.isdir(dest):
         raise UsageError(f"{dest} is a folder: name the backup file (e.g. {os.path.join(dest, 'events.db')})")
-    if os.path.lexists(dest):
-        raise Conflict(f"{dest} already exists; evt backup never overwrites (choose a new name)")
-    folder = os.path.dirname(os.path.abspath(dest))
-    if not os.path.isdir(folder):
-        raise UsageError(f"cannot create {dest}: folder {folder} does not exist")
+    files.check_new(dest, "evt backup")
 
 
 def _create(tmp: str, source: str, dest: str) -> None:
@@ -168,4 +164,4 @@ def _publish(tmp: str, dest: str) -> None:
     try:
         files.publish(tmp, dest)
     except FileExistsError:
-        raise Conflict(f"{dest} already exists; evt backup never overwrites (choose a new name)") from None
+        raise files.already_exists(dest, "evt backup") from None

@@ -25,7 +25,8 @@ import hashlib
 import os
 from typing import TYPE_CHECKING, Any, Iterable
 
-from ..errors import Conflict, NotFound, StoreTooOld, UsageError, VerificationFailed
+from ..errors import NotFound, StoreTooOld, UsageError, VerificationFailed
+from ..log import files
 from ..log.sqlite import translate_errors
 from ..log.timestamps import now
 
@@ -104,11 +105,7 @@ def keygen(private_path: str | os.PathLike, public_path: str | os.PathLike | Non
     if os.path.abspath(private_path) == os.path.abspath(public_path):
         raise UsageError("the private and the public key need two files")
     for path in (private_path, public_path):
-        if os.path.lexists(path):
-            raise Conflict(f"{path} already exists; evt seal keygen never overwrites a key (choose a new name)")
-        folder = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(folder):
-            raise UsageError(f"cannot create {path}: folder {folder} does not exist")
+        files.check_new(path, "evt seal keygen")
     key = Ed25519PrivateKey.generate()
     private_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     public_pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -126,7 +123,7 @@ def _write_new(path: str, content: bytes, mode: int) -> None:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     except FileExistsError:
-        raise Conflict(f"{path} already exists; evt seal keygen never overwrites a key (choose a new name)") from None
+        raise files.already_exists(path, "evt seal keygen") from None
     except OSError as e:
         raise UsageError(f"cannot create {path}: {e.strerror or e}") from None
     try:
