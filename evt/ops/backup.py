@@ -158,10 +158,3 @@ def _verify_chain(tmp: str) -> None:
     its events with the source's; this is where the chain check goes.
     """
 
-
-def _publish(tmp: str, dest: str) -> None:
-    "Sync the checked copy and give it its name, never over a file that appeared meanwhile."
-    try:
-        files.publish(tmp, dest)
-    except FileExistsError:
-        raise files.already_exists(dest, "evt backup") from None

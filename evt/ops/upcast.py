@@ -344,13 +344,6 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _publish(tmp: str, out: str) -> None:
-    "Give the finished file its name (synced first), never over a file that appeared meanwhile."
-    try:
-        files.publish(tmp, out)
-    except FileExistsError:
-        raise files.already_exists(out, "evt upcast run --out") from None
-
 
 # -- migration in place -------------------------------------------------------------------
 
