@@ -16,6 +16,7 @@ import time
 import pytest
 
 from conftest import evt_command
+from test_processes import read_only_folder  # noqa: F401 (a fixture)
 from evt import NewEvent, Store
 
 FIELDS = ["path", "head", "events", "bytes", "seconds", "verified"]
@@ -138,6 +139,13 @@ def test_a_folder_that_cannot_be_written_is_exit_6(evt, store, tmp_path):
         os.chmod("locked", 0o700)
     assert (r.exit_code, r.stderr) == (6, "evt: cannot create locked/b.db: Permission denied\n")
     assert os.listdir("locked") == []
+
+
+def test_a_store_on_a_read_only_file_system_is_backed_up(evt, read_only_folder, tmp_path):
+    r = evt("backup", tmp_path / "b.db", "--db", read_only_folder / "events.db", "--format", "ndjson")
+    assert (r.exit_code, r.stderr) == (0, "")
+    assert r.json()[0]["events"] == 1
+    assert evt("read", "--db", tmp_path / "b.db").stdout == evt("read", "--db", read_only_folder / "events.db").stdout
 
 
 def dead_pid() -> int:

@@ -93,7 +93,7 @@ def _copy_and_compare(store: "Store", tmp: str) -> tuple[int, int]:
     The source connection attaches the copy before its read transaction starts (ATTACH is
     refused inside one), so the comparison reads the source in the very snapshot copied.
     """
-    source = connect(store.path, isolation_level=None, timeout=store.busy_timeout)
+    source = connect(store.path, immutable=store.immutable, isolation_level=None, timeout=store.busy_timeout)
     try:
         with translate_errors(store.path):
             source.execute("ATTACH DATABASE ? AS backup", (uri(os.path.abspath(tmp)),))
