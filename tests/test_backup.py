@@ -141,11 +141,11 @@ def test_a_folder_that_cannot_be_written_is_exit_6(evt, store, tmp_path):
     assert os.listdir("locked") == []
 
 
-def test_a_store_on_a_read_only_file_system_is_backed_up(evt, read_only_folder, tmp_path):
-    r = evt("backup", tmp_path / "b.db", "--db", read_only_folder / "events.db", "--format", "ndjson")
+def test_a_store_on_a_read_only_file_system_is_backed_up(evt_proc, read_only_folder, tmp_path):
+    r = evt_proc("backup", tmp_path / "b.db", "--db", read_only_folder / "events.db", "--format", "ndjson")
     assert (r.exit_code, r.stderr) == (0, "")
     assert r.json()[0]["events"] == 1
-    assert evt("read", "--db", tmp_path / "b.db").stdout == evt("read", "--db", read_only_folder / "events.db").stdout
+    assert evt_proc("read", "--db", tmp_path / "b.db").stdout == evt_proc("read", "--db", read_only_folder / "events.db").stdout
 
 
 def dead_pid() -> int:
