@@ -63,6 +63,14 @@ def test_a_backup_prints_one_object_and_holds_every_event(evt, store):
     assert sorted(os.listdir(".")) == ["events.db", "events.db-lock", "nightly.db"]
 
 
+def test_a_dest_named_like_a_uri_or_a_glob_is_that_file(evt, store):
+    name = "file:we?ird [1]%20.db"
+    r = evt("backup", name, "--format", "ndjson")
+    assert (r.exit_code, r.json()[0]["path"]) == (0, name)
+    assert rows(os.path.join(".", name)) == rows(store)
+    assert sorted(os.listdir(".")) == sorted(["events.db", "events.db-lock", name])
+
+
 def test_json_is_an_array_of_the_one_object(evt, store):
     r = evt("backup", "b.db", "--format", "json")
     parsed = json.loads(r.stdout)
