@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
+import subprocess
 
 import pytest
 
@@ -152,6 +154,16 @@ def test_a_seal_signs_the_head_and_any_ed25519_tool_can_check_it(evt, store, key
     text = f"evt-seal-v1\nposition 20\nhash {head_hash.hex()}\nsigned-at {seal['signedAt']}\nkey {key['keyId']}\n"
     public = serialization.load_pem_public_key(open("seal.pem.pub", "rb").read())
     public.verify(bytes.fromhex(seal["signature"]), text.encode())  # raises if it does not hold
+    if shutil.which("openssl"):  # and the README's openssl command
+        with open("seal.txt", "w") as f:
+            f.write(text)
+        with open("seal.sig", "wb") as f:
+            f.write(bytes.fromhex(seal["signature"]))
+        checked = subprocess.run(
+            ["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", "seal.pem.pub", "-rawin", "-in", "seal.txt", "-sigfile", "seal.sig"],
+            capture_output=True, text=True,
+        )
+        assert (checked.returncode, checked.stdout) == (0, "Signature Verified Successfully\n"), checked.stderr
     assert evt("seal", "list", "--format", "ndjson").json() == [seal]
 
 
