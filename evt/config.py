@@ -13,7 +13,7 @@ from typing import Any
 from .errors import ConfigError, UsageError
 
 CONFIG_NAME = "evt.toml"
-SETTINGS = ("db", "model", "busy_timeout", "synchronous", "projections")
+SETTINGS = ("db", "model", "busy_timeout", "synchronous", "projections", "keys")
 
 # SQLite waits at most 2**31 - 1 milliseconds for a lock; a longer (or infinite) wait
 # would silently become no wait at all.
@@ -124,6 +124,17 @@ class Config:
         if not os.path.isabs(path) and current_folder() is None:
             raise UsageError(f"the current folder no longer exists, so {path!r} names nothing; give --db an absolute path (or cd somewhere)")
         return path
+
+    def keys(self, option: str | None = None) -> str | None:
+        "The key file of personal fields' keys (``--keys``, EVT_KEYS, evt.toml keys); None: the store keeps them."
+        if option == "":  # --keys "$UNSET": not a reason to keep keys in the store instead
+            raise UsageError("--keys needs a file path, not an empty string")
+        if option:
+            return option
+        if os.environ.get("EVT_KEYS"):
+            return os.environ["EVT_KEYS"]
+        value = self.get("keys")
+        return self.resolve_path(value) if value else None
 
     def model(self, option: str | None = None) -> str | None:
         "The user's model: a file path or a dotted module name, or None."

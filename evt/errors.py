@@ -75,6 +75,10 @@ class StoreTooNew(StoreUnavailable):
     "The store was written by a newer evt"
 
 
+class StoreTooOld(StoreUnavailable):
+    "The store's format is older than a read-only caller (which never migrates it) needs"
+
+
 class StoreLocked(StoreUnavailable):
     "Another process held the store's write lock past the busy timeout"
 
@@ -101,6 +105,12 @@ class HandlerFailed(EvtError):
     "A handler failed and processing stopped"
 
     exit_code = 7
+
+
+class VerificationFailed(EvtError):
+    "The store failed verification: its hash chain, positions, revisions, append-only triggers or file"
+
+    exit_code = 8
 
 
 class OutputClosed(BrokenPipeError):

@@ -16,10 +16,9 @@ import time
 import pytest
 
 from conftest import evt_command
-from test_processes import read_only_folder  # noqa: F401 (a fixture)
 from evt import NewEvent, Store
 
-FIELDS = ["path", "head", "events", "bytes", "seconds", "verified"]
+FIELDS = ["path", "head", "headHash", "events", "bytes", "seconds", "verified"]
 
 
 @pytest.fixture
@@ -41,6 +40,15 @@ def rows(path, upto: int | None = None) -> list[tuple]:
         conn.close()
 
 
+def head_hash(path) -> str:
+    "The chain hash of the last event, as evt shows it."
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("SELECT hex(hash) FROM events ORDER BY position DESC LIMIT 1").fetchone()[0].lower()
+    finally:
+        conn.close()
+
+
 def digest(path) -> str:
     return hashlib.sha256(open(path, "rb").read()).hexdigest()
 
@@ -54,6 +62,7 @@ def test_a_backup_prints_one_object_and_holds_every_event(evt, store):
     assert {k: v for k, v in result.items() if k != "seconds"} == {
         "path": "nightly.db",
         "head": 30,
+        "headHash": head_hash(store),
         "events": 30,
         "bytes": os.path.getsize("nightly.db"),
         "verified": True,

@@ -266,7 +266,7 @@ def test_no_url_shape_is_an_internal_error_or_shows_its_password(evt, redis_brok
     closed = closed_port()
     counter = itertools.count()
 
-    @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(hostile_urls(closed))
     def check(url):
         n = next(counter)

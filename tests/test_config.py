@@ -92,6 +92,6 @@ def test_an_unknown_setting_in_evt_toml_is_a_config_error(evt, tmp_path):
     result = evt("append", "s-1", "t.x")
     assert result.exit_code == 2
     assert result.stderr == (
-        f"evt: {tmp_path / 'evt.toml'}: unknown setting 'dbb' (settings: db, model, busy_timeout, synchronous, projections)\n"
+        f"evt: {tmp_path / 'evt.toml'}: unknown setting 'dbb' (settings: db, model, busy_timeout, synchronous, projections, keys)\n"
     )
     assert not (tmp_path / "x.db").exists() and not (tmp_path / "events.db").exists()

@@ -80,3 +80,20 @@ def test_a_connection_lost_while_waiting_for_events_is_dropped_and_the_next_batc
     assert target.published == ["e-1", "e-2"]
     # the lost connection closed, never used again; the next batch on a new one; closed at the end
     assert target.calls == ["connect", "publish", "idle", "close", "connect", "publish", "close"]
+
+
+def test_ctrl_c_during_a_commit_is_held_back_until_the_summary_counts_it():
+    import os
+    import signal
+
+    import pytest
+
+    from evt.relay.engine import interrupts_deferred
+
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGINT)  # delivered at once: the handler only notes it
+            done.append("committed and counted")
+    assert done == ["committed and counted"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -208,11 +208,26 @@ def test_relay_follow_publishes_events_appended_later(evt, redis_broker, tmp_pat
     try:
         wait_until(lambda: client.exists(key) and client.xlen(key) == 4)
         load(evt, many(3))
-        wait_until(lambda: client.xlen(key) == 7)
+        wait_until(lambda: client.xlen(key) == 7 and saved_position("events.db") == 7)
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(10) == 130
     assert [e[0] for e in client.xrange(key)][-1] == b"7-0"
+    # Ctrl-C prints the summary of what it did, as the end of the log would have
+    assert (proc.stdout.read().decode(), proc.stderr.read().decode()) == (summary(f"{REDIS_URL}#{key}", published=7, position=7), "")
+
+
+def test_ingest_follow_prints_its_summary_when_interrupted(evt, redis_broker, tmp_path):
+    client, key = redis_broker
+    load(evt, many(5), "a.db")
+    evt("relay", REDIS_URL, "--key", key, "--db", "a.db")
+    proc = spawn(tmp_path, "ingest", REDIS_URL, "--key", key, "--group", "g", "--db", "b.db", "--follow")
+    try:
+        wait_until(lambda: count_events("b.db") == 5 and client.xpending(key, "g")["pending"] == 0)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 130
+    assert (proc.stdout.read().decode(), proc.stderr.read().decode()) == (ingested(f"{REDIS_URL}#{key}/g", received=5, appended=5), "")
 
 
 def test_relay_killed_mid_way_and_restarted_publishes_each_event_exactly_once(evt, redis_broker, tmp_path):

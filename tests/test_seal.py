@@ -12,12 +12,7 @@ import subprocess
 import pytest
 
 from evt import NewEvent, Store
-
-try:
-    from evt.log import chain
-except ImportError:  # until issue 13a's hash chain is merged: evt seal signs it
-    chain = None
-pytestmark = pytest.mark.skipif(chain is None, reason="evt seal needs the hash chain of issue 13a (not merged yet)")
+from evt.log import chain
 
 KEY_FIELDS = ["private", "public", "keyId"]
 SEAL_FIELDS = ["id", "position", "hash", "signedAt", "keyId", "signature"]

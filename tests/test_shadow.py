@@ -13,6 +13,7 @@ import pytest
 
 from conftest import evt_command
 from evt import NewEvent, Store
+from evt.log.migrations import own_tables
 
 TOML = """
 [projections.t]
@@ -98,7 +99,7 @@ def test_a_reader_polling_through_a_shadow_rebuild_of_100000_events_sees_the_old
     assert observed["errors"] == []
     assert observed["seen"] == [[n, "v1", "v1"], [n, "v2", "v2"]]  # never empty, never partial, one swap
     assert observed["polls"] > 50, observed  # it really looked, all along
-    assert tables() == ["events", "evt_checkpoints", "evt_dead_letters", "evt_migrations", "evt_sequences", "evt_shadows", "evt_upcast_runs", "snapshots", "t"]
+    assert [t for t in tables() if t.lower() not in own_tables()] == ["t"]  # no shadow left behind
     assert rows("SELECT name, kind, position FROM evt_checkpoints") == [("t", "sql", n)]
 
 

@@ -648,7 +648,7 @@ def test_the_sample_model_upcasts_order_placed_v1(evt, tmp_path):
 
 def tampering(monkeypatch, change):
     rows = upcasting.Upcaster.rows
-    monkeypatch.setattr(upcasting.Upcaster, "rows", lambda self, batch: [change(r) for r in rows(self, batch)])
+    monkeypatch.setattr(upcasting.Upcaster, "rows", lambda self, batch, *crypt: [change(r) for r in rows(self, batch, *crypt)])
 
 
 def test_a_copy_that_does_not_match_its_source_is_not_published(evt, store, tmp_path, monkeypatch):

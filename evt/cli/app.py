@@ -6,14 +6,15 @@ from typing import Annotated
 
 import typer
 
-from . import backup, dlq, log, model, projections, relay, seal, trace, upcast
+from . import backup, dlq, forget, log, model, projections, relay, seal, trace, upcast, verify
 from .boundary import fail, guarded
 
 HELP = """An event store in one SQLite file: append, read, follow, replay, fold, upcast.
 
 --db, --config and --model may also come before the command (evt --db x.db read).
 'evt COMMAND --help' describes a command; exit codes: 0 ok, 2 usage, 3 conflict,
-4 not found, 5 invalid input, 6 store or broker unavailable, 7 a handler failed."""
+4 not found, 5 invalid input, 6 store or broker unavailable, 7 a handler failed,
+8 verification failed."""
 
 SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -47,9 +48,11 @@ log.register(app)
 trace.register(app)
 model.register(app)
 upcast.register(app)
+forget.register(app)
 projections.register(app)
 dlq.register(app)
 relay.register(app)
+verify.register(app)
 backup.register(app)
 seal.register(app)
 

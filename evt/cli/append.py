@@ -56,6 +56,7 @@ class AppendRequest:
         db: str | None = None,
         config: str | None = None,
         model: str | None = None,
+        keys: str | None = None,
     ):
         self.stream = stream
         self.type = type
@@ -75,6 +76,7 @@ class AppendRequest:
         self.db = db
         self.config = config
         self.model = model
+        self.keys = keys
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, AppendRequest) and vars(self) == vars(other)
@@ -237,7 +239,7 @@ def run_append(req: AppendRequest) -> int:
     except InvalidInput as e:
         raise UsageError(f"--expect: {e}") from None
     events = batch_events(req) if req.ndjson is not None else [single_event(req)]
-    ctx = Context(req.db, req.config, req.model)
+    ctx = Context(req.db, req.config, req.model, req.keys)
     store, positions = ctx.write_creating(events, validate=not req.no_validate)
     if not req.quiet:
         print_events(store, positions, req.format)

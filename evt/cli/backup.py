@@ -11,7 +11,7 @@ from .context import Context
 from .options import ConfigFile, Db, Format
 from .output import Layout, choose_format, emit
 
-COLUMNS = Layout("path", "head", "events", "bytes", "seconds", "verified", keys=("path",), flex=())
+COLUMNS = Layout("path", "head", "headHash", "events", "bytes", "seconds", "verified", keys=("path",), flex=("headHash",))
 
 
 def register(app: typer.Typer) -> None:
@@ -28,7 +28,7 @@ def backup(
 
     Writers keep appending meanwhile. The copy is one snapshot of the log (appends made meanwhile are not in it), written
     beside DEST and given its name only once verified and synced. An existing DEST is
-    exit 3. Prints path, head, events, bytes, seconds and verified.
+    exit 3. Prints path, head, headHash, events, bytes, seconds and verified.
     """
     from ..ops.backup import backup as take_backup
 

@@ -9,15 +9,23 @@ from typing import Callable
 
 from ..config import Config, current_folder
 from ..errors import ConfigError, StoreMissing
+from ..log.keys import set_notice
 from ..log.store import Store
+
+
+def _note(line: str) -> None:
+    sys.stderr.write(f"evt: {line}\n")
+    sys.stderr.flush()
 
 
 class Context:
     "The options every command shares (``--db``, ``--config``, ``--model``), resolved."
 
-    def __init__(self, db: str | None = None, config: str | None = None, model: str | None = None):
+    def __init__(self, db: str | None = None, config: str | None = None, model: str | None = None, keys: str | None = None):
         self.config = Config.load(config)
         self.db_path = self.config.db(db)
+        self.keys_path = self.config.keys(keys)
+        set_notice(_note)  # values read without their key: said once, on stderr
         if self.db_path == ":memory:":  # a file of that name: a path is never one of SQLite's special names
             self.db_path = os.path.join(os.curdir, self.db_path)
         self.model_spec = self.config.model(model)
@@ -80,4 +88,5 @@ class Context:
             "busy_timeout": self.config.busy_timeout(),
             "synchronous": self.config.synchronous(),
             "model": self.model() if with_model else None,
+            "keys": self.keys_path,
         }

@@ -10,7 +10,7 @@ import typer
 from ..errors import HandlerFailed, UsageError
 from .command import EvtCommand
 from .context import Context
-from .options import ConfigFile, Db, Format, ModelSpec
+from .options import ConfigFile, Db, Format, Keys, ModelSpec
 from .output import Layout, choose_format, emit
 
 # id (for show, retry, discard), consumer and position are never left out; the error
@@ -39,11 +39,11 @@ def register(app: typer.Typer) -> None:
     app.add_typer(dlq_app, name="dlq")
 
 
-def queue(db, config, model):
+def queue(db, config, model, keys):
     from ..processing.dlq import DeadLetterQueue
     from ..processing.projections import configured
 
-    ctx = Context(db, config, model)
+    ctx = Context(db, config, model, keys)
     return DeadLetterQueue(ctx.open(), configured(ctx.config, ctx.model()), ctx.config)
 
 
@@ -57,10 +57,10 @@ def plural(n: int) -> str:
 
 
 @dlq_app.command("list", cls=EvtCommand)
-def list_(consumer: Consumer = None, format: Format = None, db: Db = None, config: ConfigFile = None, model: ModelSpec = None) -> None:
+def list_(consumer: Consumer = None, format: Format = None, db: Db = None, config: ConfigFile = None, keys: Keys = None, model: ModelSpec = None) -> None:
     """List dead letters, oldest event first."""
     fmt = choose_format(format)
-    emit((e.to_dict() for e in queue(db, config, model).entries(consumer)), fmt, COLUMNS)
+    emit((e.to_dict() for e in queue(db, config, model, keys).entries(consumer)), fmt, COLUMNS)
 
 
 @dlq_app.command(cls=EvtCommand)
@@ -69,6 +69,7 @@ def show(
     format: Format = None,
     db: Db = None,
     config: ConfigFile = None,
+    keys: Keys = None,
     model: ModelSpec = None,
 ) -> None:
     """Show one dead letter: its whole error and its event.
@@ -76,7 +77,7 @@ def show(
     The fields of evt dlq list, then errorDetail (the whole error: a Python handler's traceback, a command's stderr, the failing SQL statement) and the event as evt read prints it. A message evt ingest could not store has no position: the message is shown as payload instead. Exit 4 if there is no dead letter with that id.
     """
     fmt = choose_format(format)
-    shown = queue(db, config, model).show(id)
+    shown = queue(db, config, model, keys).show(id)
     if fmt != "table":
         emit([shown], fmt)
         return
@@ -122,13 +123,14 @@ def retry(
     dry_run: DryRun = False,
     db: Db = None,
     config: ConfigFile = None,
+    keys: Keys = None,
     model: ModelSpec = None,
 ) -> int:
     """Run the handler again on dead letters; clear each that succeeds.
 
     Exit 7 if any fails again (its attempts and error are updated).
     """
-    q = queue(db, config, model)
+    q = queue(db, config, model, keys)
     entries = chosen(q, ids, all, consumer)
     if not announce("retry", entries, dry_run):
         return 0
@@ -150,10 +152,11 @@ def discard(
     dry_run: DryRun = False,
     db: Db = None,
     config: ConfigFile = None,
+    keys: Keys = None,
     model: ModelSpec = None,
 ) -> int:
     """Delete dead letters without handling their events."""
-    q = queue(db, config, model)
+    q = queue(db, config, model, keys)
     entries = chosen(q, ids, all, consumer)
     if announce("discard", entries, dry_run):
         q.discard(entries)
@@ -167,13 +170,14 @@ def purge(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Purge every consumer's dead letters without asking (needed when stdin is not a terminal).")] = False,
     db: Db = None,
     config: ConfigFile = None,
+    keys: Keys = None,
     model: ModelSpec = None,
 ) -> int:
     """Delete every dead letter (of --consumer, if given).
 
     Dead letters are kept in every file projections write to; purge clears them all. Without --consumer it asks first on a terminal; elsewhere (a script) it needs --yes.
     """
-    q = queue(db, config, model)
+    q = queue(db, config, model, keys)
     entries = q.entries(consumer)
     if consumer is None and not dry_run and not yes and not confirmed(entries):
         say("nothing purged")

@@ -23,6 +23,7 @@ from .options import (
     ExactTypes,
     Format,
     From,
+    Keys,
     ModelSpec,
     Raw,
     Since,
@@ -79,6 +80,7 @@ def append(
     format: Format = None,
     db: Db = None,
     config: ConfigFile = None,
+    keys: Keys = None,
     model: ModelSpec = None,
 ) -> int:
     """Append an event (or an NDJSON batch); print what was stored.
@@ -106,6 +108,7 @@ def append(
             db=db,
             config=config,
             model=model,
+            keys=keys,
         )
     )
 
@@ -161,13 +164,14 @@ def read(
     format: EventFormat = None,
     db: Db = None,
     config: ConfigFile = None,
+    keys: Keys = None,
     model: ModelSpec = None,
 ) -> None:
     """Print events: the whole log or one stream, filtered.
 
     Bounds are inclusive. On a terminal, a table; --format json or ndjson for every field.
     """
-    ctx = Context(db, config, model)
+    ctx = Context(db, config, model, keys)
     fmt = choose_format(format, EVENT_FORMATS)
     filter = build_filter(stream, category, type, correlation_id, since, until, from_, to, limit, backwards, exact_type)
     print_envelopes(ctx.open(), filter, fmt, raw)
@@ -185,13 +189,14 @@ def tail(
     format: EventFormat = None,
     db: Db = None,
     config: ConfigFile = None,
+    keys: Keys = None,
     model: ModelSpec = None,
 ) -> None:
     """Print the last N events; with -f, keep following the log.
 
     With -f, a stream or a store that does not exist yet is waited for.
     """
-    ctx = Context(db, config, model)
+    ctx = Context(db, config, model, keys)
     fmt = choose_format(format, EVENT_FORMATS)
     filter = build_filter(stream, category, type, correlation_id, exact_types=exact_type)
     if follow:  # a store that does not exist yet is waited for, as a stream is
@@ -235,13 +240,14 @@ def streams(
     format: Format = None,
     db: Db = None,
     config: ConfigFile = None,
+    keys: Keys = None,
 ) -> None:
     """List streams: name, category, revision, first and last time.
 
     A table sorts names as people do (account-2 before account-10); JSON and NDJSON
     list them in plain string order (account-10 before account-2), as SQLite sorts.
     """
-    ctx = Context(db, config)
+    ctx = Context(db, config, keys=keys)
     rows = ctx.open(with_model=False).streams(category)
     fmt = choose_format(format)
     if fmt == "table":  # for people: account-2 before account-10
@@ -253,9 +259,10 @@ def stats(
     format: Format = None,
     db: Db = None,
     config: ConfigFile = None,
+    keys: Keys = None,
 ) -> None:
     """Summarise the store: counts by type and version, file size."""
-    ctx = Context(db, config)
+    ctx = Context(db, config, keys=keys)
     summary = ctx.open(with_model=False).stats()
     fmt = choose_format(format)
     if fmt != "table":

@@ -12,7 +12,7 @@ from ..log.envelope import dumps
 from ..log.timestamps import parse_time_bound
 from .command import EvtCommand
 from .context import Context
-from .options import ConfigFile, Db, Format, ModelSpec, at_least, not_empty
+from .options import ConfigFile, Db, Format, Keys, ModelSpec, at_least, not_empty
 from .output import Layout, choose_format, console, emit, write_json_lines
 
 
@@ -80,6 +80,7 @@ def aggregate(
     format: Format = None,
     db: Db = None,
     config: ConfigFile = None,
+    keys: Keys = None,
     model: ModelSpec = None,
 ) -> None:
     """Fold a stream into an aggregate's state; travel in time.
@@ -90,7 +91,7 @@ def aggregate(
     from ..model import aggregates
 
     check_aggregate_options(history, find, snapshot, no_snapshots, at_revision, at)
-    ctx = Context(db, config, model)
+    ctx = Context(db, config, model, keys)
     agg = aggregates.get_aggregate(ctx.require_model(), name)
     fmt = choose_format(format)
     at_time = parse_time_bound(at, "--at") if at else None

@@ -39,6 +39,7 @@ def event_format_names(incomplete: str) -> list[str]:
 
 Db = Annotated[Optional[str], typer.Option("--db", metavar="PATH", help="The store file (env EVT_DB; evt.toml db; default ./events.db).", show_default=False)]
 ConfigFile = Annotated[Optional[str], typer.Option("--config", metavar="FILE", help="Use this evt.toml instead of the nearest one.", show_default=False)]
+Keys = Annotated[Optional[str], typer.Option("--keys", metavar="FILE", help="The key file of personal fields (env EVT_KEYS; evt.toml keys; default: keys kept in the store).", show_default=False)]
 ModelSpec = Annotated[Optional[str], typer.Option("--model", metavar="MODEL", help="The user's model: a .py path or a dotted module (env EVT_MODEL; evt.toml model).", show_default=False)]
 Format = Annotated[
     Optional[str],

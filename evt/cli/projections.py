@@ -16,6 +16,7 @@ from .options import (
     Correlation,
     Db,
     Format,
+    Keys,
     ModelSpec,
     Since,
     Types,
@@ -70,6 +71,7 @@ def replay(
     format: Format = None,
     db: Db = None,
     config: ConfigFile = None,
+    keys: Keys = None,
     model: ModelSpec = None,
 ) -> int:
     """Bring projections up to date; print a summary per projection.
@@ -88,7 +90,7 @@ def replay(
     from ..processing.runner import follow as follow_runners
 
     check_shadow_options(rebuild, shadow, diff, no_swap, swap, follow)
-    ctx = Context(db, config, model)
+    ctx = Context(db, config, model, keys)
     fmt = choose_format(format)
     store = ctx.open()
     chosen = select(configured(ctx.config, ctx.model()), names or [])
@@ -242,6 +244,7 @@ def projections(
     format: Format = None,
     db: Db = None,
     config: ConfigFile = None,
+    keys: Keys = None,
     model: ModelSpec = None,
 ) -> None:
     """Where projections and consumers stand: lag, dead letters.
@@ -254,7 +257,7 @@ def projections(
 
     if context.invoked_subcommand is not None:
         return
-    ctx = Context(db, config, model)
+    ctx = Context(db, config, model, keys)
     fmt = choose_format(format)
     emit(status(ctx.open(), configured(ctx.config, ctx.model())), fmt, STATUS_COLUMNS)
 
@@ -267,6 +270,7 @@ def reset(
     format: Format = None,
     db: Db = None,
     config: ConfigFile = None,
+    keys: Keys = None,
     model: ModelSpec = None,
 ) -> int:
     """Move a checkpoint back or forward; a preview unless --execute.
@@ -279,7 +283,7 @@ def reset(
     from ..processing.projections import configured
     from ..processing.resets import Resetter
 
-    ctx = Context(db, config, model)
+    ctx = Context(db, config, model, keys)
     fmt = choose_format(format)
     resetter = Resetter(ctx.open(), configured(ctx.config, ctx.model()), ctx.config)
     done = resetter.execute(name, to) if execute else resetter.plan(name, to)
@@ -311,6 +315,7 @@ def consume(
     on_error: Annotated[str, typer.Option("--on-error", metavar="POLICY", help="After the last try: dlq (dead-letter it, go on), stop (exit 7 before it), park-stream (dead-letter it and the stream's later events).")] = "dlq",
     db: Db = None,
     config: ConfigFile = None,
+    keys: Keys = None,
     model: ModelSpec = None,
 ) -> int:
     """Run a shell command per event (the envelope on its stdin).
@@ -326,7 +331,7 @@ def consume(
     from ..processing.runner import follow as follow_runners
     from .log import build_filter
 
-    ctx = Context(db, config, model)
+    ctx = Context(db, config, model, keys)
     store = ctx.open()
     known = configured(ctx.config, ctx.model())
     if name in known:

@@ -9,7 +9,18 @@ import typer
 
 from .command import EvtCommand
 from .context import Context
-from .options import Category, ConfigFile, Correlation, Db, ExactTypes, Since, Types, Until, at_least
+from .options import (
+    Category,
+    ConfigFile,
+    Correlation,
+    Db,
+    ExactTypes,
+    Keys,
+    Since,
+    Types,
+    Until,
+    at_least,
+)
 
 Url = Annotated[str, typer.Argument(metavar="URL", help="redis://HOST:PORT/DB, amqp://USER:PASS@HOST:PORT/VHOST or nats://HOST:PORT.", show_default=False)]
 Key = Annotated[str, typer.Option("--key", metavar="KEY", help="Redis: the stream key.")]
@@ -71,14 +82,15 @@ def relay(
     backoff: Backoff = 0.5,
     db: Db = None,
     config: ConfigFile = None,
-) -> None:
+    keys: Keys = None,
+) -> int:
     """Publish the log to Redis Streams, RabbitMQ or NATS JetStream.
 
     It resumes from where this relay left off. The filters of evt read choose what is published (types as stored); a relay under the same name already running is waited for.
 
     Redis: XADD with the entry id <position>-0, so Redis refuses an event published twice (exactly once in the stream). RabbitMQ: persistent messages routed by event type, message_id = event id, confirmed before the position moves (at least once). NATS: message number <position> in the stream, guarded by Nats-Expected-Last-Sequence and Nats-Msg-Id (exactly once in the stream). --cloudevents publishes CloudEvents instead of evt envelopes.
 
-    Catches up, prints a summary (published, alreadyPublished, position) and exits; --follow keeps going.
+    Catches up, prints a summary (published, alreadyPublished, position) and exits; --follow keeps going until Ctrl-C, which prints the summary too (exit 130).
     """
     from ..relay import Retry, target_for
     from ..relay import relay as run_relay
@@ -100,13 +112,12 @@ def relay(
     given = filter_flags(event_stream, category, type, exact_type, correlation_id, since, until)
     nats = {"stream": stream, "subject": subject, "subject_per_category": subject_per_category} if scheme == "nats" else {}
     target = target_for(url, key=key, key_per_category=key_per_category, maxlen=maxlen, exchange=exchange, cloudevents=cloudevents, **nats)
-    store = Context(db, config).open(with_model=False)
+    store = Context(db, config, keys=keys).open(with_model=False)
     if name is None and given:
         name = f"{target.name} [{given}]"  # another selection is another relay, with a position of its own
-    result = run_relay(
-        store, target, name=name, filter=filter if given else None, batch=batch, follow=follow, retry=Retry(retries, backoff, warn), on_wait=warn
+    return summarized(
+        run_relay, store, target, name=name, filter=filter if given else None, batch=batch, follow=follow, retry=Retry(retries, backoff, warn), on_wait=warn
     )
-    print_summary(result.to_dict())
 
 
 def filter_flags(stream, category, types, exact_types, correlation_id, since, until) -> str:
@@ -143,14 +154,15 @@ def ingest(
     backoff: Backoff = 0.5,
     db: Db = None,
     config: ConfigFile = None,
-) -> None:
+    keys: Keys = None,
+) -> int:
     """Append events from Redis, RabbitMQ or NATS; idempotent by id.
 
     Reads a Redis stream (in a consumer group), a RabbitMQ queue or a JetStream durable consumer. Messages are evt envelopes or CloudEvents (structured or binary).
 
     Each batch is acknowledged (XACK / basic.ack / JetStream ack) only after it is committed; after a crash the unacknowledged messages are delivered again and appending them is a no-op. A message that is not an event, or reuses an id with other content, is kept as a dead letter and acknowledged.
 
-    Catches up and exits when nothing arrives for --wait seconds, printing a summary; --follow keeps going.
+    Catches up and exits when nothing arrives for --wait seconds, printing a summary; --follow keeps going until Ctrl-C, which prints the summary too (exit 130).
     """
     from ..relay import Retry, source_for
     from ..relay import ingest as run_ingest
@@ -164,9 +176,23 @@ def ingest(
     source = source_for(
         url, group=group, key=key, consumer=consumer, queue=queue, bindings=bind, exchange=exchange, prefetch=batch, wait=wait, durable=durable, **nats
     )
-    store = Context(db, config).open(create=True, with_model=False)
-    result = run_ingest(store, source, batch=batch, follow=follow, retry=Retry(retries, backoff, warn))
+    # The model is not asked to validate what arrives (ingest appends it as given), only
+    # which fields are personal: those are stored encrypted, as evt append stores them.
+    store = Context(db, config, keys=keys).open(create=True)
+    return summarized(run_ingest, store, source, batch=batch, follow=follow, retry=Retry(retries, backoff, warn))
+
+
+def summarized(run, *args, **options) -> int:
+    "Run a relay or an ingest and print its summary, also when Ctrl-C ends it (then exit 130)."
+    from ..relay.engine import Interrupted
+
+    try:
+        result = run(*args, **options)
+    except Interrupted as e:
+        print_summary(e.result.to_dict())
+        return 130
     print_summary(result.to_dict())
+    return 0
 
 
 def print_summary(summary: dict) -> None:

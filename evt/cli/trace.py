@@ -10,7 +10,7 @@ from ..errors import UsageError
 from ..log.envelope import dumps
 from .command import EvtCommand
 from .context import Context
-from .options import ConfigFile, Db, Format, ModelSpec, Raw
+from .options import ConfigFile, Db, Format, Keys, ModelSpec, Raw
 from .output import cell, choose_format, console, write_json_lines
 
 
@@ -25,6 +25,7 @@ def trace(
     format: Format = None,
     db: Db = None,
     config: ConfigFile = None,
+    keys: Keys = None,
     model: ModelSpec = None,
 ) -> None:
     """Show a request's causal tree of events, across streams.
@@ -41,7 +42,7 @@ def trace(
 
     if (id is None) == (correlation_id is None):
         raise UsageError("give an event ID or --correlation-id ID (one of them)")
-    ctx = Context(db, config, model)
+    ctx = Context(db, config, model, keys)
     fmt = choose_format(format)
     steps = run_trace(ctx.open(), id, correlation_id=correlation_id, raw=raw)
     if fmt == "ndjson":

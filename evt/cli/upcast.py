@@ -10,7 +10,7 @@ import typer
 from ..errors import ConfigError, UsageError
 from .command import EvtCommand
 from .context import Context
-from .options import ConfigFile, Db, Format, ModelSpec, at_least
+from .options import ConfigFile, Db, Format, Keys, ModelSpec, at_least
 from .output import Layout, choose_format, emit, print_table
 
 upcast_app = typer.Typer(
@@ -35,6 +35,7 @@ def status(
     format: Format = None,
     db: Db = None,
     config: ConfigFile = None,
+    keys: Keys = None,
     model: ModelSpec = None,
 ) -> None:
     """Stored versions per type, and what a run would change.
@@ -44,7 +45,7 @@ def status(
     """
     from ..ops.upcast import status as upcast_status
 
-    ctx = Context(db, config, model)
+    ctx = Context(db, config, model, keys)
     rows = upcast_status(ctx.open())
     fmt = choose_format(format)
     if fmt == "table":
@@ -63,6 +64,7 @@ def run(
     format: Format = None,
     db: Db = None,
     config: ConfigFile = None,
+    keys: Keys = None,
     model: ModelSpec = None,
 ) -> None:
     """Upcast the stored events to their latest version, verified.
@@ -76,7 +78,7 @@ def run(
     if len(modes) != 1:
         raise UsageError("evt upcast run needs exactly one of --dry-run, --out NEW.db, --in-place" + (f" (got {' and '.join(modes)})" if modes else ""))
     fmt = choose_format(format)
-    ctx = Context(db, config, model)
+    ctx = Context(db, config, model, keys)
     if ctx.model() is None:
         raise ConfigError("no model: upcasters are declared in the user's model (pass --model, set EVT_MODEL, or add model = \"model.py\" to evt.toml)")
     store = ctx.open()

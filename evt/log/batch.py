@@ -24,8 +24,10 @@ from ..errors import (
     LineError,
     WrongExpectedRevision,
 )
+from .chain import GENESIS, fixed, link, stamp
 from .envelope import ANY, EXISTS, IdFactory, NewEvent, loads
 from .hooks import ModelHooks
+from .keys import MARK, Decryptor, Encryptor, Keys, refuse_marks
 from .timestamps import now
 
 # Events are prepared, looked up (given ids) and inserted this many at a time.
@@ -33,7 +35,7 @@ CHUNK = 500
 
 INSERT = (
     "INSERT INTO events (position, stream, revision, id, type, version, timestamp, source, "
-    "correlation_id, causation_id, data, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "correlation_id, causation_id, data, metadata, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 # JSON as evt stores it: compact, UTF-8 kept as is, strict (no NaN), the same text for the
@@ -59,32 +61,48 @@ def encode(value: Any, field: str = "data") -> str:
 
 
 class Prepared:
-    "An event ready to be placed: its fields as stored, but for position, revision and timestamp."
+    """An event ready to be placed: its fields as stored, but for position, revision and
+    timestamp; ``fixed``, the part of its hash chain body that does not depend on them."""
 
-    __slots__ = ("event", "id", "given_id", "data", "metadata")
+    __slots__ = ("event", "id", "given_id", "data", "metadata", "fixed", "personal")
 
-    def __init__(self, event: NewEvent, id: str, given_id: bool, data: str, metadata: str):
+    def __init__(self, event: NewEvent, id: str, given_id: bool, data: str, metadata: str, personal=None):
         self.event = event
         self.id = id
         self.given_id = given_id
-        self.data = data
+        self.data = data  # the plaintext: personal fields are encrypted when the event is placed
         self.metadata = metadata
+        try:
+            self.fixed = fixed(
+                id, event.stream, event.type, event.version, event.source, event.correlation_id,
+                event.causation_id, data, metadata,
+            )
+        except UnicodeEncodeError:  # a lone surrogate ("\ud800") is JSON, but not text SQLite can store
+            raise on_line(event, _unencodable_text((id, event.stream, event.type, event.source, event.correlation_id, event.causation_id, data, metadata))) from None
+        self.personal = personal  # (subject, fields) to encrypt, or None
 
 
-def prepare(events: Iterable[NewEvent], hooks: ModelHooks | None) -> Iterator[list[Prepared]]:
-    "The events in chunks, validated by ``hooks`` (None: not validated) and encoded."
+def prepare(events: Iterable[NewEvent], hooks: ModelHooks | None, validate: bool = True) -> Iterator[list[Prepared]]:
+    """The events in chunks, validated by ``hooks`` (unless ``validate`` is false) and encoded.
+
+    The hooks' personal fields are marked for encryption whether validated or not."""
     new_id = IdFactory()
     chunk: list[Prepared] = []
+    check = hooks is not None and validate
+    personal_hook = getattr(hooks, "personal", None)
     for event in events:
         try:
-            if hooks is not None:
+            if check:
                 hooks.validate(event)
             data = encode(event.data)
             metadata = encode(event.metadata, "metadata")
+            personal = personal_hook(event.type, event.version, event.data) if personal_hook is not None else None
+            if MARK in data:
+                refuse_marks(event.data)
         except EvtError as e:
             raise on_line(event, e) from None
         given = event.id is not None
-        chunk.append(Prepared(event, event.id if given else new_id(), given, data, metadata))
+        chunk.append(Prepared(event, event.id if given else new_id(), given, data, metadata, personal))
         if len(chunk) >= CHUNK:
             yield chunk
             chunk = []
@@ -95,10 +113,16 @@ def prepare(events: Iterable[NewEvent], hooks: ModelHooks | None) -> Iterator[li
 class Placement:
     "The part of one write that needs the log: positions, revisions, stored ids, inserts."
 
-    def __init__(self, conn):
+    def __init__(self, conn, keys: Keys | None = None):
         self.conn = conn
-        self.start = self.position = conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0]
+        self.keys = keys
+        self._encryptor: Encryptor | None = None
+        self._decryptor: Decryptor | None = None
+        head = conn.execute("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1").fetchone()
+        self.start = self.position = head[0] if head else 0
+        self.previous = head[1] or GENESIS if head else GENESIS  # the hash the next event chains to
         self.timestamp = now()
+        self.stamp = stamp(self.timestamp)
         self.heads: dict[str, int] = {}
         self.lines = array("q")  # the NDJSON line of each event inserted, by position - start - 1 (0: none)
 
@@ -106,7 +130,7 @@ class Placement:
         "Insert a chunk's new events; return the position of each event (stored ones: theirs)."
         stored = self._stored([p.id for p in chunk if p.given_id])
         seen: dict[str, tuple] = {}  # given ids inserted in this chunk: id -> row
-        rows, placed, positions = [], [], []
+        rows, positions = [], []
         for p in chunk:
             try:
                 existing = (seen.get(p.id) or stored.get(p.id)) if p.given_id else None
@@ -117,15 +141,11 @@ class Placement:
             except EvtError as e:
                 raise on_line(p.event, e) from None
             rows.append(row)
-            placed.append(p)
             positions.append(row[0])
             self.lines.append(p.event.line or 0)
             if p.given_id:
                 seen[p.id] = row
-        try:
-            self.conn.executemany(INSERT, rows)
-        except UnicodeEncodeError:  # a lone surrogate ("\ud800") is JSON, but not text SQLite can store
-            raise _unencodable(rows, placed) from None
+        self.conn.executemany(INSERT, rows)
         return positions
 
     def _row(self, p: Prepared) -> tuple:
@@ -139,10 +159,37 @@ class Placement:
             _check_expected(stream, head, expected)
         self.heads[stream] = head + 1
         self.position += 1
+        timestamp = event.timestamp
+        if timestamp is None:
+            timestamp, stamped = self.timestamp, self.stamp
+        else:
+            stamped = stamp(timestamp)
+        data, body = p.data, p.fixed
+        if p.personal is not None:  # the chain covers what is stored: the ciphertext
+            data = self._encrypted(p)
+            body = fixed(p.id, stream, event.type, event.version, event.source, event.correlation_id, event.causation_id, data, p.metadata)
+        self.previous = link(self.previous, self.position, head + 1, stamped, body)
         return (
-            self.position, stream, head + 1, p.id, event.type, event.version, event.timestamp or self.timestamp,
-            event.source, event.correlation_id, event.causation_id, p.data, p.metadata,
+            self.position, stream, head + 1, p.id, event.type, event.version, timestamp,
+            event.source, event.correlation_id, event.causation_id, data, p.metadata, self.previous,
         )
+
+    def _encrypted(self, p: Prepared) -> str:
+        "The data text to store: its personal fields encrypted with the subject's key."
+        if self.keys is None:
+            raise InvalidInput(f"{p.event.type} v{p.event.version} has personal fields, but this store cannot keep keys (a store in memory?)")
+        if self._encryptor is None:
+            self._encryptor = Encryptor(self.keys, self.conn)
+        subject, fields = p.personal
+        return encode(self._encryptor.data(p.id, p.event.data, subject, fields))
+
+    def decrypted(self, row: tuple) -> tuple:
+        "A stored row (as inserted) with its data decrypted, to compare with an event given again."
+        if MARK not in row[10]:
+            return row
+        if self._decryptor is None:
+            self._decryptor = Decryptor(self.keys)
+        return self._decryptor.row(row)
 
     def _stored(self, ids: list[str]) -> dict[str, tuple]:
         "The stored rows (as inserted: the columns of INSERT) of these ids, earlier chunks of this write included."
@@ -158,7 +205,7 @@ class Placement:
 
     def _same_event(self, p: Prepared, row: tuple) -> int:
         "The stored position of an idempotent re-append; DuplicateEventId if its content differs."
-        if same_content(p, row):
+        if same_content(p, self.decrypted(row)):
             return row[0]
         position, stream, type_ = row[0], row[1], row[4]
         if position > self.start:  # an earlier event of this batch, not committed yet
@@ -210,17 +257,16 @@ def on_line(event: NewEvent, error: EvtError) -> EvtError:
     return LineError(event.line, error) if event.line is not None else error
 
 
-def _unencodable(rows: list[tuple], placed: list[Prepared]) -> EvtError:
-    "InvalidInput for the first row holding text that is not valid Unicode."
-    for row, p in zip(rows, placed):
-        for value in row:
-            try:
-                if isinstance(value, str):
-                    value.encode()
-            except UnicodeEncodeError as e:
-                bad = value[e.start : e.end].encode("unicode_escape").decode()
-                return on_line(p.event, InvalidInput(f"{bad} is not valid Unicode text (a lone surrogate)"))
-    return InvalidInput("the events hold text that is not valid Unicode")
+def _unencodable_text(values: tuple) -> EvtError:
+    "InvalidInput naming the first of an event's texts that is not valid Unicode."
+    for value in values:
+        try:
+            if isinstance(value, str):
+                value.encode()
+        except UnicodeEncodeError as e:
+            bad = value[e.start : e.end].encode("unicode_escape").decode()
+            return InvalidInput(f"{bad} is not valid Unicode text (a lone surrogate)")
+    return InvalidInput("the event holds text that is not valid Unicode")
 
 
 def same_json(a: Any, b: Any) -> bool:

@@ -9,11 +9,15 @@ else about schemas or upcasters:
   ``upcastable`` (the event as readers see it);
 - on a ``--type`` filter, ``renamed_types()``: the stored ``(type, version)`` pairs that
   read under another type, so the filter matches the type readers see without a scan.
+
+One more hook is optional (``personal``, see ``evt.log.keys``): on append — validated or
+not — and when an upcast is stored, ``personal(type, version, data)`` names the subject
+and the personal fields to encrypt with the subject's key, or None.
 """
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from .envelope import Event, NewEvent
 
@@ -38,3 +42,10 @@ class ModelHooks(Protocol):
     def renamed_types(self) -> dict[tuple[str, int], str]:
         "Stored ``(type, version)`` pairs whose events read under another type: that type."
         ...
+
+
+def personal_fields(hooks: Any, type: str, version: int, data: dict) -> tuple[str, tuple[str, ...]] | None:
+    """(subject, personal fields) of an event's data, per the hooks' optional ``personal``;
+    None when the hooks have none or the event holds no personal fields."""
+    personal = getattr(hooks, "personal", None)
+    return personal(type, version, data) if personal is not None else None

@@ -51,13 +51,21 @@ def create_event_log(conn: sqlite3.Connection) -> None:
     create_append_only_triggers(conn)
 
 
+# The store itself refuses UPDATE and DELETE of stored events: name -> the statement (as
+# SQLite keeps it in sqlite_schema, where evt verify compares it).
+APPEND_ONLY_TRIGGERS = {
+    f"events_append_only_{action.lower()}": (
+        f"CREATE TRIGGER events_append_only_{action.lower()} BEFORE {action} ON events "
+        "BEGIN SELECT RAISE(ABORT, 'events are append-only; evt upcast is the only sanctioned rewrite'); END"
+    )
+    for action in ("UPDATE", "DELETE")
+}
+
+
 def create_append_only_triggers(conn: sqlite3.Connection) -> None:
     "The store itself refuses UPDATE and DELETE of stored events."
-    for action in ("UPDATE", "DELETE"):
-        conn.execute(
-            f"CREATE TRIGGER events_append_only_{action.lower()} BEFORE {action} ON events "
-            "BEGIN SELECT RAISE(ABORT, 'events are append-only; evt upcast is the only sanctioned rewrite'); END"
-        )
+    for statement in APPEND_ONLY_TRIGGERS.values():
+        conn.execute(statement)
 
 
 def drop_append_only_triggers(conn: sqlite3.Connection) -> None:
@@ -247,6 +255,53 @@ def create_causation_index(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX IF NOT EXISTS events_causation ON events (causation_id) WHERE causation_id IS NOT NULL")
 
 
+def add_event_hashes(conn: sqlite3.Connection) -> None:
+    """Migration: the hash chain (``evt/log/chain.py``) — each event's hash, computed here for
+    the events already stored, in order — and the events a redaction rewrote, with the
+    digests of their texts before it (``evt verify`` chains those instead)."""
+    from . import chain
+
+    if "hash" not in {row[1] for row in conn.execute("PRAGMA table_xinfo(events)")}:  # idempotent, as 0007 is
+        conn.execute("ALTER TABLE events ADD COLUMN hash BLOB")
+    execute_all(
+        conn,
+        """
+        CREATE TABLE IF NOT EXISTS evt_redacted_events (
+            position INTEGER PRIMARY KEY,
+            redaction INTEGER NOT NULL,
+            data_sha256 BLOB NOT NULL,
+            metadata_sha256 BLOB NOT NULL
+        )""",
+    )
+    if conn.execute("SELECT 1 FROM events LIMIT 1").fetchone() is not None:
+        drop_append_only_triggers(conn)
+        chain.rehash(conn)
+        create_append_only_triggers(conn)
+
+
+def create_subject_keys(conn: sqlite3.Connection) -> None:
+    """Migration: the subject keys personal fields are encrypted with (when no key file is
+    configured: ``evt.log.keys``), and the audit of ``evt forget`` — when, the SHA-256 of
+    the subject, the destroyed key's id and how many events it had encrypted; no personal data."""
+    from .keys import KEY_TABLE
+
+    execute_all(
+        conn,
+        KEY_TABLE.format(schema=""),
+        """
+        CREATE TABLE IF NOT EXISTS evt_forgotten (
+            id INTEGER PRIMARY KEY,
+            forgotten_at TEXT NOT NULL,
+            subject_sha256 BLOB NOT NULL,
+            key_id BLOB,
+            events INTEGER NOT NULL,
+            first_position INTEGER
+        )""",
+        "CREATE INDEX IF NOT EXISTS evt_forgotten_key ON evt_forgotten (key_id) WHERE key_id IS NOT NULL",
+        "CREATE INDEX IF NOT EXISTS evt_forgotten_subject ON evt_forgotten (subject_sha256)",
+    )
+
+
 def create_seals(conn: sqlite3.Connection) -> None:
     """Migration: signed heads of the hash chain (``evt seal``), append-only like the events.
 
@@ -256,7 +311,7 @@ def create_seals(conn: sqlite3.Connection) -> None:
     execute_all(
         conn,
         """
-        CREATE TABLE evt_seals (
+        CREATE TABLE IF NOT EXISTS evt_seals (
             id INTEGER PRIMARY KEY,
             position INTEGER NOT NULL,
             hash BLOB NOT NULL,
@@ -264,9 +319,9 @@ def create_seals(conn: sqlite3.Connection) -> None:
             key_id TEXT NOT NULL,
             signature BLOB NOT NULL
         )""",
-        "CREATE TRIGGER evt_seals_append_only_update BEFORE UPDATE ON evt_seals "
+        "CREATE TRIGGER IF NOT EXISTS evt_seals_append_only_update BEFORE UPDATE ON evt_seals "
         "BEGIN SELECT RAISE(ABORT, 'seals are append-only'); END",
-        "CREATE TRIGGER evt_seals_append_only_delete BEFORE DELETE ON evt_seals "
+        "CREATE TRIGGER IF NOT EXISTS evt_seals_append_only_delete BEFORE DELETE ON evt_seals "
         "BEGIN SELECT RAISE(ABORT, 'seals are append-only'); END",
     )
 
@@ -279,7 +334,9 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0005_redact_broker_secrets", redact_broker_secrets),
     ("0006_dead_letter_detail", add_dead_letter_detail),
     ("0007_causation_index", create_causation_index),
-    ("0009_seals", create_seals),
+    ("0008_event_hashes", add_event_hashes),
+    ("0009_subject_keys", create_subject_keys),
+    ("0010_seals", create_seals),
 ]
 
 FORMAT_VERSION = len(MIGRATIONS)
@@ -298,10 +355,18 @@ def own_tables() -> frozenset[str]:
     return frozenset(name.lower() for (name,) in rows)
 
 
-def apply_migrations(conn: sqlite3.Connection, current: int, applied_at: str) -> None:
-    "Apply the migrations after ``current``, inside the caller's transaction."
-    for name, migrate in MIGRATIONS[current:]:
+def apply_migrations(conn: sqlite3.Connection, current: int, applied_at: str, until: int | None = None) -> None:
+    """Apply the migrations after ``current``, inside the caller's transaction; ``until``
+    stops at an earlier format (a store as an older evt made it, for tests and benchmarks)."""
+    if until is None:
+        until = len(MIGRATIONS)
+    for name, migrate in MIGRATIONS[current:until]:
         migrate(conn)
         conn.execute("INSERT INTO evt_migrations (name, applied_at) VALUES (?, ?)", (name, applied_at))
     conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-    conn.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
+    conn.execute(f"PRAGMA user_version = {until}")
+
+
+def format_of(name_suffix: str) -> int:
+    "The format version a migration (named ``…{name_suffix}``, numbers aside) brings a store to."
+    return next(i + 1 for i, (name, _) in enumerate(MIGRATIONS) if name.endswith(name_suffix))

@@ -24,6 +24,7 @@ from ..errors import (
     StoreMissing,
     StoreReadOnly,
     StoreTooNew,
+    StoreTooOld,
     StoreUnavailable,
     StreamNotFound,
 )
@@ -32,6 +33,7 @@ from .batch import INSERT  # noqa: F401 (the insert statement, for whole-store o
 from .envelope import ANY, Event, NewEvent, loads
 from .filters import MAX_INTEGER, Filter, renamed_type_condition, text_argument
 from .hooks import ModelHooks
+from .keys import MARK, SQL_FLAG, Decryptor, Keys
 from .sqlite import connect, translate_errors
 from .timestamps import now
 from .writers import WriterQueue
@@ -56,6 +58,9 @@ JSON_LINE = (
 )
 
 
+# The id and the data of a row whose data may hold an encrypted value (NULLs otherwise).
+FLAGGED_ID_AND_DATA = f"CASE WHEN {SQL_FLAG} THEN id END, CASE WHEN {SQL_FLAG} THEN data END"
+
 
 def row_to_event(row: tuple) -> Event:
     return Event(*row[:10], loads(row[10]), loads(row[11]))
@@ -68,7 +73,11 @@ class Store:
     ``synchronous`` is ``"full"`` (the default: an acknowledged append survives a power
     cut) or ``"normal"`` (faster; the last appends may be lost on a power cut, never
     corrupted). ``model`` is the user's model, or anything else with the ``ModelHooks``
-    of ``evt.log.hooks``: it validates appends and upcasts reads.
+    of ``evt.log.hooks``: it validates appends and upcasts reads. ``migrate=False`` opens
+    a store of an older format as it is, never writing to it (``StoreTooOld`` if it is
+    not an evt store yet), for a reader that checks the format it needs (``format()``);
+    ``check=False`` skips the bounded check for damaged pages on opening, for a reader
+    that checks every page itself (``evt verify``).
 
     One Store may be shared by many threads: each thread gets its own connection to the
     file (``store.conn`` is the calling thread's), and writers — threads and processes
@@ -84,9 +93,15 @@ class Store:
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
         synchronous: str = "full",
         model: ModelHooks | None = None,
+        migrate: bool = True,
+        check: bool = True,
+        keys: str | os.PathLike | None = None,
     ):
         self.path = os.fspath(path)
+        self.migrate = migrate
         self.model = model
+        # Where the keys of personal fields live: the key file ``keys``, else the store itself.
+        self.keys = Keys(self.path, lambda: self.conn, os.fspath(keys) if keys is not None else None, busy_timeout)
         self.create = create
         self.busy_timeout = busy_timeout
         if synchronous not in ("full", "normal"):
@@ -117,7 +132,7 @@ class Store:
         _STORES.add(self)
         with translate_errors(self.path):
             self._ensure_format(conn)
-        if not in_memory:  # never add to a damaged store, and say so alike whatever reads it
+        if check and not in_memory:  # never add to a damaged store, and say so alike whatever reads it
             check_not_corrupted(conn, self.path)
 
     # -- connections -----------------------------------------------------------------
@@ -165,12 +180,21 @@ class Store:
         if app_id == migrations.APPLICATION_ID and version == migrations.FORMAT_VERSION:
             return
         self._check_format(conn, app_id, version)
+        if not self.migrate:
+            if app_id == 0:
+                raise StoreTooOld(f"{self.path} is not an evt store yet")
+            return
         if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             conn.execute("PRAGMA journal_mode = WAL")
         with self.transaction():
             app_id, version = self._format(conn)  # another process may have just done it
             self._check_format(conn, app_id, version)
             migrations.apply_migrations(conn, version, now())
+
+    def format(self) -> int:
+        "The store's format version (the number of migrations applied to it)."
+        with translate_errors(self.path):
+            return self._format(self.conn)[1]
 
     def _format(self, conn: sqlite3.Connection) -> tuple[int, int]:
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
@@ -204,6 +228,7 @@ class Store:
             self._connections = weakref.WeakSet()
             self._local = threading.local()
         self.queue.after_fork()
+        self.keys.after_fork()
 
     def close(self) -> None:
         "Close every thread's connection (and the writers' queue); the store is unusable after."
@@ -214,6 +239,7 @@ class Store:
         if self._shared is not None:
             self._shared.close()
         self.queue.close()
+        self.keys.close()
 
     def __enter__(self) -> "Store":
         return self
@@ -277,12 +303,12 @@ class Store:
         """
         if self.in_transaction:  # inside the caller's ``with store.transaction():``
             return self.write_in_transaction(events, validate=validate, checkpoint=checkpoint)
-        chunks = batch.prepare(events, self.model if validate else None)
+        chunks = batch.prepare(events, self.model, validate)
         first = next(chunks, [])
         if len(first) < batch.CHUNK:  # all of it is prepared: it may go in one transaction with others'
             return self._write_small(_Write(first, checkpoint))
         with translate_errors(self.path), _conflicts(), self.transaction() as conn:
-            placement = batch.Placement(conn)
+            placement = batch.Placement(conn, self.keys)
             positions = placement.place(first)
             for chunk in chunks:
                 positions += placement.place(chunk)
@@ -310,7 +336,7 @@ class Store:
             writers.begin_immediate(conn, self.path, self.busy_timeout, self.busy_timeout, waited)
             try:
                 for each in group:
-                    each.carry_out(conn, self.path, alone=len(group) == 1)
+                    each.carry_out(conn, self.path, alone=len(group) == 1, keys=self.keys)
                 with translate_errors(self.path):
                     conn.execute("COMMIT")
             except BaseException:
@@ -369,10 +395,10 @@ class Store:
     ) -> list[int]:
         "Like ``write``, inside a transaction the caller holds (``with store.transaction():``)."
         conn = self.conn
-        placement = batch.Placement(conn)
+        placement = batch.Placement(conn, self.keys)
         positions: list[int] = []
         with translate_errors(self.path), _conflicts():
-            for chunk in batch.prepare(events, self.model if validate else None):
+            for chunk in batch.prepare(events, self.model, validate):
                 positions += placement.place(chunk)
             if checkpoint is not None:
                 _save_checkpoint(conn, checkpoint)
@@ -417,11 +443,18 @@ class Store:
             return None
         return self.model
 
+    def decryptor(self) -> Decryptor:
+        "What decrypts the personal fields of this store's events, for one read (``evt.log.keys``)."
+        return Decryptor(self.keys)
+
     def _select_events(self, filter: Filter, raw: bool) -> Iterator[Event]:
         model = self._upcaster(raw)
         sql, params = filter.to_sql(COLUMNS, self._type_matcher(raw))
+        decrypt = Decryptor(self.keys)
         with translate_errors(self.path):
             for row in self.conn.execute(sql, params):
+                if MARK in row[10]:
+                    row = decrypt.row(row)
                 event = row_to_event(row)
                 yield model.upcast(event) if model else event
 
@@ -433,18 +466,25 @@ class Store:
             line, encode = ce.SQL_LINE, ce.to_json
         else:
             line, encode = JSON_LINE, Event.to_json
+        decrypt = Decryptor(self.keys)
         if model is None:
-            sql, params = filter.to_sql(line, self._type_matcher(raw))
+            # Rows with an encrypted value (rare, and found by SQLite) carry their id and data.
+            sql, params = filter.to_sql(f"{line}, {FLAGGED_ID_AND_DATA}", self._type_matcher(raw))
             with translate_errors(self.path):
-                for (text,) in self.conn.execute(sql, params):
-                    yield text
+                for text, id_, data in self.conn.execute(sql, params):
+                    yield text if id_ is None else decrypt.line(text, id_, data)
             return
         sql, params = filter.to_sql(f"{line}, type, version, {COLUMNS}", self._type_matcher(raw))
         upcastable = model.upcastable
         with translate_errors(self.path):
             for row in self.conn.execute(sql, params):
                 if (row[1], row[2]) in upcastable:
-                    yield encode(model.upcast(row_to_event(row[3:])))
+                    stored = row[3:]
+                    if MARK in stored[10]:
+                        stored = decrypt.row(stored)
+                    yield encode(model.upcast(row_to_event(stored)))
+                elif MARK in row[13]:
+                    yield decrypt.line(row[0], row[6], row[13], row[3])
                 else:
                     yield row[0]
 
@@ -670,16 +710,16 @@ class _Write:
     def size(self) -> int:
         return len(self.chunk)
 
-    def carry_out(self, conn: sqlite3.Connection, path: str, alone: bool) -> None:
+    def carry_out(self, conn: sqlite3.Connection, path: str, alone: bool, keys: Keys | None = None) -> None:
         """Place the write in the open transaction. Among others (not ``alone``), in a
         savepoint: evt's errors undo this write only and are kept for its writer."""
         if alone:
-            self.positions = self._place(conn, path)
+            self.positions = self._place(conn, path, keys)
             return
         with translate_errors(path):
             conn.execute("SAVEPOINT evt_write")
         try:
-            self.positions = self._place(conn, path)
+            self.positions = self._place(conn, path, keys)
         except (Conflict, InvalidInput) as e:  # this write's own fault: the others go on
             with translate_errors(path):
                 conn.execute("ROLLBACK TO evt_write")
@@ -687,9 +727,9 @@ class _Write:
         with translate_errors(path):
             conn.execute("RELEASE evt_write")
 
-    def _place(self, conn: sqlite3.Connection, path: str) -> list[int]:
+    def _place(self, conn: sqlite3.Connection, path: str, keys: Keys | None) -> list[int]:
         with translate_errors(path), _conflicts():
-            positions = batch.Placement(conn).place(self.chunk) if self.chunk else []
+            positions = batch.Placement(conn, keys).place(self.chunk) if self.chunk else []
             if self.checkpoint is not None:
                 _save_checkpoint(conn, self.checkpoint)
         return positions

@@ -84,7 +84,8 @@ class Tracer:
 
         with translate_errors(self.store.path):
             rows = self.store.conn.execute(f"SELECT {self.columns} FROM events AS e {sql}", params).fetchall()
-        events = [row_to_event(row) for row in rows]
+        decrypt = self.store.decryptor()
+        events = [row_to_event(decrypt.row(row)) for row in rows]
         if self.upcaster is not None:
             events = [self.upcaster.upcast(e) if (e.type, e.version) in self.upcaster.upcastable else e for e in events]
         return events

@@ -26,7 +26,14 @@ from abc import ABC, abstractmethod
 from fnmatch import fnmatchcase
 from typing import Any, Callable, Iterator
 
-from ..errors import ConfigError, HandlerFailed, NotFound, StreamNotFound, one_line
+from ..errors import (
+    ConfigError,
+    HandlerFailed,
+    NotFound,
+    StreamNotFound,
+    UsageError,
+    one_line,
+)
 from ..log.envelope import Event, dumps, loads
 from ..log.filters import Filter
 from .diff import diff
@@ -338,6 +345,7 @@ class Folded:
         self.timestamp = timestamp
         self.state = state
         self.snapshot_revision = snapshot_revision
+        self.personal = False  # whether a folded event had personal fields: then no snapshot keeps the state
 
     def __repr__(self) -> str:
         return f"Folded({self.aggregate!r}, {self.stream!r}, revision={self.revision}, state={self.state!r})"
@@ -408,12 +416,17 @@ def load(
         revision, position, timestamp = snapshot.revision, snapshot.position, snapshot.timestamp
     else:
         state, revision, position, timestamp = aggregate.initial(), 0, 0, None
+    personal_types = getattr(aggregate.model, "personal_fields", {})
+    personal = False
     for event in store.read(Filter(stream=stream, start=revision + 1, end=target)):
         state = aggregate.step(state, event)
         revision, position, timestamp = event.revision, event.position, event.timestamp
+        personal = personal or (event.type, event.version) in personal_types
     data = aggregate.canonical(state)
     folded = Folded(aggregate.name, stream, revision, position, timestamp, data, snapshot.revision if snapshot else None)
-    if use_snapshots and target == head and snapshots.due(aggregate, snapshot, revision):
+    folded.personal = personal
+    # A state folded from personal fields holds them decrypted: a snapshot would keep them in clear.
+    if use_snapshots and not personal and target == head and snapshots.due(aggregate, snapshot, revision):
         snapshots.save(store, aggregate, folded)
     return folded
 
@@ -445,6 +458,11 @@ def snapshot(store, aggregate: Aggregate, stream: str) -> Folded:
             "give it a version= to snapshot it"
         )
     folded = load(store, aggregate, stream)
+    if folded.personal:
+        raise UsageError(
+            f"{stream} has events with personal fields: a snapshot would keep them decrypted, in clear, "
+            "so evt does not snapshot it (evt forget could not reach it)"
+        )
     snapshots.save(store, aggregate, folded, wait=True)
     return folded
 

@@ -51,6 +51,8 @@ class Model:
         caller = sys._getframe(1)
         self.created_at = (caller.f_code.co_filename, caller.f_lineno)  # for error messages
         self.schemas: dict[tuple[str, int], Any] = {}
+        # (type, version) -> (the subject's field, the personal fields): encrypted on append.
+        self.personal_fields: dict[tuple[str, int], tuple[str, tuple[str, ...]]] = {}
         self.upcasters: dict[tuple[str, int], tuple[str, Callable[[dict], dict]]] = {}
         self.aggregates: dict[str, Any] = {}
         self.projections: dict[str, Any] = {}
@@ -58,17 +60,28 @@ class Model:
 
     # -- schemas -------------------------------------------------------------------
 
-    def schema(self, type: str, version: int = 1) -> Callable:
-        "Register a pydantic model as the schema of ``type`` at ``version``."
+    def schema(self, type: str, version: int = 1, *, personal: Any = (), subject: str | None = None) -> Callable:
+        """Register a pydantic model as the schema of ``type`` at ``version``.
 
+        ``personal`` names fields of the data holding personal data, and ``subject`` the
+        field naming whose they are (a customer id, say): those fields are stored encrypted
+        with that subject's key, and ``evt forget SUBJECT`` makes them unreadable for good.
+        """
         _check_version(version, f"@model.schema({type!r})")
+        fields = _personal_spec(type, version, personal, subject)
 
         def register(cls):
             if not (hasattr(cls, "model_validate") and hasattr(cls, "model_json_schema")):
                 raise ConfigError(f"schema {type} v{version}: {getattr(cls, '__name__', cls)!s} is not a pydantic model (class {getattr(cls, '__name__', 'Schema')}(pydantic.BaseModel))")
             if (type, version) in self.schemas:
                 raise ConfigError(f"two schemas for {type} v{version} ({self.schemas[(type, version)].__name__} and {cls.__name__}); give the newer one version={version + 1}")
+            known = getattr(cls, "model_fields", None)
+            missing = [f for f in (fields[1] if fields else ()) + ((fields[0],) if fields else ()) if known is not None and f not in known]
+            if missing:
+                raise ConfigError(f"schema {type} v{version}: personal or subject field {missing[0]!r} is not a field of {cls.__name__}")
             self.schemas[(type, version)] = cls
+            if fields:
+                self.personal_fields[(type, version)] = fields
             return cls
 
         return register
@@ -214,6 +227,26 @@ class Model:
         type_, version, data = upcast_data(self, event.type, event.version, event.data, event.position)
         return event.replace(type=type_, version=version, data=data)
 
+    def personal(self, type: str, version: int, data: dict) -> tuple[str, tuple[str, ...]] | None:
+        """(subject, personal fields) of an event's data, or None when its schema declares none.
+
+        InvalidInput when the data lacks its subject, or the subject is not a string or a whole number.
+        """
+        spec = self.personal_fields.get((type, version))
+        if spec is None:
+            return None
+        field, fields = spec
+        subject = data.get(field) if isinstance(data, dict) else None
+        if isinstance(subject, int) and not isinstance(subject, bool):
+            subject = str(subject)
+        if not isinstance(subject, str) or not subject:
+            shown = "is missing" if subject is None else f"is {subject!r}"
+            raise InvalidInput(
+                f"{type} v{version} has personal fields of the subject named by data.{field}, which {shown} "
+                "(a non-empty string or a whole number)"
+            )
+        return subject, fields
+
     def renamed_types(self) -> dict[tuple[str, int], str]:
         "The stored (type, version) pairs that read under another type (an upcaster renames it), and that type."
         renamed = {}
@@ -222,6 +255,25 @@ class Model:
             if final != key[0]:
                 renamed[key] = final
         return renamed
+
+
+def _personal_spec(type: str, version: int, personal: Any, subject: Any) -> tuple[str, tuple[str, ...]] | None:
+    "(subject field, personal fields) of a schema, or None; ConfigError when they do not make sense."
+    where = f"@model.schema({type!r}, version={version})"
+    if isinstance(personal, str):
+        personal = [personal]
+    fields = tuple(personal or ())
+    if not all(isinstance(f, str) and f for f in fields):
+        raise ConfigError(f"{where}: personal= names data fields, e.g. personal=['email', 'address']")
+    if not fields:
+        if subject is not None:
+            raise ConfigError(f"{where}: subject= names whose the personal fields are; give personal=[...] too")
+        return None
+    if not isinstance(subject, str) or not subject:
+        raise ConfigError(f"{where}: personal fields need subject=, the data field naming whose they are (e.g. subject='customer_id')")
+    if subject in fields:
+        raise ConfigError(f"{where}: the subject field {subject!r} cannot be personal: it stays readable, naming whose the personal fields are")
+    return subject, fields
 
 
 def _check_version(version: Any, where: str) -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInput, UpcastFailed, one_line
 from ..log.envelope import dumps, json_kind, loads
+from ..log.keys import MARK, PLACEHOLDERS, holds_placeholder, is_encrypted
 from .schemas import validate_data
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ class Step:
             raise ValueError(f"upcaster {self.type} v{self.version} raised {type(e).__name__}: {one_line(e)}") from e
         if not isinstance(data, dict):
             raise ValueError(f"upcaster {self.type} v{self.version} returned {json_kind(data)}, not an object")
-        if self.schema is not None:
+        if self.schema is not None and not holds_placeholder(data):  # a forgotten field reads as a placeholder
             try:
                 self.validate(self.schema, data, f"{self.to_type} v{self.to_version}")
             except InvalidInput as e:
@@ -107,19 +108,57 @@ class Upcaster:
         steps = self.chains[(type_, version)]
         return steps[-1].to_type, steps[-1].to_version
 
-    def rows(self, rows: list[tuple]) -> list[tuple]:
+    def rows(self, rows: list[tuple], crypt: "Crypt | None" = None) -> list[tuple]:
         """Stored rows (columns of ``COLUMNS``) with type, version and data upcast.
 
-        The rows come from a selection of upcastable (type, version) pairs only.
+        The rows come from a selection of upcastable (type, version) pairs only. With
+        ``crypt``, the upcasters see personal fields decrypted, and the result is stored
+        encrypted again (``Crypt``).
         """
         out = []
         chains = self.chains
         for row in rows:
             steps = chains[(row[4], row[5])]
-            data = run_chain(steps, _loads(row[10]), row[0])
             last = steps[-1]
+            if crypt is not None and MARK in row[10]:
+                stored = _loads(row[10])
+                opened = crypt.decrypt.data(row[3], stored, row[0])
+                data = crypt.reseal(row[3], stored, opened, run_chain(steps, opened, row[0]), last.to_type, last.to_version)
+            else:
+                data = run_chain(steps, _loads(row[10]), row[0])
+                if crypt is not None:
+                    data = crypt.reseal(row[3], {}, {}, data, last.to_type, last.to_version)
             out.append(row[:4] + (last.to_type, last.to_version, row[6], row[7], row[8], row[9], _dumps(data, row, steps), row[11]))
         return out
+
+
+class Crypt:
+    """Personal fields through a stored upcast: decrypted for the upcasters, encrypted again after.
+
+    A value the upcasters left as it was keeps its stored ciphertext (bound to the same
+    event and field; a forgotten one stays forgotten). A personal field of the target
+    schema holding a new value is encrypted with its subject's key (``encrypt``: the
+    log's ``Encryptor`` in the write transaction; None for a dry run, which stores nothing).
+    """
+
+    def __init__(self, model: "Model", decrypt, encrypt=None):
+        self.model = model
+        self.decrypt = decrypt
+        self.encrypt = encrypt
+
+    def reseal(self, event_id: str, stored: dict, opened: dict, data: dict, type_: str, version: int) -> dict:
+        from ..log.batch import same_json
+
+        out = dict(data)
+        for field, value in stored.items():
+            if is_encrypted(value) and field in out and same_json(out[field], opened[field]):
+                out[field] = value
+        personal = self.model.personal(type_, version, out) if self.encrypt is not None else None
+        if personal is None:
+            return out
+        subject, fields = personal
+        fresh = [f for f in fields if f in out and not is_encrypted(out[f]) and not (isinstance(out[f], str) and out[f] in PLACEHOLDERS)]
+        return self.encrypt.data(event_id, out, subject, tuple(fresh)) if fresh else out
 
 
 def _dumps(data: dict, row: tuple, steps: list[Step]) -> str:

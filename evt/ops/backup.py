@@ -12,8 +12,8 @@ The copy is built beside DEST as ``DEST.backing-up-<pid>`` and gets its name onl
 
 - the events in it are those of the source at the head it copied, row for row, compared
   in the same snapshot (every stored column, at every position);
-- ``PRAGMA integrity_check`` of the copy is ``ok``;
-- its hash chain verifies (``_verify_chain``);
+- it verifies as ``evt verify`` verifies a store (``evt.ops.verify``): its hash chain,
+  positions, revisions, append-only triggers and ``PRAGMA integrity_check``;
 - it is synced to disk.
 
 It is then linked to DEST (never over a file that appeared meanwhile) and the folder is
@@ -29,7 +29,7 @@ import sqlite3
 import time
 from typing import TYPE_CHECKING
 
-from ..errors import StoreUnavailable, UsageError
+from ..errors import StoreUnavailable, UsageError, VerificationFailed
 from ..log import files
 from ..log.sqlite import connect, translate_errors, uri
 
@@ -46,7 +46,8 @@ class BackupFailed(StoreUnavailable):
 def backup(store: "Store", dest: str | os.PathLike) -> dict:
     """Copy ``store`` into the new file ``dest``, verified; return what was copied.
 
-    The result: ``path``, ``head`` (the position of the last event copied), ``events``,
+    The result: ``path``, ``head`` (the position of the last event copied), ``headHash``
+    (its chain hash, hex), ``events``,
     ``bytes`` (the backup's size), ``seconds`` and ``verified``. ``dest`` must not exist
     (Conflict); its folder must (UsageError).
     """
@@ -59,13 +60,14 @@ def backup(store: "Store", dest: str | os.PathLike) -> dict:
     try:
         _create(tmp, store.path, dest)
         head, events = _copy_and_compare(store, tmp)
-        _verify_chain(tmp)
+        head_hash = _verify_chain(tmp)
         files.publish_new(tmp, dest, "evt backup")  # synced, never over a file that appeared meanwhile
     finally:
         files.remove_sqlite_files(tmp)
     return {
         "path": dest,
         "head": head,
+        "headHash": head_hash,
         "events": events,
         "bytes": os.path.getsize(dest),
         "seconds": round(time.monotonic() - started, 3),
@@ -104,9 +106,7 @@ def _copy_and_compare(store: "Store", tmp: str) -> tuple[int, int]:
                 _compare(source, head, events)
             finally:
                 source.execute("ROLLBACK")
-        with translate_errors(tmp):
-            _check_integrity(source)
-            source.execute("DETACH DATABASE backup")
+        source.execute("DETACH DATABASE backup")
     finally:
         source.close()
     return head, events
@@ -145,16 +145,13 @@ def _stored_columns(conn: sqlite3.Connection) -> list[str]:
     return ['"' + row[1].replace('"', '""') + '"' for row in rows if row[6] == 0]
 
 
-def _check_integrity(conn: sqlite3.Connection) -> None:
-    problems = [row[0] for row in conn.execute("PRAGMA backup.integrity_check")]
-    if problems != ["ok"]:
-        raise BackupFailed(f"the copy fails PRAGMA integrity_check ({'; '.join(problems[:3])}); no backup was written")
+def _verify_chain(tmp: str) -> str | None:
+    """The copy's hash chain, positions, revisions, triggers and ``PRAGMA integrity_check``
+    (``evt.ops.verify``); its head hash. A copy equal to its store that does not verify
+    means the store does not: VerificationFailed (exit 8), no backup."""
+    from .verify import verify
 
-
-def _verify_chain(tmp: str) -> None:
-    """SEAM for issue 13a: verify the copy's hash chain with ``evt.ops.verify.verify``.
-
-    Until the chain lands, a copy is verified by its integrity check and by comparing
-    its events with the source's; this is where the chain check goes.
-    """
-
+    report = verify(tmp)
+    if not report.ok:
+        raise VerificationFailed(f"{report.message()} (in the copy, which holds the store's events: run evt verify); no backup was written")
+    return report.head_hash

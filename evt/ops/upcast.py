@@ -25,14 +25,15 @@ import sqlite3
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from ..errors import StoreUnavailable
-from ..log import files, migrations
+from ..log import chain, files, migrations
 from ..log.envelope import dumps
 from ..log.filters import flat, pairs_values
+from ..log.keys import Encryptor
 from ..log.sqlite import connect, translate_errors, uri
-from ..log.store import COLUMNS, INSERT, row_to_event
+from ..log.store import COLUMNS, row_to_event
 from ..log.timestamps import now
 from ..model.registry import Model
-from ..model.upcasters import Upcaster
+from ..model.upcasters import Crypt, Upcaster
 
 if TYPE_CHECKING:
     from ..log.store import Store
@@ -71,6 +72,11 @@ def _in_pairs(pairs, column_prefix: str = "") -> tuple[str, list]:
 
 def _upcaster_of(store: "Store") -> Upcaster:
     return Upcaster(store.model or Model())
+
+
+def _crypt(store: "Store", upcaster: Upcaster, conn: sqlite3.Connection | None) -> Crypt:
+    "Personal fields decrypted for the upcasters and (with ``conn``, in its write transaction) encrypted again."
+    return Crypt(upcaster.model, store.decryptor(), Encryptor(store.keys, conn) if conn is not None else None)
 
 
 def status(store: "Store") -> list[dict]:
@@ -124,9 +130,10 @@ def dry_run(store: "Store", sample: int = 3) -> dict:
         try:
             found = changes(upcaster, conn)
             total = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+            crypt = _crypt(store, upcaster, None)
             for rows in _pending_batches(conn, "main", _pending_pairs(found)):
-                upcaster.rows(rows)
-            shown = _sample(conn, upcaster, found, sample)
+                upcaster.rows(rows, crypt)
+            shown = _sample(conn, upcaster, found, sample, crypt)
         finally:
             conn.execute("ROLLBACK")
     upcast = sum(c["count"] for c in found)
@@ -141,7 +148,7 @@ def dry_run(store: "Store", sample: int = 3) -> dict:
     }
 
 
-def _sample(conn: sqlite3.Connection, upcaster: Upcaster, found: list[dict], size: int) -> list[dict]:
+def _sample(conn: sqlite3.Connection, upcaster: Upcaster, found: list[dict], size: int, crypt: Crypt) -> list[dict]:
     "Up to ``size`` events, the first of each kind of change in turn, before and after."
     per_kind = [
         [row[0] for row in conn.execute(
@@ -157,7 +164,7 @@ def _sample(conn: sqlite3.Connection, upcaster: Upcaster, found: list[dict], siz
                 positions.append(kind.pop(0))
     shown = []
     for position in sorted(positions):
-        row = conn.execute(f"SELECT {COLUMNS} FROM events WHERE position = ?", (position,)).fetchone()
+        row = crypt.decrypt.row(conn.execute(f"SELECT {COLUMNS} FROM events WHERE position = ?", (position,)).fetchone())
         before = row_to_event(row)
         [after_row] = upcaster.rows([row])
         shown.append({"position": position, "before": before.to_dict(), "after": row_to_event(after_row).to_dict()})
@@ -269,8 +276,8 @@ def _build_copy(store: "Store", upcaster: Upcaster, tmp: str, out: str) -> dict:
             conn.execute("BEGIN")
             migrations.apply_migrations(conn, 0, now())
             found = changes(upcaster, conn, "src")
-            _copy_events(conn, upcaster, _pending_pairs(found))
-            _copy_tables(conn)
+            _copy_tables(conn)  # first: subject keys kept in the store are there for the upcast events
+            _copy_events(conn, upcaster, _pending_pairs(found), _crypt(store, upcaster, conn))
             total = conn.execute("SELECT count(*) FROM src.events").fetchone()[0]
             result = _result("copy", found, total, source=store.path, out=out)
             _record_run(conn, result, upcaster, found)
@@ -283,12 +290,26 @@ def _build_copy(store: "Store", upcaster: Upcaster, tmp: str, out: str) -> dict:
         conn.close()
 
 
-def _copy_events(conn: sqlite3.Connection, upcaster: Upcaster, pairs: list[tuple[str, int]]) -> None:
-    "Events no upcaster applies to are copied by SQLite itself; the others go through Python."
+INSERT = f"INSERT INTO main.events ({COLUMNS}) VALUES ({', '.join('?' * len(COLUMNS.split(',')))})"
+
+
+def _copy_events(conn: sqlite3.Connection, upcaster: Upcaster, pairs: list[tuple[str, int]], crypt: Crypt) -> None:
+    """Events no upcaster applies to are copied by SQLite itself (with their hashes); the
+    others go through Python. The hash chain is then computed again from the first upcast
+    event on (its data changed, so did its hash and every one after it)."""
     condition, params = _in_pairs(pairs)
-    conn.execute(f"INSERT INTO main.events ({COLUMNS}) SELECT {COLUMNS} FROM src.events WHERE NOT {condition} ORDER BY position", params)
+    conn.execute(
+        f"INSERT INTO main.events ({COLUMNS}, hash) SELECT {COLUMNS}, hash FROM src.events WHERE NOT {condition} ORDER BY position",
+        params,
+    )
+    first = None
     for rows in _pending_batches(conn, "src", pairs):
-        conn.executemany(INSERT, upcaster.rows(rows))
+        first = rows[0][0] if first is None else first
+        conn.executemany(INSERT, upcaster.rows(rows, crypt))
+    if first is not None:
+        migrations.drop_append_only_triggers(conn)
+        chain.rehash(conn, first)
+        migrations.create_append_only_triggers(conn)
 
 
 def _copy_tables(conn: sqlite3.Connection) -> None:
@@ -373,7 +394,7 @@ def migrate_in_place(store: "Store", on_backup: Callable[[str], None] | None = N
             if on_backup is not None:
                 on_backup(backup)
             result = _result("in-place", found, total, store=store.path, backup=backup)
-            _rewrite(conn, upcaster, found)
+            _rewrite(conn, upcaster, found, _crypt(store, upcaster, conn))
             _record_run(conn, result, upcaster, found)
             verify(conn, upcaster, "temp.evt_upcast_before", found)
             conn.execute("DROP TABLE temp.evt_upcast_before")
@@ -384,12 +405,16 @@ def migrate_in_place(store: "Store", on_backup: Callable[[str], None] | None = N
     return result
 
 
-def _rewrite(conn: sqlite3.Connection, upcaster: Upcaster, found: list[dict]) -> None:
+def _rewrite(conn: sqlite3.Connection, upcaster: Upcaster, found: list[dict], crypt: Crypt) -> None:
     conn.execute(f"CREATE TEMP TABLE evt_upcast_before AS SELECT {COLUMNS} FROM main.events")
     migrations.drop_append_only_triggers(conn)
     update = "UPDATE main.events SET type = ?, version = ?, data = ? WHERE position = ?"
+    first = None
     for rows in _pending_batches(conn, "main", _pending_pairs(found)):
-        conn.executemany(update, [(r[4], r[5], r[10], r[0]) for r in upcaster.rows(rows)])
+        first = rows[0][0] if first is None else first
+        conn.executemany(update, [(r[4], r[5], r[10], r[0]) for r in upcaster.rows(rows, crypt)])
+    if first is not None:  # the chain from the first rewritten event on: its hash, and every one after it
+        chain.rehash(conn, first)
     migrations.create_append_only_triggers(conn)
 
 

@@ -291,7 +291,9 @@ class Runner:
     def _fetch(self) -> list[tuple]:
         sql, params = self.filter.replace(after=self.position, limit=CHUNK).to_sql(COLUMNS, self.type_condition)
         with translate_errors(self.store.path):
-            return self.store.conn.execute(sql, params).fetchall()
+            rows = self.store.conn.execute(sql, params).fetchall()
+            decrypt = self.store.decryptor()  # personal fields, as every reader sees them
+            return [decrypt.row(row) for row in rows]
 
     def _begin(self, check: bool = True) -> None:
         """Open a batch's transaction; _Moved (the transaction left open) when another run of
@@ -550,6 +552,7 @@ class Runner:
         row = self.store.conn.execute(f"SELECT {COLUMNS} FROM events WHERE position = ?", (entry.position,)).fetchone()
         if row is None:
             return f"the event at position {entry.position} is not in the store", None
+        row = self.store.decryptor().row(row)
         savepoint = self.conn.in_transaction
         if savepoint:
             self.conn.execute("SAVEPOINT evt_retry")

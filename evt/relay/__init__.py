@@ -12,7 +12,7 @@ broker is used.
 
 from __future__ import annotations
 
-from .engine import IngestResult, RelayResult, Retry, ingest, relay
+from .engine import IngestResult, Interrupted, RelayResult, Retry, ingest, relay
 from .urls import source_for, target_for
 
-__all__ = ["IngestResult", "RelayResult", "Retry", "ingest", "relay", "source_for", "target_for"]
+__all__ = ["IngestResult", "Interrupted", "RelayResult", "Retry", "ingest", "relay", "source_for", "target_for"]

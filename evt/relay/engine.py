@@ -10,14 +10,18 @@ messages (appending them again is idempotent by event id).
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Iterator, Protocol, Sequence
 
 from ..errors import BrokerUnavailable, Conflict, EvtError, InvalidInput, UsageError
 from ..log import cloudevents
 from ..log.envelope import NewEvent, loads
 from ..log.filters import Filter
+from ..log.keys import MARK
 from ..log.sqlite import translate_errors
 from ..log.store import JSON_LINE, Store
 from .state import RelayLock, load_position, record_bad_message, save_position
@@ -98,6 +102,14 @@ def _attempts(n: int) -> str:
     return "1 attempt" if n == 1 else f"{n} attempts"
 
 
+class Interrupted(KeyboardInterrupt):
+    "Ctrl-C ended a relay or an ingest; ``result`` is what it had done (its work up to there is saved)."
+
+    def __init__(self, result: "RelayResult | IngestResult"):
+        super().__init__()
+        self.result = result
+
+
 @dataclass
 class RelayResult:
     name: str
@@ -132,10 +144,26 @@ def read_rows(store: Store, after: int, limit: int, cloudevents: bool = False, f
     as wire rows (carrying CloudEvents, if asked)."""
     with translate_errors(store.path):
         if filter is None:
-            return store.conn.execute(SELECT_CLOUDEVENTS if cloudevents else SELECT_ENVELOPES, (after, limit)).fetchall()
-        line = _cloudevents_line() if cloudevents else JSON_LINE
-        sql, params = filter.replace(after=after, limit=limit, backwards=False).to_sql(ROW_COLUMNS.format(line=line))
-        return store.conn.execute(sql, params).fetchall()
+            rows = store.conn.execute(SELECT_CLOUDEVENTS if cloudevents else SELECT_ENVELOPES, (after, limit)).fetchall()
+        else:
+            line = _cloudevents_line() if cloudevents else JSON_LINE
+            sql, params = filter.replace(after=after, limit=limit, backwards=False).to_sql(ROW_COLUMNS.format(line=line))
+            rows = store.conn.execute(sql, params).fetchall()
+        return _decrypted(store, rows)
+
+
+def _decrypted(store: Store, rows: list[Row]) -> list[Row]:
+    "The rows with their personal fields decrypted (data and line), as every reader sees them."
+    if not any(MARK in row[5] for row in rows):
+        return rows
+    decrypt = store.decryptor()
+    out = []
+    for row in rows:
+        if MARK in row[5]:
+            position, id_, data = row[0], row[2], row[5]
+            row = row[:5] + (decrypt.text(id_, data, position), decrypt.line(row[6], id_, data, position)) + row[7:]
+        out.append(row)
+    return out
 
 
 def _cloudevents_line() -> str:
@@ -208,14 +236,39 @@ def _relay(store: Store, target: Target, name: str, filter: Filter | None, batch
                 retry.wait(e)
                 continue
             retry.reset()
-            with store.transaction():
+            with interrupts_deferred(), store.transaction():  # the summary counts what is saved, no more, no less
                 save_position(store, name, passed)
-            result.position = passed
-            result.published += published
-            result.skipped += skipped
+                result.position = passed
+                result.published += published
+                result.skipped += skipped
+    except KeyboardInterrupt:
+        raise Interrupted(result) from None
     finally:
         target.close()
     return result
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C back until the block has ended (committed or failed), then raise it.
+
+    A commit and the counts of a summary then change together. Signal handlers belong to
+    the main thread: elsewhere the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        yield
+        return
+    caught: list = []
+    previous = signal.signal(signal.SIGINT, lambda number, frame: caught.append((number, frame)))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            if callable(previous):
+                previous(*caught[0])  # Python's own handler raises KeyboardInterrupt
+            else:
+                raise KeyboardInterrupt
 
 
 def _connect(target: Target, retry: Retry) -> bool:
@@ -266,12 +319,15 @@ def ingest(
                         if follow:
                             continue
                         return result
-                    store_messages(store, source.name, messages, result)
+                    with interrupts_deferred():  # the summary counts what is stored, no more, no less
+                        store_messages(store, source.name, messages, result)
                     source.ack(messages)
                     retry.reset()
             except BrokerUnavailable as e:
                 source.close()
                 retry.wait(e)
+    except KeyboardInterrupt:
+        raise Interrupted(result) from None
     finally:
         source.close()
 
