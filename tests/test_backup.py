@@ -158,6 +158,19 @@ def test_a_folder_that_cannot_be_written_is_exit_6(evt, store, tmp_path):
     assert os.listdir("locked") == []
 
 
+def test_a_store_that_does_not_verify_has_no_backup(evt, store):
+    conn = sqlite3.connect(store, isolation_level=None)
+    conn.execute("DROP TRIGGER events_append_only_update")
+    conn.execute("""UPDATE events SET data = '{"n":3}' WHERE position = 4""")  # the chain is not recomputed
+    conn.close()
+    r = evt("backup", "b.db")
+    assert (r.exit_code, r.stdout) == (8, "")
+    assert r.stderr.startswith("evt: verification failed at position 4: ") and r.stderr.endswith(
+        " (in the copy, which holds the store's events: run evt verify); no backup was written\n"
+    )
+    assert sorted(os.listdir(".")) == ["events.db", "events.db-lock"]
+
+
 def test_a_store_on_a_read_only_file_system_is_backed_up(evt_proc, read_only_folder, tmp_path):
     r = evt_proc("backup", tmp_path / "b.db", "--db", read_only_folder / "events.db", "--format", "ndjson")
     assert (r.exit_code, r.stderr) == (0, "")
@@ -271,6 +284,8 @@ def test_a_backup_taken_while_four_writers_append_is_a_verified_prefix_of_the_lo
     assert len(final) > copied
     assert rows(tmp_path / "b.db") == final[:copied] and result["events"] == copied  # a prefix, every column equal
     assert writing_streams(tmp_path / "b.db") == 12  # the events of all four are in it
+    verified = subprocess.run(evt_command() + ["verify", "--db", "b.db", "--expect-head", result["headHash"]], cwd=tmp_path, capture_output=True, text=True)
+    assert (verified.returncode, verified.stderr) == (0, "")
     conn = sqlite3.connect(tmp_path / "b.db")
     assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     conn.close()
