@@ -86,6 +86,26 @@ def evt_proc(tmp_path):
     return run
 
 
+@pytest.fixture
+def read_only_folder(tmp_path):
+    "A folder holding a store, mounted read-only (root only, where mounts are allowed)."
+    source, mounted = tmp_path / "source", tmp_path / "mounted"
+    source.mkdir()
+    mounted.mkdir()
+    from evt import NewEvent, Store
+
+    with Store(source / "events.db") as store:
+        store.append(NewEvent("s-1", "t.x", {"n": 1}))
+    if subprocess.run(["mount", "--bind", str(source), str(mounted)], capture_output=True).returncode:
+        pytest.skip("cannot mount a folder here")
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(mounted)], check=True)
+        assert os.statvfs(mounted).f_flag & os.ST_RDONLY
+        yield mounted
+    finally:
+        subprocess.run(["umount", str(mounted)], check=True)
+
+
 # -- message brokers -------------------------------------------------------------------
 # Tests of evt relay / evt ingest talk to real servers on loopback. Where one is not
 # reachable they skip, unless EVT_REQUIRE_BROKERS=1 (set by .ci/run) makes that a failure.

@@ -13,7 +13,6 @@ import time
 import pytest
 
 from conftest import evt_command
-from evt import NewEvent, Store
 
 
 def spawn(*args, **kwargs) -> subprocess.Popen:
@@ -228,24 +227,6 @@ def test_the_installed_script_runs(tmp_path):
     script = os.path.join(os.path.dirname(sys.executable), "evt")
     proc = subprocess.run([script, "append", "s-1", "t.x", "-q"], cwd=tmp_path, capture_output=True)
     assert proc.returncode == 0, proc.stderr
-
-
-@pytest.fixture
-def read_only_folder(tmp_path):
-    "A folder holding a store, mounted read-only (root only, where mounts are allowed)."
-    source, mounted = tmp_path / "source", tmp_path / "mounted"
-    source.mkdir()
-    mounted.mkdir()
-    with Store(source / "events.db") as store:
-        store.append(NewEvent("s-1", "t.x", {"n": 1}))
-    if subprocess.run(["mount", "--bind", str(source), str(mounted)], capture_output=True).returncode:
-        pytest.skip("cannot mount a folder here")
-    try:
-        subprocess.run(["mount", "-o", "remount,ro,bind", str(mounted)], check=True)
-        assert os.statvfs(mounted).f_flag & os.ST_RDONLY
-        yield mounted
-    finally:
-        subprocess.run(["umount", str(mounted)], check=True)
 
 
 def test_a_store_on_a_read_only_filesystem_is_readable_and_appending_is_exit_6(evt_proc, read_only_folder):

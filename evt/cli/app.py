@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from . import dlq, forget, log, model, projections, redact, relay, trace, upcast, verify
+from . import backup, dlq, forget, log, model, projections, redact, relay, seal, trace, upcast, verify
 from .boundary import fail, guarded
 
 HELP = """An event store in one SQLite file: append, read, follow, replay, fold, upcast.
@@ -54,6 +54,8 @@ projections.register(app)
 dlq.register(app)
 relay.register(app)
 verify.register(app)
+backup.register(app)
+seal.register(app)
 
 
 def run(args: list[str]) -> int:

@@ -7,7 +7,7 @@ the command, as with git or docker: ``evt --db x.db read`` is ``evt read --db x.
 from __future__ import annotations
 
 GLOBAL_OPTIONS = ("--db", "--config", "--model", "--keys")
-GROUPS = ("dlq", "upcast", "projections")  # commands with subcommands: the options go after the subcommand
+GROUPS = ("dlq", "upcast", "projections", "seal")  # commands with subcommands: the options go after the subcommand
 # Groups that also run alone (``evt projections``): only a subcommand named next takes the options.
 SUBCOMMANDS_OPTIONAL = {"projections": ("reset",)}
 

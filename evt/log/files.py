@@ -11,6 +11,8 @@ import glob
 import os
 import stat
 
+from ..errors import Conflict, UsageError
+
 SQLITE_SUFFIXES = ("", "-wal", "-shm", "-journal", "-lock")  # -lock: the writers' queue (evt.log.writers)
 
 
@@ -42,6 +44,10 @@ def remove_abandoned(final_pattern: str, marker: str = ".tmp-") -> None:
     """
     for path in glob.glob(final_pattern + glob.escape(marker) + "*"):
         pid = path.rsplit(marker, 1)[1]
+        for suffix in SQLITE_SUFFIXES[1:]:  # a journal left without its file (killed while removing them)
+            if suffix and pid.endswith(suffix):
+                pid, path = pid[: -len(suffix)], path[: -len(suffix)]
+                break
         if pid.isdigit() and (int(pid) == os.getpid() or not process_alive(int(pid))):
             remove_sqlite_files(path)
 
@@ -72,6 +78,28 @@ def publish(built: str, final: str) -> None:
             raise FileExistsError(final) from None
         os.replace(built, final)
     sync_folder(os.path.dirname(final) or os.curdir)
+
+
+def already_exists(path: str, command: str) -> Conflict:
+    "The error for a new file ``command`` would write where one exists: evt never overwrites one."
+    return Conflict(f"{path} already exists; {command} never overwrites (choose a new file)")
+
+
+def check_new(path: str, command: str) -> None:
+    "Before ``command`` writes the new file ``path``: Conflict if it exists, UsageError if its folder does not."
+    if os.path.lexists(path):
+        raise already_exists(path, command)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError(f"cannot create {path}: folder {folder} does not exist")
+
+
+def publish_new(built: str, final: str, command: str) -> None:
+    "``publish``, with a file that appeared under ``final`` meanwhile reported as ``already_exists``."
+    try:
+        publish(built, final)
+    except FileExistsError:
+        raise already_exists(final, command) from None
 
 
 def sync_file(path: str) -> None:

@@ -320,6 +320,30 @@ def create_redactions(conn: sqlite3.Connection) -> None:
     )
 
 
+def create_seals(conn: sqlite3.Connection) -> None:
+    """Migration: signed heads of the hash chain (``evt seal``), append-only like the events.
+
+    ``hash`` is the chain hash at ``position`` (32 bytes), ``key_id`` the SHA-256 (hex) of
+    the signer's raw Ed25519 public key, ``signature`` 64 bytes over the text
+    ``evt.ops.seals.message`` builds."""
+    execute_all(
+        conn,
+        """
+        CREATE TABLE IF NOT EXISTS evt_seals (
+            id INTEGER PRIMARY KEY,
+            position INTEGER NOT NULL,
+            hash BLOB NOT NULL,
+            signed_at TEXT NOT NULL,
+            key_id TEXT NOT NULL,
+            signature BLOB NOT NULL
+        )""",
+        "CREATE TRIGGER IF NOT EXISTS evt_seals_append_only_update BEFORE UPDATE ON evt_seals "
+        "BEGIN SELECT RAISE(ABORT, 'seals are append-only'); END",
+        "CREATE TRIGGER IF NOT EXISTS evt_seals_append_only_delete BEFORE DELETE ON evt_seals "
+        "BEGIN SELECT RAISE(ABORT, 'seals are append-only'); END",
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0001_create_event_log", create_event_log),
     ("0002_upcast_runs", create_upcast_runs),
@@ -331,6 +355,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0008_event_hashes", add_event_hashes),
     ("0009_subject_keys", create_subject_keys),
     ("0010_redactions", create_redactions),
+    ("0011_seals", create_seals),
 ]
 
 FORMAT_VERSION = len(MIGRATIONS)

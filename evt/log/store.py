@@ -138,6 +138,11 @@ class Store:
     # -- connections -----------------------------------------------------------------
 
     @property
+    def immutable(self) -> bool:
+        "Whether the file is read as immutable: a store on a read-only file system, which nothing can change."
+        return self._immutable
+
+    @property
     def conn(self) -> sqlite3.Connection:
         "The calling thread's connection to the store (made on first use)."
         if self._shared is not None:

@@ -24,7 +24,6 @@ import os
 import sqlite3
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from ..errors import Conflict, UsageError
 from ..log import chain, files, migrations
 from ..log.envelope import dumps
 from ..log.filters import flat, pairs_values
@@ -243,17 +242,13 @@ def migrate_copy(store: "Store", out: str | os.PathLike) -> dict:
     the source is only read. Nothing is left behind when anything fails.
     """
     out = os.fspath(out)
-    if os.path.lexists(out):
-        raise Conflict(f"{out} already exists; evt upcast run --out never overwrites (choose a new file)")
-    folder = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(folder):
-        raise UsageError(f"cannot create {out}: folder {folder} does not exist")
+    files.check_new(out, "evt upcast run --out")
     upcaster = _upcaster_of(store)
     files.remove_abandoned(glob.escape(out))
     tmp = files.temporary_name(out)
     try:
         result = _build_copy(store, upcaster, tmp, out)
-        _publish(tmp, out)
+        files.publish_new(tmp, out, "evt upcast run --out")
     finally:
         files.remove_sqlite_files(tmp)
     return result
@@ -359,13 +354,6 @@ def _common_columns(conn: sqlite3.Connection, table: str) -> str:
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
-
-def _publish(tmp: str, out: str) -> None:
-    "Give the finished file its name (synced first), never over a file that appeared meanwhile."
-    try:
-        files.publish(tmp, out)
-    except FileExistsError:
-        raise Conflict(f"{out} already exists; evt upcast run --out never overwrites (choose a new file)") from None
 
 
 # -- migration in place -------------------------------------------------------------------

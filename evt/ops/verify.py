@@ -172,7 +172,13 @@ class _Integrity:
         except Exception as e:
             self.problem = str(e)
             return
-        self._run(conn)
+        try:
+            self._run(conn)
+        finally:
+            # Closed here: once the thread is gone, Store.close no longer reaches it, and a
+            # connection left to the garbage collector keeps the file open meanwhile (its
+            # WAL then outlives every other connection to the file).
+            conn.close()
 
     def _run(self, conn) -> None:
         try:
