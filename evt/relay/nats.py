@@ -188,8 +188,16 @@ class Client:
 
         if timeout is not None:
             coroutine = asyncio.wait_for(coroutine, timeout)
+        task = asyncio.ensure_future(coroutine, loop=self.loop)
         with translate_errors(self.url, self.errors):
-            return self.loop.run_until_complete(coroutine)
+            try:
+                return self.loop.run_until_complete(task)
+            except BaseException:
+                # Ctrl-C raised inside the task ends it with that exception, which asyncio
+                # would print as "never retrieved" once the task is collected: retrieve it.
+                if task.done() and not task.cancelled():
+                    task.exception()
+                raise
 
     def check_open(self) -> None:
         "BrokerUnavailable once the connection is lost (nats-py then closes it)."
