@@ -24,7 +24,9 @@ def test_version_from_the_package_metadata(evt):
 
 
 def test_completion_the_typer_way(evt_proc):
-    script = evt_proc("--show-completion", "bash")
+    # typer detects the shell from the process tree (shellingham), which a test run started
+    # from no shell lacks; its own switch makes --show-completion take the shell's name.
+    script = evt_proc("--show-completion", "bash", env={"_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"})
     assert script.exit_code == 0 and "_EVT_COMPLETE=complete_bash" in script.stdout
     env = {"_EVT_COMPLETE": "complete_bash", "COMP_WORDS": "evt re", "COMP_CWORD": "1"}
     assert evt_proc(env=env).stdout.split() == ["read", "redact", "replay", "relay"]
