@@ -47,13 +47,13 @@ def drop_snapshots(conn, streams: Iterable[str]) -> int:
     return dropped
 
 
-def affected(store, first_position: int, config=None, model=None) -> list[dict]:
-    """Every projection, reactor, consumer and relay whose checkpoint is at or after
-    ``first_position``, in the order ``evt projections`` lists them."""
-    from ..config import Config
-    from ..processing.projections import configured, status
+def affected(store, first_position: int, projections: dict) -> list[dict]:
+    """Every projection (of ``projections``, as ``configured`` gives them), reactor, consumer
+    and relay whose checkpoint is at or after ``first_position``, in the order ``evt
+    projections`` lists them."""
+    from ..processing.projections import status
 
-    rows = status(store, configured(config or Config(), model))
+    rows = status(store, projections)
     return [
         {"name": row["name"], "kind": row["kind"], "checkpoint": row["checkpoint"]}
         for row in rows
@@ -89,8 +89,8 @@ def after_erasure(
         say(f"dropped {found.snapshots} snapshot(s) of the affected streams")
     if first_position is None:
         return found
-    found.affected = affected(store, first_position, config, model)
     projections = configured(config, model)
+    found.affected = affected(store, first_position, projections)
     for row in found.affected:
         name, kind = row["name"], row["kind"]
         if kind in REBUILDABLE and rebuild:
