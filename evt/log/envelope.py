@@ -195,17 +195,36 @@ class NewEvent:
         timestamp: str | None = None,
         expected: int | str = ANY,
     ):
-        self.stream = check_name("stream", stream)
-        self.type = check_name("type", type)
-        self.data = check_object("data", {} if data is None else data)
+        # Each check's common case inline (an append in a loop builds many of these); the
+        # check functions have the rules and the messages.
+        str_ = str
+        if stream.__class__ is not str_ or not stream.isprintable() or " " in stream or not stream:
+            stream = check_name("stream", stream)
+        if type.__class__ is not str_ or not type.isprintable() or " " in type or not type:
+            type = check_name("type", type)
+        self.stream = stream
+        self.type = type
+        if data is None:
+            data = {}
+        elif data.__class__ is not dict or not _SCALARS.issuperset(map(_type, data.values())):
+            data = check_object("data", data)
+        self.data = data
         self.id = None if id is None else check_id(id)
-        self.version = check_version(version)
-        self.source = check_optional("source", source)
-        self.correlation_id = check_optional("correlationId", correlation_id)
-        self.causation_id = check_optional("causationId", causation_id)
-        self.metadata = check_object("metadata", {} if metadata is None else metadata)
+        self.version = version if version.__class__ is int and 1 <= version <= MAX_INTEGER else check_version(version)
+        self.source = source if source is None or source.__class__ is str_ else check_optional("source", source)
+        self.correlation_id = (
+            correlation_id if correlation_id is None or correlation_id.__class__ is str_ else check_optional("correlationId", correlation_id)
+        )
+        self.causation_id = (
+            causation_id if causation_id is None or causation_id.__class__ is str_ else check_optional("causationId", causation_id)
+        )
+        if metadata is None:
+            metadata = {}
+        elif metadata.__class__ is not dict or not _SCALARS.issuperset(map(_type, metadata.values())):
+            metadata = check_object("metadata", metadata)
+        self.metadata = metadata
         self.timestamp = None if timestamp is None else normalize_timestamp(timestamp)
-        self.expected = parse_expected(expected)
+        self.expected = expected if expected is ANY or (expected.__class__ is int and expected >= 0) else parse_expected(expected)
         self.line: int | None = None  # the NDJSON line it came from, named in errors
 
     @classmethod
@@ -321,6 +340,8 @@ def json_kind(value: Any) -> str:
 
 
 _CONTAINERS = (dict, list)
+_SCALARS = frozenset((str, int, float, bool, type(None)))  # values of a flat object (exact types: no subclass)
+_type = type
 
 
 def check_version(value: Any) -> int:
