@@ -83,6 +83,26 @@ def test_threads_sharing_a_store_lose_nothing_and_are_never_refused(tmp_path):
     assert len(rows) == 1600
 
 
+def test_threads_read_their_own_writes_and_close_leaves_no_wal(tmp_path):
+    """Small writes of all threads go through one writer connection; each thread reads
+    what it wrote at once (its own connection), and ``close`` closes every connection —
+    the writer's too: the last one out checkpoints and removes ``-wal``."""
+    path = tmp_path / "events.db"
+    store = Store(path)
+
+    def work(i: int) -> None:
+        for n in range(30):
+            [position] = store.write([NewEvent(f"r{i}-{n}", "t.x", {"n": n})])
+            [event] = store.events_at([position])
+            assert (event.stream, event.data) == (f"r{i}-{n}", {"n": n})
+
+    assert run_threads(4, work) == []
+    assert os.path.exists(f"{path}-wal")
+    store.close()
+    assert not os.path.exists(f"{path}-wal")
+    assert len(stored(path)) == 120
+
+
 def test_threads_appending_to_the_same_streams_keep_revisions_gapless(tmp_path):
     "Expected revisions under contention: every acknowledged append is stored, every refused one is not."
     path = tmp_path / "events.db"

@@ -114,6 +114,7 @@ class Store:
         self._local = threading.local()
         self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
         self._shared: sqlite3.Connection | None = None  # the one connection of a store in memory
+        self._writer: _Connection | None = None  # see _writer_connection
         self._immutable = False  # opened read-only as immutable (a store on a read-only file system)
         self._closed = False
         in_memory = self.path == ":memory:"
@@ -156,6 +157,30 @@ class Store:
 
     def _connect(self) -> sqlite3.Connection:
         "A new connection for this thread, kept in its thread-locals (closed when the thread ends)."
+        conn = self._open()
+        holder = _Connection(conn)
+        self._local.holder = holder
+        self._local.conn = conn
+        self._connections.add(holder)
+        return conn
+
+    def _writer_connection(self) -> sqlite3.Connection:
+        """The connection that carries this process's small writes, whichever thread leads
+        them (only the thread holding the turn uses it). One connection keeps its page
+        cache from one write to the next; SQLite empties a connection's cache whenever
+        another connection has written since it last read, so writes taking turns on
+        each thread's own connection would read the same index pages again every time."""
+        if self._shared is not None:
+            return self._shared
+        holder = self._writer
+        if holder is None:
+            if self._closed:
+                raise StoreUnavailable(f"{self.path}: the store is closed")
+            holder = self._writer = _Connection(self._open())
+            self._connections.add(holder)
+        return holder.conn
+
+    def _open(self) -> sqlite3.Connection:
         with translate_errors(self.path):
             if self.path == ":memory:":
                 conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -169,10 +194,6 @@ class Store:
             except BaseException:
                 conn.close()
                 raise
-        holder = _Connection(conn)
-        self._local.holder = holder
-        self._local.conn = conn
-        self._connections.add(holder)
         return conn
 
     def _ensure_format(self, conn: sqlite3.Connection) -> None:
@@ -227,6 +248,7 @@ class Store:
             _INHERITED.extend(holder.conn for holder in self._connections)
             self._connections = weakref.WeakSet()
             self._local = threading.local()
+            self._writer = None
         self.queue.after_fork()
         self.keys.after_fork()
 
@@ -236,6 +258,7 @@ class Store:
         for holder in list(self._connections):
             holder.close()
         self._local = threading.local()
+        self._writer = None
         if self._shared is not None:
             self._shared.close()
         self.queue.close()
@@ -326,13 +349,17 @@ class Store:
         and commits once: one sync to disk for them all, and each writer returns only
         once that commit is done. Every write stays atomic and in queue order.
         """
-        conn = self.conn
         waited = self.queue.join(self.busy_timeout, request)
         if waited is None:  # carried out by the thread whose turn it was
             return request.outcome()
         taken = self.queue.take(GROUP_EVENTS, _Write.size)
         group = [request] + [waiter.request for waiter in taken]
+        local = self._local
+        own = local.__dict__.get("conn")
         try:
+            # The writer connection is this thread's while it leads (what the write reads
+            # through ``self.conn`` — keys — sees the open transaction).
+            conn = local.conn = self._writer_connection()
             writers.begin_immediate(conn, self.path, self.busy_timeout, self.busy_timeout, waited)
             try:
                 for each in group:
@@ -347,6 +374,10 @@ class Store:
                 each.fail(e)
             raise
         finally:
+            if own is None:
+                local.__dict__.pop("conn", None)
+            else:
+                local.conn = own
             self.queue.finish(taken)
             self.queue.release()
         return request.outcome()
@@ -778,15 +809,26 @@ def _conflicts() -> Iterator[None]:
 
 
 class _Connection:
-    "A thread's connection, weakly listed by its Store so that ``close`` reaches every thread's."
+    """A thread's connection, weakly listed by its Store so that ``close`` reaches every
+    thread's — and closed as soon as its thread ends (its thread-locals go). Without that
+    it would stay open until the garbage collector finds it (sqlite3's statement cache
+    refers back to its connection), past ``Store.close``, keeping ``-wal`` in place."""
 
-    __slots__ = ("conn", "__weakref__")
+    __slots__ = ("conn", "pid", "__weakref__")
 
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
+        self.pid = os.getpid()
 
     def close(self) -> None:
         self.conn.close()
+
+    def __del__(self) -> None:
+        if self.pid == os.getpid():  # never in a forked child: the parent still uses the file (see _after_fork)
+            try:
+                self.conn.close()
+            except Exception:  # noqa: BLE001 - interpreter shutdown
+                pass
 
 
 def _on_read_only_filesystem(path: str) -> bool:
