@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 from array import array
+from hashlib import sha256 as _sha256
+from json.encoder import encode_basestring as _quote  # type: ignore[attr-defined]
 from typing import Any, Iterable, Iterator
 
 from ..errors import (
@@ -24,7 +26,7 @@ from ..errors import (
     LineError,
     WrongExpectedRevision,
 )
-from .chain import GENESIS, fixed, link, stamp
+from .chain import EMPTY_DIGEST, GENESIS, METADATA_DIGESTS, fixed, stamp
 from .envelope import ANY, EXISTS, IdFactory, NewEvent, loads
 from .hooks import ModelHooks
 from .keys import MARK, Decryptor, Encryptor, Keys, refuse_marks
@@ -61,48 +63,77 @@ def encode(value: Any, field: str = "data") -> str:
 
 
 class Prepared:
-    """An event ready to be placed: its fields as stored, but for position, revision and
-    timestamp; ``fixed``, the part of its hash chain body that does not depend on them."""
+    """An event ready to be placed (made by ``prepare``): its fields as stored, but for
+    position, revision and timestamp.
+
+    ``data`` is the plaintext (personal fields are encrypted when the event is placed);
+    ``fixed``, the part of its hash chain body that does not depend on its place
+    (``chain.fixed``); ``personal``, (subject, fields) to encrypt, or None."""
 
     __slots__ = ("event", "id", "given_id", "data", "metadata", "fixed", "personal")
-
-    def __init__(self, event: NewEvent, id: str, given_id: bool, data: str, metadata: str, personal=None):
-        self.event = event
-        self.id = id
-        self.given_id = given_id
-        self.data = data  # the plaintext: personal fields are encrypted when the event is placed
-        self.metadata = metadata
-        try:
-            self.fixed = fixed(
-                id, event.stream, event.type, event.version, event.source, event.correlation_id,
-                event.causation_id, data, metadata,
-            )
-        except UnicodeEncodeError:  # a lone surrogate ("\ud800") is JSON, but not text SQLite can store
-            raise on_line(event, _unencodable_text((id, event.stream, event.type, event.source, event.correlation_id, event.causation_id, data, metadata))) from None
-        self.personal = personal  # (subject, fields) to encrypt, or None
 
 
 def prepare(events: Iterable[NewEvent], hooks: ModelHooks | None, validate: bool = True) -> Iterator[list[Prepared]]:
     """The events in chunks, validated by ``hooks`` (unless ``validate`` is false) and encoded.
 
-    The hooks' personal fields are marked for encryption whether validated or not."""
+    The hooks' personal fields are marked for encryption whether validated or not.
+
+    This loop runs once per event of every append, so the common case is inline: the
+    JSON encoder called directly, ``{}`` for empty metadata, and the chain's fixed part
+    built here (``chain.fixed`` has the recipe); anything unusual takes the general path.
+    """
     new_id = IdFactory()
     chunk: list[Prepared] = []
     check = hooks is not None and validate
     personal_hook = getattr(hooks, "personal", None)
+    new = Prepared.__new__
+    encoder, join, quote, sha256, empty = _ENCODE, "".join, _quote, _sha256, EMPTY_DIGEST
     for event in events:
         try:
             if check:
                 hooks.validate(event)
-            data = encode(event.data)
-            metadata = encode(event.metadata, "metadata")
+            value = event.data
+            if not value:
+                data = "{}"
+            elif encoder is not None:
+                try:
+                    data = join(encoder(value, 0))
+                except (TypeError, ValueError, RecursionError):
+                    data = encode(value)  # raises InvalidInput, saying what is wrong
+            else:
+                data = encode(value)
+            metadata = encode(event.metadata, "metadata") if event.metadata else "{}"
             personal = personal_hook(event.type, event.version, event.data) if personal_hook is not None else None
             if MARK in data:
                 refuse_marks(event.data)
         except EvtError as e:
             raise on_line(event, e) from None
-        given = event.id is not None
-        chunk.append(Prepared(event, event.id if given else new_id(), given, data, metadata, personal))
+        p = new(Prepared)
+        p.event = event
+        given = event.id
+        if given is None:
+            p.id = id_ = new_id()
+            p.given_id = False
+        else:
+            p.id = id_ = given
+            p.given_id = True
+        p.data = data
+        p.metadata = metadata
+        p.personal = personal
+        source, correlation_id, causation_id = event.source, event.correlation_id, event.causation_id
+        try:
+            if source is None and correlation_id is None and causation_id is None:
+                text = f",{quote(id_)},{quote(event.stream)},{quote(event.type)},{int(event.version)},null,null,null]"
+                p.fixed = b"".join((
+                    text.encode(),
+                    sha256(data.encode()).digest() if data != "{}" else empty,
+                    empty if metadata == "{}" else METADATA_DIGESTS[metadata.encode()],
+                ))
+            else:
+                p.fixed = fixed(id_, event.stream, event.type, event.version, source, correlation_id, causation_id, data, metadata)
+        except UnicodeEncodeError:  # a lone surrogate ("\ud800") is JSON, but not text SQLite can store
+            raise on_line(event, _unencodable_text((id_, event.stream, event.type, source, correlation_id, causation_id, data, metadata))) from None
+        chunk.append(p)
         if len(chunk) >= CHUNK:
             yield chunk
             chunk = []
@@ -127,52 +158,61 @@ class Placement:
         self.lines = array("q")  # the NDJSON line of each event inserted, by position - start - 1 (0: none)
 
     def place(self, chunk: list[Prepared]) -> list[int]:
-        "Insert a chunk's new events; return the position of each event (stored ones: theirs)."
+        """Insert a chunk's new events; return the position of each event (stored ones: theirs).
+
+        Each event's place: the next position, its stream's next revision (checked against
+        what it expected), the store's timestamp unless it has its own, and its hash,
+        chained to the one before: SHA-256 of the previous hash and the body (the position,
+        revision and timestamp, then ``Prepared.fixed``: ``chain`` has the recipe)."""
         stored = self._stored([p.id for p in chunk if p.given_id])
         seen: dict[str, tuple] = {}  # given ids inserted in this chunk: id -> row
-        rows, positions = [], []
+        rows: list[tuple] = []
+        positions: list[int] = []
+        heads, lines, conn = self.heads, self.lines, self.conn
+        position, previous = self.position, self.previous
+        store_timestamp, store_stamp = self.timestamp, self.stamp
         for p in chunk:
+            event = p.event
             try:
-                existing = (seen.get(p.id) or stored.get(p.id)) if p.given_id else None
-                if existing is not None:
-                    positions.append(self._same_event(p, existing))
-                    continue
-                row = self._row(p)
+                if p.given_id:
+                    existing = seen.get(p.id) or stored.get(p.id)
+                    if existing is not None:
+                        positions.append(self._same_event(p, existing))
+                        continue
+                stream = event.stream
+                head = heads.get(stream)
+                if head is None:
+                    head = conn.execute("SELECT max(revision) FROM events WHERE stream = ?", (stream,)).fetchone()[0] or 0
+                expected = event.expected
+                if expected != ANY:
+                    _check_expected(stream, head, expected)
+                data, body = p.data, p.fixed
+                if p.personal is not None:  # the chain covers what is stored: the ciphertext
+                    data = self._encrypted(p)
+                    body = fixed(p.id, stream, event.type, event.version, event.source, event.correlation_id, event.causation_id, data, p.metadata)
             except EvtError as e:
-                raise on_line(p.event, e) from None
+                raise on_line(event, e) from None
+            head += 1
+            heads[stream] = head
+            position += 1
+            timestamp = event.timestamp
+            if timestamp is None:
+                timestamp, stamped = store_timestamp, store_stamp
+            else:
+                stamped = stamp(timestamp)
+            previous = _sha256(b"%s[%d,%d,%s%s" % (previous, position, head, stamped, body)).digest()
+            row = (
+                position, stream, head, p.id, event.type, event.version, timestamp,
+                event.source, event.correlation_id, event.causation_id, data, p.metadata, previous,
+            )
             rows.append(row)
-            positions.append(row[0])
-            self.lines.append(p.event.line or 0)
+            positions.append(position)
+            lines.append(event.line or 0)
             if p.given_id:
                 seen[p.id] = row
-        self.conn.executemany(INSERT, rows)
+        self.position, self.previous = position, previous  # where the next chunk goes on
+        conn.executemany(INSERT, rows)
         return positions
-
-    def _row(self, p: Prepared) -> tuple:
-        event = p.event
-        stream = event.stream
-        head = self.heads.get(stream)
-        if head is None:
-            head = self.conn.execute("SELECT max(revision) FROM events WHERE stream = ?", (stream,)).fetchone()[0] or 0
-        expected = event.expected
-        if expected != ANY:
-            _check_expected(stream, head, expected)
-        self.heads[stream] = head + 1
-        self.position += 1
-        timestamp = event.timestamp
-        if timestamp is None:
-            timestamp, stamped = self.timestamp, self.stamp
-        else:
-            stamped = stamp(timestamp)
-        data, body = p.data, p.fixed
-        if p.personal is not None:  # the chain covers what is stored: the ciphertext
-            data = self._encrypted(p)
-            body = fixed(p.id, stream, event.type, event.version, event.source, event.correlation_id, event.causation_id, data, p.metadata)
-        self.previous = link(self.previous, self.position, head + 1, stamped, body)
-        return (
-            self.position, stream, head + 1, p.id, event.type, event.version, timestamp,
-            event.source, event.correlation_id, event.causation_id, data, p.metadata, self.previous,
-        )
 
     def _encrypted(self, p: Prepared) -> str:
         "The data text to store: its personal fields encrypted with the subject's key."

@@ -19,7 +19,7 @@ digests (``evt_redacted_events``): the chain stays verifiable.
 What does not depend on the event's place in the log (the digests, and the encoded id,
 stream, type, version, source and causation ids) is encoded while the event is prepared,
 before the write queues for the lock (``fixed``); inside the lock each event costs one
-SHA-256 over a short byte string (``link``).
+SHA-256 over a short byte string (``batch.Placement.place``).
 """
 
 from __future__ import annotations
@@ -28,13 +28,13 @@ from hashlib import sha256
 from json.encoder import encode_basestring as _quote  # type: ignore[attr-defined]  # json.dumps's own, in C
 
 GENESIS = bytes(32)  # the hash "before" position 1
-_EMPTY = sha256(b"{}").digest()  # most metadata is {}
+EMPTY_DIGEST = sha256(b"{}").digest()  # most metadata is {}
 
 
 def digest(text: str) -> bytes:
     "SHA-256 of a stored JSON text (its UTF-8 bytes)."
     if text == "{}":
-        return _EMPTY
+        return EMPTY_DIGEST
     return sha256(text.encode()).digest()
 
 
@@ -53,11 +53,12 @@ class Digests(dict):
         return value
 
 
-_METADATA = Digests()  # by the metadata's UTF-8 bytes
+METADATA_DIGESTS = Digests()  # by the metadata's UTF-8 bytes
 
 
 def stamp(timestamp: str) -> bytes:
-    "A timestamp as the body holds it (a JSON string)."
+    """A timestamp as the body holds it (a JSON string). An event's hash is then
+    SHA-256(previous || b"[%d,%d," % (position, revision) || stamp || fixed)."""
     return _quote(timestamp).encode()
 
 
@@ -73,12 +74,7 @@ def fixed(
         f"{'null' if correlation_id is None else _quote(correlation_id)},"
         f"{'null' if causation_id is None else _quote(causation_id)}]"
     )
-    return b"".join((text.encode(), digest(data), _METADATA[metadata.encode()]))
-
-
-def link(previous: bytes, position: int, revision: int, timestamp: bytes, fixed: bytes) -> bytes:
-    "The hash of an event: ``timestamp`` as ``stamp`` made it, ``fixed`` the rest of its body."
-    return sha256(b"%s[%d,%d,%s%s" % (previous, position, revision, timestamp, fixed)).digest()
+    return b"".join((text.encode(), digest(data), METADATA_DIGESTS[metadata.encode()]))
 
 
 def body(
