@@ -115,6 +115,7 @@ class Store:
         self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
         self._shared: sqlite3.Connection | None = None  # the one connection of a store in memory
         self._writer: _Connection | None = None  # see _writer_connection
+        self._writer_made = threading.Lock()
         self._immutable = False  # opened read-only as immutable (a store on a read-only file system)
         self._closed = False
         in_memory = self.path == ":memory:"
@@ -174,11 +175,30 @@ class Store:
             return self._shared
         holder = self._writer
         if holder is None:
-            if self._closed:
-                raise StoreUnavailable(f"{self.path}: the store is closed")
-            holder = self._writer = _Connection(self._open())
-            self._connections.add(holder)
+            with self._writer_made:  # one, whichever threads ask first
+                holder = self._writer
+                if holder is None:
+                    if self._closed:
+                        raise StoreUnavailable(f"{self.path}: the store is closed")
+                    holder = self._writer = _Connection(self._open())
+                    self._connections.add(holder)
         return holder.conn
+
+    @contextmanager
+    def _as_writer(self) -> Iterator[sqlite3.Connection]:
+        """The writer connection as this thread's for the block: an append that holds the
+        turn writes on it, and what it reads through ``self.conn`` (keys) sees its open
+        transaction. Only for evt's own appends, which run no caller's code inside."""
+        local = self._local
+        own = local.__dict__.get("conn")
+        local.conn = conn = self._writer_connection()
+        try:
+            yield conn
+        finally:
+            if own is None:
+                local.__dict__.pop("conn", None)
+            else:
+                local.conn = own
 
     def _open(self) -> sqlite3.Connection:
         with translate_errors(self.path):
@@ -249,6 +269,7 @@ class Store:
             self._connections = weakref.WeakSet()
             self._local = threading.local()
             self._writer = None
+            self._writer_made = threading.Lock()
         self.queue.after_fork()
         self.keys.after_fork()
 
@@ -330,7 +351,7 @@ class Store:
         first = next(chunks, [])
         if len(first) < batch.CHUNK:  # all of it is prepared: it may go in one transaction with others'
             return self._write_small(_Write(first, checkpoint))
-        with translate_errors(self.path), _conflicts(), self.transaction() as conn:
+        with translate_errors(self.path), _conflicts(), self._as_writer(), self.transaction() as conn:
             placement = batch.Placement(conn, self.keys)
             positions = placement.place(first)
             for chunk in chunks:
@@ -354,30 +375,22 @@ class Store:
             return request.outcome()
         taken = self.queue.take(GROUP_EVENTS, _Write.size)
         group = [request] + [waiter.request for waiter in taken]
-        local = self._local
-        own = local.__dict__.get("conn")
         try:
-            # The writer connection is this thread's while it leads (what the write reads
-            # through ``self.conn`` — keys — sees the open transaction).
-            conn = local.conn = self._writer_connection()
-            writers.begin_immediate(conn, self.path, self.busy_timeout, self.busy_timeout, waited)
-            try:
-                for each in group:
-                    each.carry_out(conn, self.path, alone=len(group) == 1, keys=self.keys)
-                with translate_errors(self.path):
-                    conn.execute("COMMIT")
-            except BaseException:
-                writers.rollback_only(conn)
-                raise
+            with self._as_writer() as conn:
+                writers.begin_immediate(conn, self.path, self.busy_timeout, self.busy_timeout, waited)
+                try:
+                    for each in group:
+                        each.carry_out(conn, self.path, alone=len(group) == 1, keys=self.keys)
+                    with translate_errors(self.path):
+                        conn.execute("COMMIT")
+                except BaseException:
+                    writers.rollback_only(conn)
+                    raise
         except BaseException as e:
             for each in group[1:]:
                 each.fail(e)
             raise
         finally:
-            if own is None:
-                local.__dict__.pop("conn", None)
-            else:
-                local.conn = own
             self.queue.finish(taken)
             self.queue.release()
         return request.outcome()
