@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 
 def uri(path: str | os.PathLike, **params: str) -> str:
@@ -57,31 +56,48 @@ def corrupted(path: str, detail: str) -> StoreCorrupted:
     )
 
 
-@contextmanager
-def translate_errors(path: str) -> Iterator[None]:
-    "Turn sqlite3's errors into evt's (integrity errors and the append-only trigger pass through)."
-    try:
-        yield
-    except sqlite3.DatabaseError as e:
-        message = str(e)
-        code = (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF  # the primary result code
-        if isinstance(e, sqlite3.IntegrityError) or "append-only" in message:
-            raise
-        if code == SQLITE_CORRUPT or "malformed" in message:
-            raise corrupted(path, message) from e
-        if message.startswith("Could not decode to UTF-8"):  # Python's message quotes the row's SQL: not useful
-            raise corrupted(path, "a stored text is not valid UTF-8") from e
-        if code == SQLITE_NOTADB or "not a database" in message:
-            raise NotAStore(
-                f"{path} is not an evt store: not a SQLite database, or one whose header is corrupted "
-                "(if it was an evt store, restore a backup)"
-            ) from e
-        if "locked" in message or "busy" in message:
-            raise StoreLocked(f"{path} is locked by another process (waited past the busy timeout); try again, or raise EVT_BUSY_TIMEOUT") from e
-        if "readonly" in message or "read-only" in message:
-            raise StoreReadOnly(f"{path} is read-only: {message}") from e
-        if "unable to open" in message:
-            if os.path.isdir(path):
-                raise StoreUnavailable(f"{path} is a folder, not a store file (name the file in it, e.g. {os.path.join(path, 'events.db')})") from e
-            raise StoreUnavailable(f"cannot open {path}: {message}") from e
-        raise StoreUnavailable(f"{path}: {message}") from e
+class translate_errors:
+    """``with translate_errors(path):`` turns sqlite3's errors into evt's (integrity errors
+    and the append-only trigger pass through). A class, not a generator: every append
+    passes through several of these."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, error: Any, traceback: Any) -> bool:
+        if kind is not None and issubclass(kind, sqlite3.DatabaseError):
+            translated = _translated(self.path, error)
+            if translated is not error:
+                raise translated from error
+        return False  # anything else (and what passes through) goes on as it was
+
+
+def _translated(path: str, e: sqlite3.DatabaseError) -> BaseException:
+    "evt's error for a sqlite3 error (the error itself for those that pass through)."
+    message = str(e)
+    code = (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF  # the primary result code
+    if isinstance(e, sqlite3.IntegrityError) or "append-only" in message:
+        return e
+    if code == SQLITE_CORRUPT or "malformed" in message:
+        return corrupted(path, message)
+    if message.startswith("Could not decode to UTF-8"):  # Python's message quotes the row's SQL: not useful
+        return corrupted(path, "a stored text is not valid UTF-8")
+    if code == SQLITE_NOTADB or "not a database" in message:
+        return NotAStore(
+            f"{path} is not an evt store: not a SQLite database, or one whose header is corrupted "
+            "(if it was an evt store, restore a backup)"
+        )
+    if "locked" in message or "busy" in message:
+        return StoreLocked(f"{path} is locked by another process (waited past the busy timeout); try again, or raise EVT_BUSY_TIMEOUT")
+    if "readonly" in message or "read-only" in message:
+        return StoreReadOnly(f"{path} is read-only: {message}")
+    if "unable to open" in message:
+        if os.path.isdir(path):
+            return StoreUnavailable(f"{path} is a folder, not a store file (name the file in it, e.g. {os.path.join(path, 'events.db')})")
+        return StoreUnavailable(f"cannot open {path}: {message}")
+    return StoreUnavailable(f"{path}: {message}")
