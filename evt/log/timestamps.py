@@ -13,9 +13,18 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 def format_timestamp(epoch_us: int) -> str:
     "Microseconds since the epoch as ``2026-11-28T02:14:59.123456Z`` (the year always four digits)."
+    global _second
     seconds, micros = divmod(epoch_us, 1_000_000)
+    cached = _second
+    if cached[0] == seconds:  # every append stamps its events: the second's text is made once
+        return f"{cached[1]}.{micros:06d}Z"
     t = time.gmtime(seconds)
-    return f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{micros:06d}Z"
+    text = f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+    _second = (seconds, text)  # one tuple, replaced whole: threads read either the old or the new
+    return f"{text}.{micros:06d}Z"
+
+
+_second: tuple[int | None, str] = (None, "")
 
 
 def now_us() -> int:
