@@ -184,21 +184,12 @@ class Store:
                     self._connections.add(holder)
         return holder.conn
 
-    @contextmanager
-    def _as_writer(self) -> Iterator[sqlite3.Connection]:
-        """The writer connection as this thread's for the block: an append that holds the
-        turn writes on it, and what it reads through ``self.conn`` (keys) sees its open
-        transaction. Only for evt's own appends, which run no caller's code inside."""
-        local = self._local
-        own = local.__dict__.get("conn")
-        local.conn = conn = self._writer_connection()
-        try:
-            yield conn
-        finally:
-            if own is None:
-                local.__dict__.pop("conn", None)
-            else:
-                local.conn = own
+    def _as_writer(self) -> "_AsWriter":
+        """``with store._as_writer() as conn:`` the writer connection as this thread's for
+        the block: an append that holds the turn writes on it, and what it reads through
+        ``self.conn`` (keys) sees its open transaction. Only for evt's own appends, which
+        run no caller's code inside."""
+        return _AsWriter(self)
 
     def _open(self) -> sqlite3.Connection:
         with translate_errors(self.path):
@@ -812,13 +803,40 @@ def _save_checkpoint(conn: sqlite3.Connection, checkpoint: tuple[str, int]) -> N
     checkpoints.save(conn, checkpoint[0], REACTOR, checkpoint[1])
 
 
-@contextmanager
-def _conflicts() -> Iterator[None]:
+class _conflicts:
     "A unique constraint of the events table refusing a row: another writer got there first."
-    try:
-        yield
-    except sqlite3.IntegrityError as e:
-        raise Conflict(f"the store refused the append ({e}); another writer changed it meanwhile: try again") from e
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, error: Any, traceback: Any) -> bool:
+        if kind is not None and issubclass(kind, sqlite3.IntegrityError):
+            raise Conflict(f"the store refused the append ({error}); another writer changed it meanwhile: try again") from error
+        return False
+
+
+class _AsWriter:
+    __slots__ = ("store", "own")
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def __enter__(self) -> sqlite3.Connection:
+        store = self.store
+        local = store._local.__dict__
+        self.own = local.get("conn")
+        local["conn"] = conn = store._writer_connection()
+        return conn
+
+    def __exit__(self, *exc: object) -> bool:
+        local = self.store._local.__dict__
+        if self.own is None:
+            local.pop("conn", None)
+        else:
+            local["conn"] = self.own
+        return False
 
 
 class _Connection:
