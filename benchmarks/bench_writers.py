@@ -86,9 +86,9 @@ class PeerWriter:
         from eventsourcing.persistence import StoredEvent
 
         originator = uuid.uuid4()
-        state = self.transcoder.encode(PAYLOAD)
+        encode = self.transcoder.encode  # each event's state encoded, as the peer's mapper does (and evt does)
         self.recorder.insert_events(
-            [StoredEvent(originator_id=originator, originator_version=i + 1, topic="thing.happened", state=state) for i in range(batch)]
+            [StoredEvent(originator_id=originator, originator_version=i + 1, topic="thing.happened", state=encode(PAYLOAD)) for i in range(batch)]
         )
 
     def count(self) -> int:
