@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import os
 import statistics
 import sys
 import tempfile
@@ -203,6 +202,57 @@ def single_inserts(paths: dict[str, str], busy_timeout: float, number: int = 200
     return {kind: statistics.median(t) for kind, t in times.items()}
 
 
+def sqlite_floor(folder: Path, writes: int = 300, batch: int = 100) -> dict[str, float]:
+    """SQLite's own time per event, in seconds, for each side's table: rows built beforehand
+    (as each side inserts them), ``batch`` per ``executemany``, only that call timed (no
+    commit, no Python per event), the two tables alternating; the median over ``writes``.
+
+    What no Python can take back: evt's table has 13 columns and five indexes (position,
+    id, stream and revision, category, timestamp; correlation and causation ids where
+    set), the peer's four columns and one index."""
+    import os
+    import sqlite3
+
+    from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
+
+    from evt import Store
+    from evt.log.batch import INSERT_PLAIN
+    from evt.log.envelope import IdFactory
+
+    evt_path, peer_path = folder / "floor-evt.db", folder / "floor-peer.db"
+    Store(evt_path).close()
+    SQLiteApplicationRecorder(SQLiteDatastore(str(peer_path))).create_table()
+    conns = {}
+    for kind, path in (("evt", evt_path), ("eventsourcing", peer_path)):
+        conn = conns[kind] = sqlite3.connect(path, isolation_level=None)
+        conn.execute("PRAGMA synchronous = FULL")
+    new_id, data, position = IdFactory(), json_text(PAYLOAD), 0
+    times: dict[str, list[float]] = {kind: [] for kind in conns}
+    for _ in range(writes):
+        stream, originator = f"bench-{uuid.uuid4().hex}", uuid.uuid4().hex
+        rows = {"evt": [], "eventsourcing": []}
+        for i in range(batch):
+            position += 1
+            rows["evt"].append((position, stream, i + 1, new_id(), "thing.happened", 1, "2026-12-01T00:00:00.000000Z", data, "{}", bytearray(os.urandom(32))))
+            rows["eventsourcing"].append((originator, i + 1, "thing.happened", data.encode()))
+        for kind, statement in (("evt", INSERT_PLAIN), ("eventsourcing", "INSERT INTO stored_events VALUES (?,?,?,?)")):
+            conn = conns[kind]
+            conn.execute("BEGIN")
+            began = time.perf_counter()
+            conn.executemany(statement, rows[kind])
+            times[kind].append(time.perf_counter() - began)
+            conn.execute("COMMIT")
+    for conn in conns.values():
+        conn.close()
+    return {kind: statistics.median(t) / batch for kind, t in times.items()}
+
+
+def json_text(value: dict) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--writers", type=int, default=8)
@@ -227,6 +277,9 @@ def main() -> None:
     single = single_inserts({kind: fresh(kind) for kind in WRITERS}, args.busy_timeout)
     print(f"\nsingle insert, uncontended (median): evt {single['evt'] * 1e6:.0f} us, eventsourcing {single['eventsourcing'] * 1e6:.0f} us, "
           f"ratio {single['evt'] / single['eventsourcing']:.2f} (goal <= 1.0)")
+    floor = sqlite_floor(folder)
+    print(f"SQLite alone, rows built beforehand, 100 per executemany: evt's table {floor['evt'] * 1e6:.2f} us/event, "
+          f"the peer's {floor['eventsourcing'] * 1e6:.2f} us/event, ratio {floor['evt'] / floor['eventsourcing']:.2f}")
     print(f"\n{'mode':<10} {'batch':>5} {'writer':<14} {'events/s':>9} {'median ms':>10} {'p99 ms':>8} {'worst ms':>9} "
           f"{'worst/1 write':>13} {'refused':>7} {'lost':>4}")
     ratios = []
