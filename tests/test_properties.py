@@ -69,6 +69,27 @@ def test_ndjson_round_trip_is_lossless(tmp_path_factory, batch):
         assert list(b.read_json()) == exported
 
 
+wide_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**80), 2**80), st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=20)
+)
+wide_objects = st.dictionaries(
+    st.text(max_size=8),
+    st.recursive(wide_scalars, lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4), max_leaves=12),
+    max_size=5,
+)
+
+
+@SETTINGS
+@given(st.lists(st.tuples(wide_objects, wide_objects), min_size=1, max_size=10))
+def test_store_read_gives_back_exactly_what_was_written(tmp_path_factory, payloads):
+    "Data and metadata read through the API are the values written: integers beyond 64 bits stay exact, floats are the same floats."
+    folder = tmp_path_factory.mktemp("api")
+    with Store(folder / "a.db") as store:
+        store.write([NewEvent("api-1", "t", data, metadata=metadata) for data, metadata in payloads])
+        read = [(e.data, e.metadata) for e in store.read()]
+    assert json.dumps(read) == json.dumps([list(p) for p in payloads])
+
+
 garbage_lines = st.one_of(
     st.text(max_size=30),
     st.sampled_from(["[]", "1", "null", '{"stream": "s-1"}', '{"stream": "", "type": "t", "data": {}}',

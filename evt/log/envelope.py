@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from typing import Any
 
@@ -53,7 +54,41 @@ def _reject_constant(name: str) -> None:
 
 def loads(text: str | bytes) -> Any:
     "Strict JSON (no NaN or Infinity); ValueError on anything else."
+    if text.__class__ is str:
+        return _decode(text)  # json.loads with options would build a new decoder on every call
     return json.loads(text, parse_constant=_reject_constant)
+
+
+_decode = json.JSONDecoder(parse_constant=_reject_constant).decode
+
+
+def load_stored(text: str) -> Any:
+    """A JSON text as evt stores it (data, metadata): with orjson where that is exact.
+
+    orjson reads integers beyond 64 bits as floats (silently), so a text with a run of 19
+    or more digits goes to the standard library, as does anything orjson refuses (a lone
+    surrogate escaped in a string)."""
+    if text == "{}":
+        return {}
+    if _LONG_NUMBER.search(text) is None:
+        orjson_loads = _ORJSON_LOADS or _orjson_loads()
+        try:
+            return orjson_loads(text)
+        except ValueError:  # orjson.JSONDecodeError
+            pass
+    return loads(text)
+
+
+_LONG_NUMBER = re.compile(r"\d{19}")
+_ORJSON_LOADS = None
+
+
+def _orjson_loads():
+    global _ORJSON_LOADS
+    import orjson
+
+    _ORJSON_LOADS = orjson.loads
+    return _ORJSON_LOADS
 
 
 def _finite(text: str) -> float:
@@ -303,7 +338,7 @@ def check_optional(field: str, value: Any) -> str | None:
 
 
 def check_object(field: str, value: Any) -> dict:
-    if type(value) is dict and not any(isinstance(v, _CONTAINERS) for v in value.values()):
+    if type(value) is dict and _SCALARS.issuperset(map(type, value.values())):
         return value  # flat: nothing to nest
     if not isinstance(value, dict):
         raise InvalidInput(f"{field} must be a JSON object, not {json_kind(value)}")
@@ -316,14 +351,15 @@ def too_deep(value: dict | list, limit: int = MAX_DEPTH) -> bool:
     "Whether objects and arrays nest more than ``limit`` levels (level by level: no recursion)."
     level: list = [value]
     for _ in range(limit):
-        level = [
-            child
-            for container in level
-            for child in (container.values() if isinstance(container, dict) else container)
-            if isinstance(child, (dict, list))
-        ]
-        if not level:
+        deeper: list = []
+        for container in level:
+            values = container.values() if isinstance(container, dict) else container
+            if _SCALARS.issuperset(map(type, values)):  # the common case, checked in C: nothing nests here
+                continue
+            deeper += [child for child in values if isinstance(child, _CONTAINERS)]
+        if not deeper:
             return False
+        level = deeper
     return True
 
 

@@ -30,7 +30,7 @@ from ..errors import (
 )
 from . import batch, checkpoints, files, migrations, writers
 from .batch import INSERT  # noqa: F401 (the insert statement, for whole-store operations)
-from .envelope import ANY, Event, NewEvent, loads
+from .envelope import ANY, Event, NewEvent, load_stored
 from .filters import MAX_INTEGER, Filter, renamed_type_condition, text_argument
 from .hooks import ModelHooks
 from .keys import MARK, SQL_FLAG, Decryptor, Keys
@@ -63,7 +63,7 @@ FLAGGED_ID_AND_DATA = f"CASE WHEN {SQL_FLAG} THEN id END, CASE WHEN {SQL_FLAG} T
 
 
 def row_to_event(row: tuple) -> Event:
-    return Event(*row[:10], loads(row[10]), loads(row[11]))
+    return Event(*row[:10], load_stored(row[10]), load_stored(row[11]))
 
 
 class Store:

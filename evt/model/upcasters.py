@@ -9,12 +9,11 @@ migration of what is stored (``evt upcast run``) is ``evt.ops.upcast``.
 
 from __future__ import annotations
 
-import re
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..errors import InvalidInput, UpcastFailed, one_line
-from ..log.envelope import dumps, json_kind, loads
+from ..log.envelope import dumps, json_kind, load_stored
 from ..log.keys import MARK, PLACEHOLDERS, holds_placeholder, is_encrypted
 from .schemas import validate_data
 
@@ -121,11 +120,11 @@ class Upcaster:
             steps = chains[(row[4], row[5])]
             last = steps[-1]
             if crypt is not None and MARK in row[10]:
-                stored = _loads(row[10])
+                stored = load_stored(row[10])
                 opened = crypt.decrypt.data(row[3], stored, row[0])
                 data = crypt.reseal(row[3], stored, opened, run_chain(steps, opened, row[0]), last.to_type, last.to_version)
             else:
-                data = run_chain(steps, _loads(row[10]), row[0])
+                data = run_chain(steps, load_stored(row[10]), row[0])
                 if crypt is not None:
                     data = crypt.reseal(row[3], {}, {}, data, last.to_type, last.to_version)
             out.append(row[:4] + (last.to_type, last.to_version, row[6], row[7], row[8], row[9], _dumps(data, row, steps), row[11]))
@@ -188,21 +187,4 @@ def _strict_options() -> int:
     return orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
 
 
-def _loads(text: str) -> Any:
-    """Stored JSON text, read with orjson where that is exact.
-
-    orjson reads integers beyond 64 bits as floats (silently), so text with a run of 19+
-    digits goes to the standard library, as does anything orjson refuses (lone surrogates).
-    """
-    import orjson
-
-    if _LONG_NUMBER.search(text):
-        return loads(text)
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return loads(text)
-
-
-_LONG_NUMBER = re.compile(r"\d{19}")
 _STRICT = _strict_options()
