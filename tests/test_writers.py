@@ -422,6 +422,33 @@ def test_data_that_is_not_json_is_invalid_input_and_nothing_is_written(tmp_path,
         assert store.head() == 0
 
 
+def test_generated_ids_are_never_the_same_in_threads_or_a_forked_child(monkeypatch):
+    """Each thread keeps an id factory for its next write, and a forked child makes new
+    ones: a copy of the parent's would count on from the same last id in both processes.
+    The clock is stopped, so every id comes from one millisecond's counter."""
+    from evt.log import envelope
+
+    monkeypatch.setattr(envelope.time, "time_ns", lambda: 1_800_000_000_000_000_000)
+    parent = [envelope.thread_ids()() for _ in range(3)]
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids, to the parent
+        try:
+            os.write(writer, " ".join(envelope.thread_ids()() for _ in range(3)).encode())
+        finally:
+            os._exit(0)
+    os.close(writer)
+    child = os.read(reader, 4096).decode().split()
+    os.waitpid(pid, 0)
+    os.close(reader)
+    parent += [envelope.thread_ids()() for _ in range(3)]
+    threads: list[str] = []
+    run_threads(4, lambda i: threads.extend(envelope.thread_ids()() for _ in range(3)))
+    every = parent + child + threads
+    assert len(child) == 3 and len(threads) == 12
+    assert len(set(every)) == len(every)
+
+
 def test_a_store_opened_before_fork_works_in_parent_and_children(tmp_path):
     """Forked children start with connections and a place in line of their own (SQLite
     connections must not cross a fork); the parent's are untouched, and all of them write at once."""

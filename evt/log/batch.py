@@ -27,7 +27,7 @@ from ..errors import (
     WrongExpectedRevision,
 )
 from .chain import EMPTY_DIGEST, GENESIS, METADATA_DIGESTS, fixed, stamp
-from .envelope import ANY, EXISTS, IdFactory, NewEvent, loads
+from .envelope import ANY, EXISTS, NewEvent, loads, thread_ids
 from .hooks import ModelHooks
 from .keys import MARK, Decryptor, Encryptor, Keys, refuse_marks
 from .timestamps import now
@@ -91,7 +91,7 @@ def prepare(events: Iterable[NewEvent], hooks: ModelHooks | None, validate: bool
     JSON encoder called directly, ``{}`` for empty metadata, and the chain's fixed part
     built here (``chain.fixed`` has the recipe); anything unusual takes the general path.
     """
-    new_id = IdFactory()
+    new_id = thread_ids()
     chunk: list[Prepared] = []
     check = hooks is not None and validate
     personal_hook = getattr(hooks, "personal", None)
