@@ -449,6 +449,35 @@ def test_generated_ids_are_never_the_same_in_threads_or_a_forked_child(monkeypat
     assert len(set(every)) == len(every)
 
 
+def test_waits_in_the_kernel_reuse_a_helper_thread_and_a_forked_child_makes_its_own():
+    "A writer queued behind another process waits on a helper thread; one kept idle, not one started per wait."
+    from evt.log import writers
+
+    def ran_on() -> int:
+        done, where = threading.Event(), []
+        writers.run_on_helper(lambda: (where.append(threading.get_ident()), done.set()))
+        assert done.wait(5)
+        deadline = time.monotonic() + 5
+        while not writers._IDLE_HELPERS:  # the helper goes back to the idle ones just after its job
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        return where[0]
+
+    assert len({ran_on() for _ in range(20)}) == 1
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the parent's helper threads do not exist here
+        try:
+            os.write(writer, b"%d" % ran_on())
+        finally:
+            os._exit(0)
+    os.close(writer)
+    got = os.read(reader, 64)
+    os.waitpid(pid, 0)
+    os.close(reader)
+    assert got.isdigit()
+
+
 def test_a_store_opened_before_fork_works_in_parent_and_children(tmp_path):
     """Forked children start with connections and a place in line of their own (SQLite
     connections must not cross a fork); the parent's are untouched, and all of them write at once."""

@@ -30,6 +30,7 @@ import os
 import threading
 import time
 from collections import deque
+from typing import Callable
 
 from ..errors import StoreLocked
 from .sqlite import translate_errors
@@ -183,8 +184,7 @@ class WriterQueue:
                     return
             held.close()  # nobody wants the turn any more
 
-        helper = threading.Thread(target=wait_in_kernel, name="evt-writer-queue", daemon=True)
-        helper.start()
+        run_on_helper(wait_in_kernel)
         try:
             arrived = got.wait(max(timeout, 0))
         except BaseException:  # Ctrl-C while queueing
@@ -209,6 +209,64 @@ class WriterQueue:
         if self._descriptor is not None:
             self._descriptor.close()
             self._descriptor = None
+
+
+class _Helper:
+    """A daemon thread that runs one job at a time, kept idle between jobs: a writer that
+    queues behind another process blocks in ``flock`` on a helper (so that its own wait
+    can end at the timeout), and starting a thread for every wait would cost more than
+    a short transaction."""
+
+    __slots__ = ("job", "ready")
+
+    def __init__(self) -> None:
+        self.job: Callable[[], None] | None = None
+        self.ready = threading.Lock()  # released when a job is set
+        self.ready.acquire()
+        threading.Thread(target=self._run, name="evt-writer-queue", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            self.ready.acquire()
+            job, self.job = self.job, None
+            try:
+                job()
+            except Exception:  # noqa: BLE001 - a job reports through its own state; the helper goes on
+                pass
+            job = None  # holds nothing of the last job while idle
+            with _HELPERS_LOCK:
+                if len(_IDLE_HELPERS) >= MAX_IDLE_HELPERS:
+                    return
+                _IDLE_HELPERS.append(self)
+
+    def start(self, job: Callable[[], None]) -> None:
+        self.job = job
+        self.ready.release()
+
+
+MAX_IDLE_HELPERS = 4
+_IDLE_HELPERS: list[_Helper] = []
+_HELPERS_LOCK = threading.Lock()
+
+
+def run_on_helper(job: Callable[[], None]) -> None:
+    "Run ``job`` on an idle helper thread (a new one if none is idle); return at once."
+    with _HELPERS_LOCK:
+        helper = _IDLE_HELPERS.pop() if _IDLE_HELPERS else None
+    if helper is None:
+        helper = _Helper()
+    helper.start(job)
+
+
+def _helpers_after_fork() -> None:
+    "A child has none of its parent's threads: no idle helpers, and a lock nobody holds."
+    global _HELPERS_LOCK
+    _IDLE_HELPERS.clear()
+    _HELPERS_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_helpers_after_fork)
 
 
 class FifoLock:
