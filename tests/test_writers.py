@@ -405,20 +405,46 @@ def test_a_store_in_memory_is_shared_by_threads_too():
     store.close()
 
 
+def _nested(depth: int) -> dict:
+    "An object nesting ``depth`` levels of objects and arrays, built without recursion."
+    value: dict | list = {}
+    for level in range(depth - 1):
+        value = [value] if level % 2 else {"o": value}
+    return value if isinstance(value, dict) else {"o": value}
+
+
+def _holding_itself() -> dict:
+    value: dict = {"n": 1}
+    value["self"] = value
+    return value
+
+
 @pytest.mark.parametrize(
     "data, message",
     [
         ({"x": float("nan")}, "data is not JSON: Out of range float values are not JSON compliant"),
         ({"x": {1, 2}}, "data is not JSON: Object of type set is not JSON serializable"),
+        (_nested(101), "data nests objects and arrays more than 100 levels deep"),
+        (_nested(5000), "data nests objects and arrays more than 100 levels deep"),  # deeper than Python recurses
+        (_holding_itself(), "data nests objects and arrays more than 100 levels deep"),
+        ({"text": "[" * 300, "inner": _nested(50)}, None),  # brackets in strings do not count: stored
     ],
 )
 def test_data_that_is_not_json_is_invalid_input_and_nothing_is_written(tmp_path, data, message):
     from evt import InvalidInput
 
     with Store(tmp_path / "events.db") as store:
+        if message is None:
+            store.write([NewEvent("s-1", "t.x", {"ok": 1}), NewEvent("s-1", "t.x", data)])
+            assert [e.data for e in store.read()][1] == data
+            return
         with pytest.raises(InvalidInput) as refused:
             store.write([NewEvent("s-1", "t.x", {"ok": 1}), NewEvent("s-1", "t.x", data)])
         assert str(refused.value) == message
+        assert store.head() == 0
+        with pytest.raises(InvalidInput) as refused:  # as metadata too
+            store.write([NewEvent("s-1", "t.x", metadata=data)])
+        assert str(refused.value) == message.replace("data", "metadata", 1)
         assert store.head() == 0
 
 

@@ -27,7 +27,7 @@ from ..errors import (
     WrongExpectedRevision,
 )
 from .chain import EMPTY_DIGEST, GENESIS, METADATA_DIGESTS, fixed, stamp
-from .envelope import ANY, EXISTS, NewEvent, loads, thread_ids
+from .envelope import ANY, EXISTS, MAX_DEPTH, NewEvent, check_depth, loads, thread_ids
 from .hooks import ModelHooks
 from .keys import MARK, Decryptor, Encryptor, Keys, refuse_marks
 from .timestamps import now
@@ -67,8 +67,8 @@ def encode(value: Any, field: str = "data") -> str:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as e:
         raise InvalidInput(f"{field} is not JSON: {e}") from None
-    except RecursionError:
-        raise InvalidInput(f"{field} is nested too deeply (or refers to itself)") from None
+    except RecursionError:  # deeper than Python recurses, or an object holding itself: deeper than MAX_DEPTH either way
+        raise InvalidInput(f"{field} nests objects and arrays more than {MAX_DEPTH} levels deep") from None
 
 
 class Prepared:
@@ -99,19 +99,25 @@ def prepare(events: Iterable[NewEvent], hooks: ModelHooks | None, validate: bool
     encoder, join, quote, sha256, empty = _ENCODE, "".join, _quote, _sha256, EMPTY_DIGEST
     for event in events:
         try:
-            if check:
-                hooks.validate(event)
             value = event.data
             if not value:
                 data = "{}"
-            elif encoder is not None:
-                try:
-                    data = join(encoder(value, 0))
-                except (TypeError, ValueError, RecursionError):
-                    data = encode(value)  # raises InvalidInput, saying what is wrong
             else:
-                data = encode(value)
-            metadata = encode(event.metadata, "metadata") if event.metadata else "{}"
+                if encoder is not None:
+                    try:
+                        data = join(encoder(value, 0))
+                    except (TypeError, ValueError, RecursionError):
+                        data = encode(value)  # raises InvalidInput, saying what is wrong
+                else:
+                    data = encode(value)
+                check_depth("data", value, data)
+            if event.metadata:
+                metadata = encode(event.metadata, "metadata")
+                check_depth("metadata", event.metadata, metadata)
+            else:
+                metadata = "{}"
+            if check:  # after the depth check: a validator may recurse
+                hooks.validate(event)
             personal = personal_hook(event.type, event.version, event.data) if personal_hook is not None else None
             if MARK in data:
                 refuse_marks(event.data)

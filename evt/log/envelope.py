@@ -199,7 +199,9 @@ class Event:
 
 
 class NewEvent:
-    "An event to append: validated, not yet stored."
+    """An event to append: its fields checked, not yet stored. What needs the event's JSON
+    text — that data and metadata are JSON, and nest at most MAX_DEPTH levels — is checked
+    when it is written (``Store.write`` raises InvalidInput, and writes nothing)."""
 
     __slots__ = (
         "stream",
@@ -242,7 +244,7 @@ class NewEvent:
         self.type = type
         if data is None:
             data = {}
-        elif data.__class__ is not dict or not _SCALARS.issuperset(map(_type, data.values())):
+        elif data.__class__ is not dict:
             data = check_object("data", data)
         self.data = data
         self.id = None if id is None else check_id(id)
@@ -256,7 +258,7 @@ class NewEvent:
         )
         if metadata is None:
             metadata = {}
-        elif metadata.__class__ is not dict or not _SCALARS.issuperset(map(_type, metadata.values())):
+        elif metadata.__class__ is not dict:
             metadata = check_object("metadata", metadata)
         self.metadata = metadata
         self.timestamp = None if timestamp is None else normalize_timestamp(timestamp)
@@ -339,13 +341,19 @@ def check_optional(field: str, value: Any) -> str | None:
 
 
 def check_object(field: str, value: Any) -> dict:
-    if type(value) is dict and _SCALARS.issuperset(map(type, value.values())):
-        return value  # flat: nothing to nest
+    """Data or metadata: a JSON object. How deep it nests is checked when it is encoded, on
+    its text (``check_depth``): far cheaper there than walking every object."""
     if not isinstance(value, dict):
         raise InvalidInput(f"{field} must be a JSON object, not {json_kind(value)}")
-    if value and too_deep(value):
-        raise InvalidInput(f"{field} nests objects and arrays more than {MAX_DEPTH} levels deep")
     return value
+
+
+def check_depth(field: str, value: dict, text: str) -> None:
+    """InvalidInput if ``value`` (encoded as ``text``) nests objects and arrays more than
+    MAX_DEPTH levels. A text with no more brackets than that cannot (brackets in strings
+    only add to the count): the walk runs only for texts with more."""
+    if text.count("{") + text.count("[") > MAX_DEPTH and too_deep(value):
+        raise InvalidInput(f"{field} nests objects and arrays more than {MAX_DEPTH} levels deep")
 
 
 def too_deep(value: dict | list, limit: int = MAX_DEPTH) -> bool:
@@ -378,7 +386,6 @@ def json_kind(value: Any) -> str:
 
 _CONTAINERS = (dict, list)
 _SCALARS = frozenset((str, int, float, bool, type(None)))  # values of a flat object (exact types: no subclass)
-_type = type
 
 
 def check_version(value: Any) -> int:
