@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import threading
 import time
 from typing import Any
@@ -71,7 +70,7 @@ def load_stored(text: str) -> Any:
     surrogate escaped in a string)."""
     if text == "{}":
         return {}
-    if _LONG_NUMBER.search(text) is None:
+    if not has_long_number(text.encode()):
         orjson_loads = _ORJSON_LOADS or _orjson_loads()
         try:
             return orjson_loads(text)
@@ -80,7 +79,16 @@ def load_stored(text: str) -> Any:
     return loads(text)
 
 
-_LONG_NUMBER = re.compile(r"\d{19}")
+def has_long_number(text: bytes) -> bool:
+    """Whether JSON text holds a run of 19 or more digits (a number orjson might read as a
+    float: it reads integers beyond 64 bits so). Every byte mapped, in C, to "0" for a digit
+    and " " for anything else, then one substring search: about ten times faster than the
+    regular expression ``\\d{19}``, which tries a match at every digit."""
+    return _NINETEEN in text.translate(_DIGIT_RUNS)
+
+
+_DIGIT_RUNS = bytes(48 if 48 <= byte <= 57 else 32 for byte in range(256))
+_NINETEEN = b"0" * 19
 _ORJSON_LOADS = None
 
 

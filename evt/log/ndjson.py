@@ -7,23 +7,19 @@ A line may also be a structured CloudEvent (it has ``specversion``), as
 from __future__ import annotations
 
 import json
-import re
 from typing import IO, Any, Iterator
 
 from ..errors import EvtError, InvalidInput, LineError
 from .cloudevents import new_event
-from .envelope import MAX_DEPTH, NewEvent, parse_json
+from .envelope import MAX_DEPTH, NewEvent, has_long_number, parse_json
 
-# orjson reads integers beyond 64 bits as floats, silently: a line with a run of 19 or
-# more digits goes to the standard library, which keeps them exact.
-_LONG_NUMBER = re.compile(rb"\d{19}")
 
 
 def parse_line(line: bytes) -> Any:
     "One line of JSON: orjson for speed, the standard library where orjson is not exact or refuses."
     import orjson
 
-    if not _LONG_NUMBER.search(line):
+    if not has_long_number(line):  # orjson would read an integer beyond 64 bits as a float: those lines go to the standard library
         try:
             return orjson.loads(line)
         except orjson.JSONDecodeError:
