@@ -45,6 +45,9 @@ _TOKEN_SAFE = frozenset(chr(c) for c in range(0x21, 0x7F)) - set(".*>%")
 _STREAM_NAME = re.compile(r"[^\s.*>/\\]+")
 
 
+
+FLUSH_TIMEOUT = 5  # seconds for the server to answer a PING (as long as connecting may take)
+
 def _escape(char: str) -> str:
     return char if char in _TOKEN_SAFE else "".join(f"%{b:02X}" for b in char.encode())
 
@@ -558,7 +561,11 @@ class NatsSource:
         async def ack_all():
             for message in messages:
                 await message.ref.ack()
-            await self.client.nc.flush(timeout=30)
+            # A round trip to the server; on a connection that went away without closing
+            # (the acks never arrive) this is how long until the retry. Unacknowledged, the
+            # batch comes again after --ack-wait, and its events are already stored: nothing
+            # is lost or doubled either way.
+            await self.client.nc.flush(timeout=FLUSH_TIMEOUT)
 
         self.client.check_open()
         self.client.run(ack_all())
