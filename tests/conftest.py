@@ -181,7 +181,10 @@ def amqp_broker():
     import pika
 
     def probe():
-        return pika.BlockingConnection(pika.URLParameters(AMQP_URL + "?connection_attempts=1&socket_timeout=2"))
+        # heartbeat=0: this connection sits idle while the test runs (nothing answers the
+        # broker's heartbeats), and RabbitMQ closes a connection that misses them for 60 s;
+        # a long test then failed in this fixture's teardown with "connection reset".
+        return pika.BlockingConnection(pika.URLParameters(AMQP_URL + "?connection_attempts=1&socket_timeout=2&heartbeat=0"))
 
     require_broker("RabbitMQ", lambda: probe().close())
     connection = probe()
