@@ -30,7 +30,7 @@ from ..errors import (
 )
 from . import batch, checkpoints, files, migrations, writers
 from .batch import INSERT  # noqa: F401 (the insert statement, for whole-store operations)
-from .envelope import ANY, Event, NewEvent, load_stored
+from .envelope import ANY, Event, NewEvent, load_stored, loads
 from .filters import MAX_INTEGER, Filter, renamed_type_condition, text_argument
 from .hooks import ModelHooks
 from .keys import MARK, SQL_FLAG, Decryptor, Keys
@@ -58,8 +58,9 @@ JSON_LINE = (
 )
 
 
-# The id and the data of a row whose data may hold an encrypted value (NULLs otherwise).
-FLAGGED_ID_AND_DATA = f"CASE WHEN {SQL_FLAG} THEN id END, CASE WHEN {SQL_FLAG} THEN data END"
+# The id and the data of a row whose data may hold an encrypted value, as one JSON array
+# (NULL otherwise): one look at the data per row, one column more than the line.
+FLAGGED_ID_AND_DATA = f"CASE WHEN {SQL_FLAG} THEN json_array(id, data) END"
 
 
 def row_to_event(row: tuple) -> Event:
@@ -506,8 +507,11 @@ class Store:
             # Rows with an encrypted value (rare, and found by SQLite) carry their id and data.
             sql, params = filter.to_sql(f"{line}, {FLAGGED_ID_AND_DATA}", self._type_matcher(raw))
             with translate_errors(self.path):
-                for text, id_, data in self.conn.execute(sql, params):
-                    yield text if id_ is None else decrypt.line(text, id_, data)
+                for text, flagged in self.conn.execute(sql, params):
+                    if flagged is None:
+                        yield text
+                    else:
+                        yield decrypt.line(text, *loads(flagged))
             return
         sql, params = filter.to_sql(f"{line}, type, version, {COLUMNS}", self._type_matcher(raw))
         upcastable = model.upcastable
