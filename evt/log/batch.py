@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 from array import array
-from hashlib import sha256 as _sha256
-from json.encoder import encode_basestring as _quote  # type: ignore[attr-defined]
 from typing import Any, Iterable, Iterator
 
 from ..errors import (
@@ -26,7 +24,7 @@ from ..errors import (
     LineError,
     WrongExpectedRevision,
 )
-from .chain import EMPTY_DIGEST, GENESIS, METADATA_DIGESTS, fixed, stamp
+from .chain import GENESIS, fixed, link, stamp
 from .envelope import ANY, EXISTS, MAX_DEPTH, NewEvent, check_depth, loads, thread_ids
 from .hooks import ModelHooks
 from .keys import MARK, Decryptor, Encryptor, Keys, refuse_marks
@@ -88,15 +86,16 @@ def prepare(events: Iterable[NewEvent], hooks: ModelHooks | None, validate: bool
     The hooks' personal fields are marked for encryption whether validated or not.
 
     This loop runs once per event of every append, so the common case is inline: the
-    JSON encoder called directly, ``{}`` for empty metadata, and the chain's fixed part
-    built here (``chain.fixed`` has the recipe); anything unusual takes the general path.
+    JSON encoder called directly, ``{}`` for empty metadata; anything unusual takes the
+    general path. The chain's part that does not depend on the event's place
+    (``chain.fixed``) is made here, outside the lock.
     """
     new_id = thread_ids()
     chunk: list[Prepared] = []
     check = hooks is not None and validate
     personal_hook = getattr(hooks, "personal", None)
     new = Prepared.__new__
-    encoder, join, quote, sha256, empty = _ENCODE, "".join, _quote, _sha256, EMPTY_DIGEST
+    encoder, join = _ENCODE, "".join
     for event in events:
         try:
             value = event.data
@@ -137,15 +136,7 @@ def prepare(events: Iterable[NewEvent], hooks: ModelHooks | None, validate: bool
         p.personal = personal
         source, correlation_id, causation_id = event.source, event.correlation_id, event.causation_id
         try:
-            if source is None and correlation_id is None and causation_id is None:
-                text = f",{quote(id_)},{quote(event.stream)},{quote(event.type)},{int(event.version)},null,null,null]"
-                p.fixed = b"".join((
-                    text.encode(),
-                    sha256(data.encode()).digest() if data != "{}" else empty,
-                    empty if metadata == "{}" else METADATA_DIGESTS[metadata.encode()],
-                ))
-            else:
-                p.fixed = fixed(id_, event.stream, event.type, event.version, source, correlation_id, causation_id, data, metadata)
+            p.fixed = fixed(id_, event.stream, event.type, event.version, source, correlation_id, causation_id, data, metadata)
         except UnicodeEncodeError:  # a lone surrogate ("\ud800") is JSON, but not text SQLite can store
             raise on_line(event, _unencodable_text((id_, event.stream, event.type, source, correlation_id, causation_id, data, metadata))) from None
         chunk.append(p)
@@ -177,8 +168,7 @@ class Placement:
 
         Each event's place: the next position, its stream's next revision (checked against
         what it expected), the store's timestamp unless it has its own, and its hash,
-        chained to the one before: SHA-256 of the previous hash and the body (the position,
-        revision and timestamp, then ``Prepared.fixed``: ``chain`` has the recipe)."""
+        chained to the one before (``chain.link``)."""
         stored = self._stored([p.id for p in chunk if p.given_id])
         seen: dict[str, tuple] = {}  # given ids inserted in this chunk: id -> row (as _stored has them)
         plain: list[tuple] = []  # rows for INSERT_PLAIN
@@ -216,7 +206,7 @@ class Placement:
                 timestamp, stamped = store_timestamp, store_stamp
             else:
                 stamped = stamp(timestamp)
-            previous = _sha256(b"%s[%d,%d,%s%s" % (previous, position, head, stamped, body)).digest()
+            previous = link(previous, position, head, stamped, body)
             source, correlation_id, causation_id = event.source, event.correlation_id, event.causation_id
             if source is None and correlation_id is None and causation_id is None:
                 plain.append((position, stream, head, p.id, event.type, event.version, timestamp, data, p.metadata, bytearray(previous)))
