@@ -12,8 +12,9 @@ Measures, in one run (with the same Python that runs this script):
 3. ``Store.write`` of M events (one batch, ``bench_log.py``'s data) into a new store, best
    of R, and the chain's own CPU per event (5): the rate without the chain is the append's
    time less the chain's. Target: >= 0.9x the rate without. (Until 2026-12-01 the chain
-   could be switched off in this process; appends now build it inline, in the loops that
-   prepare and place each event, so its cost is measured on its own instead.)
+   could be switched off in this process; appends now bind each hash as stored, so a
+   switched-off chain would not be evt's append any more, and its cost is measured on its
+   own instead.)
 4. the same for small writes: M / 10 single-event ``Store.write`` calls
    (``synchronous=normal``, so the disk's sync does not hide the CPU).
 5. the chain's own CPU per event: ``chain.fixed`` (what an event's preparation adds for
