@@ -44,12 +44,12 @@ class EvtApplicationRecorder(ApplicationRecorder):
         self.store = store
 
     def insert_events(self, stored_events, **kwargs):
-        events, first_version = [], {}
+        events, streams = [], {}
         for s in stored_events:
-            stream = f"es-{s.originator_id}"
+            stream = streams.get(s.originator_id)
             expected = "any"
-            if stream not in first_version:  # the batch's first event of this aggregate: its version must be next
-                first_version[stream] = s.originator_version
+            if stream is None:  # the batch's first event of this aggregate: its version must be next
+                stream = streams[s.originator_id] = f"es-{s.originator_id}"
                 expected = self._revision_for(stream, s.originator_version)
             data = {"v": s.originator_version, "state": base64.b64encode(s.state).decode()}
             events.append(NewEvent(stream, s.topic, data, expected=expected))
@@ -75,7 +75,7 @@ class EvtApplicationRecorder(ApplicationRecorder):
     def select_notifications(self, start, limit, stop=None, topics=(), *, inclusive_of_start=True):
         start = 1 if start is None else (start if inclusive_of_start else start + 1)
         found = self.store.read(Filter(exact_types=topics, start=start, end=stop, limit=limit), raw=True)
-        return [Notification(id=e.position, **vars(self._stored(e))) for e in found]
+        return [self._stored(e, Notification, id=e.position) for e in found]
 
     def max_notification_id(self):
         return self.store.head() or None
@@ -84,11 +84,11 @@ class EvtApplicationRecorder(ApplicationRecorder):
         raise NotImplementedError("not part of the contract run here")
 
     @staticmethod
-    def _stored(e) -> StoredEvent:
+    def _stored(e, kind=StoredEvent, **more) -> StoredEvent:
         from uuid import UUID
 
-        return StoredEvent(
-            originator_id=UUID(e.stream[3:]), originator_version=e.data["v"], topic=e.type, state=base64.b64decode(e.data["state"])
+        return kind(
+            originator_id=UUID(e.stream[3:]), originator_version=e.data["v"], topic=e.type, state=base64.b64decode(e.data["state"]), **more
         )
 
 

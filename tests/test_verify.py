@@ -153,6 +153,28 @@ def test_any_events_appended_store_the_documented_hashes(tmp_path_factory, batch
     assert stored_hashes(path) == recomputed(path)
 
 
+@pytest.mark.parametrize("size", [1, 2, 63, 64, 65, 100, 127, 128, 129, 500, 501])
+def test_writes_of_every_statement_size_store_each_event_once_in_order(tmp_path, size):
+    """Rows go in as multi-row INSERTs of 64, 32, ... 1 rows, events without source,
+    correlation and causation ids apart from the others: whatever the size and the mix,
+    each event is stored once, at its position, with its fields and the recipe's hash."""
+    path = tmp_path / "events.db"
+    events = [
+        NewEvent(f"s-{i % 7}", "t.x", {"i": i}, source="src" if i % 3 == 0 else None, correlation_id="c" if i % 5 == 0 else None)
+        for i in range(size)
+    ]
+    with Store(path) as store:
+        assert store.write([NewEvent("first", "t.x")]) == [1]
+        assert store.write(events) == list(range(2, size + 2))
+        stored = [(e.stream, e.data, e.source, e.correlation_id) for e in store.read()][1:]
+    assert stored == [(e.stream, e.data, e.source, e.correlation_id) for e in events]
+    assert stored_hashes(path) == recomputed(path)
+    conn = sqlite3.connect(path)
+    revisions = conn.execute("SELECT stream, group_concat(revision) FROM (SELECT * FROM events ORDER BY position) GROUP BY stream").fetchall()
+    conn.close()
+    assert all(revs.split(",") == [str(n) for n in range(1, len(revs.split(",")) + 1)] for _, revs in revisions)
+
+
 def test_the_readmes_recipe_computes_the_stored_hashes(log):
     "The README's Python recipe, run as written, gives every stored hash: an auditor needs nothing from evt."
     import pathlib

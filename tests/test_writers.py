@@ -129,12 +129,31 @@ def test_threads_appending_to_the_same_streams_keep_revisions_gapless(tmp_path):
     assert len(ok) + len(refused) == 360 and ok
 
 
-def test_a_refused_write_among_grouped_writes_is_undone_alone(tmp_path):
+REFUSED_AMONG_GROUPED = {
+    # refused before it changes anything: the group goes on in one pass
+    "expected revision": (
+        NewEvent("taken-1", "t.x", expected=0),
+        None,
+        "stream 'taken-1' already exists, at revision 1 (expected it not to exist)",
+    ),
+    # refused after its event was inserted: the group is carried out again, each write in a savepoint
+    "checkpoint behind": (
+        NewEvent("s-b", "t.x"),
+        ("pm", 1),
+        "checkpoint 'pm' is at position 5; it cannot move back to 1",
+    ),
+}
+
+
+@pytest.mark.parametrize("refusal", sorted(REFUSED_AMONG_GROUPED))
+def test_a_refused_write_among_grouped_writes_is_undone_alone(tmp_path, refusal):
     """Writes queued behind the writer holding the turn are carried out by it in one transaction;
-    one that fails (its expected revision) leaves the others alone, and its writer gets its own error."""
+    one that fails (its expected revision; its checkpoint, after its event was placed) leaves the
+    others alone, its writer gets its own error, and nothing of it is stored."""
     path = tmp_path / "events.db"
     store = Store(path)
-    store.write([NewEvent("taken-1", "t.x")])
+    store.write([NewEvent("taken-1", "t.x")], checkpoint=("pm", 5))
+    refused_event, refused_checkpoint, message = REFUSED_AMONG_GROUPED[refusal]
     results: dict[str, object] = {}
     holding = threading.Event()
     let_go = threading.Event()
@@ -144,9 +163,9 @@ def test_a_refused_write_among_grouped_writes_is_undone_alone(tmp_path):
             holding.set()
             let_go.wait(10)
 
-    def writer(name: str, event: NewEvent) -> None:
+    def writer(name: str, event: NewEvent, checkpoint) -> None:
         try:
-            results[name] = store.write([event])
+            results[name] = store.write([event], checkpoint=checkpoint)
         except EvtError as e:
             results[name] = e
 
@@ -154,14 +173,14 @@ def test_a_refused_write_among_grouped_writes_is_undone_alone(tmp_path):
     first.start()
     holding.wait(10)
     plan = [
-        ("a", NewEvent("s-a", "t.x", expected=0)),
-        ("b", NewEvent("taken-1", "t.x", expected=0)),  # the stream exists: refused
-        ("c", NewEvent("s-c", "t.x", expected=0)),
+        ("a", NewEvent("s-a", "t.x", expected=0), None),
+        ("b", refused_event, refused_checkpoint),
+        ("c", NewEvent("s-c", "t.x", expected=0), ("other", 1)),
     ]
     threads = []
-    for name, event in plan:  # queued one after the other, in this order
+    for name, event, checkpoint in plan:  # queued one after the other, in this order
         waiting = len(store.queue._threads._waiters)
-        t = threading.Thread(target=writer, args=(name, event))
+        t = threading.Thread(target=writer, args=(name, event, checkpoint))
         t.start()
         threads.append(t)
         deadline = time.monotonic() + 10
@@ -170,10 +189,11 @@ def test_a_refused_write_among_grouped_writes_is_undone_alone(tmp_path):
     let_go.set()
     for t in [first, *threads]:
         t.join(10)
-    store.close()
     assert results["a"] == [2] and results["c"] == [3]
-    assert isinstance(results["b"], WrongExpectedRevision)
-    assert str(results["b"]) == "stream 'taken-1' already exists, at revision 1 (expected it not to exist)"
+    assert isinstance(results["b"], Conflict)
+    assert str(results["b"]) == message
+    assert store.checkpoint("pm") == 5 and store.checkpoint("other") == 1
+    store.close()
     assert [r[1] for r in stored(path)] == ["taken-1", "s-a", "s-c"]
 
 

@@ -371,8 +371,13 @@ class Store:
             with self._as_writer() as conn:
                 writers.begin_immediate(conn, self.path, self.busy_timeout, self.busy_timeout, waited)
                 try:
-                    for each in group:
-                        each.carry_out(conn, self.path, alone=len(group) == 1, keys=self.keys)
+                    if not all(each.carry_out(conn, self.path, alone=len(group) == 1, keys=self.keys) for each in group):
+                        # A write failed after changing something (a checkpoint behind, a
+                        # row refused half-way): the group again, each write in a savepoint.
+                        writers.rollback_only(conn)
+                        writers.begin_immediate(conn, self.path, self.busy_timeout, self.busy_timeout, 0.0)
+                        for each in group:
+                            each.carry_out(conn, self.path, alone=False, keys=self.keys, savepoint=True)
                     with translate_errors(self.path):
                         conn.execute("COMMIT")
                 except BaseException:
@@ -757,22 +762,39 @@ class _Write:
     def size(self) -> int:
         return len(self.chunk)
 
-    def carry_out(self, conn: sqlite3.Connection, path: str, alone: bool, keys: Keys | None = None) -> None:
-        """Place the write in the open transaction. Among others (not ``alone``), in a
-        savepoint: evt's errors undo this write only and are kept for its writer."""
+    def carry_out(
+        self, conn: sqlite3.Connection, path: str, alone: bool, keys: Keys | None = None, savepoint: bool = False
+    ) -> bool:
+        """Place the write in the open transaction; False if it failed and left changes.
+
+        ``alone``, its errors are raised (the transaction is undone). Among others, evt's
+        errors are kept for its writer and the others go on: a write is checked before it
+        changes anything (expected revisions, ids given again), so a failed one has
+        almost always changed nothing. When it has (``total_changes`` moved: a
+        checkpoint behind, a row refused half-way), it says so, and the group is carried
+        out again with each write in a ``savepoint``, whose rollback undoes it alone.
+        (A savepoint for every write costs two more statements each, and each statement
+        hands the GIL to other threads and waits to get it back.)"""
         if alone:
             self.positions = self._place(conn, path, keys)
-            return
-        with translate_errors(path):
-            conn.execute("SAVEPOINT evt_write")
+            return True
+        self.positions = self.error = None
+        if savepoint:
+            with translate_errors(path):
+                conn.execute("SAVEPOINT evt_write")
+        before = conn.total_changes
         try:
             self.positions = self._place(conn, path, keys)
         except (Conflict, InvalidInput) as e:  # this write's own fault: the others go on
+            self.error = e
+            if not savepoint:
+                return conn.total_changes == before
             with translate_errors(path):
                 conn.execute("ROLLBACK TO evt_write")
-            self.error = e
-        with translate_errors(path):
-            conn.execute("RELEASE evt_write")
+        if savepoint:
+            with translate_errors(path):
+                conn.execute("RELEASE evt_write")
+        return True
 
     def _place(self, conn: sqlite3.Connection, path: str, keys: Keys | None) -> list[int]:
         with translate_errors(path), _conflicts():
