@@ -129,6 +129,30 @@ def test_a_connection_lost_during_the_login_is_retried_not_taken_for_a_refused_l
     )
 
 
+def test_a_connection_dropped_before_pika_sets_up_its_transport_is_lost_not_an_internal_error():
+    """pika checks the socket it connected (getpeername) before it sets up its transport;
+    a connection cut in between raises a bare ValueError, which pika hands on unwrapped
+    ("Expected connected socket, but getpeername() failed"). Seen as exit 1, "internal
+    error", when a proxy cut connections under load; it is a lost connection, retried.
+    A ValueError from anywhere but pika is still a bug, and stays one."""
+    import socket
+
+    from pika.adapters.utils.io_services_utils import _AsyncStreamConnector
+
+    from evt.errors import BrokerUnavailable
+    from evt.relay.amqp import translate_errors
+
+    url = "amqp://guest:secret@127.0.0.1:5672/"
+    with socket.socket() as cut:  # never connected: getpeername() fails, as on a connection already dropped
+        with pytest.raises(BrokerUnavailable) as caught:
+            with translate_errors(url):
+                _AsyncStreamConnector(None, lambda: None, cut, None, None, lambda result: None)
+    assert str(caught.value) == "RabbitMQ at amqp://guest:***@127.0.0.1:5672/ is unavailable: the connection dropped while connecting"
+    with pytest.raises(ValueError, match="a bug"):
+        with translate_errors(url):
+            raise ValueError("a bug")
+
+
 def test_wrong_credentials_are_refused_without_retrying(evt, amqp_broker):
     evt("append", "order-1", "order.placed", "-q")
     r = evt("relay", "amqp://guest:wrong@127.0.0.1:5672/", "--exchange", amqp_broker.exchange)

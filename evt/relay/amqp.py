@@ -47,6 +47,22 @@ def translate_errors(url: str) -> Iterator[None]:
         else:
             reason = _describe(e)
         raise BrokerUnavailable(f"RabbitMQ at {redact(url)} is unavailable: {reason}") from e
+    except ValueError as e:
+        # pika sets up its transport on the socket it connected; if the connection drops
+        # in between, that raises ValueError ("Expected connected socket, but
+        # getpeername() failed"), and pika hands it on unwrapped. A lost connection, like
+        # any other. A ValueError from anywhere else is a bug, and stays one.
+        if not _raised_in_pika(e):
+            raise
+        raise BrokerUnavailable(f"RabbitMQ at {redact(url)} is unavailable: the connection dropped while connecting") from e
+
+
+def _raised_in_pika(error: BaseException) -> bool:
+    "Whether the error was raised by pika's own code (the innermost frame of its traceback)."
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and str(tb.tb_frame.f_globals.get("__name__", "")).startswith("pika.")
 
 
 def check_url(url: str) -> None:

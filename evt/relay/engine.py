@@ -87,7 +87,7 @@ class Retry:
     def reset(self) -> None:
         self.failures = 0
 
-    def wait(self, error: BrokerUnavailable) -> None:
+    def wait(self, error: BrokerUnavailable, sleep: Callable[[float], None] = time.sleep) -> None:
         "Sleep before the next attempt, or raise when the retries are spent."
         self.failures += 1
         if self.failures > self.retries:
@@ -95,7 +95,7 @@ class Retry:
         delay = min(self.backoff * 2 ** (self.failures - 1), self.cap)
         if self.on_retry:
             self.on_retry(f"{error}; retrying in {delay:g}s (retry {self.failures} of {self.retries})")
-        time.sleep(delay)
+        sleep(delay)
 
 
 def _attempts(n: int) -> str:
@@ -202,16 +202,20 @@ def relay(
             f"a {target.kind} relay publishes every event, as the message numbered by its position: it takes no filters "
             "(consumers can pick by subject, SUBJECT.TYPE or SUBJECT.CATEGORY)"
         )
-    with RelayLock(store.path, name, on_wait):
-        return _relay(store, target, name, filter, batch, follow, retry, poll_interval)
+    with RelayLock(store.path, name, on_wait), StopRequests() as stop:
+        return _relay(store, target, name, filter, batch, follow, retry, poll_interval, stop)
 
 
-def _relay(store: Store, target: Target, name: str, filter: Filter | None, batch: int, follow: bool, retry: Retry, poll_interval: float) -> RelayResult:
+def _relay(
+    store: Store, target: Target, name: str, filter: Filter | None, batch: int, follow: bool, retry: Retry, poll_interval: float,
+    stop: StopRequests,
+) -> RelayResult:
     result = RelayResult(name, load_position(store, name))
     as_cloudevents = getattr(target, "cloudevents", None) is not None
     try:  # whatever ends the loop (the end of the log, Ctrl-C, a refusal) closes the connection
-        connected = _connect(target, retry)
+        connected = _connect(target, retry, stop)
         while True:
+            stop.check()
             version = data_version(store)
             head = store.head() if filter is not None else 0  # read first: every event up to it is examined below
             rows = read_rows(store, result.position, batch, as_cloudevents, filter)
@@ -223,7 +227,7 @@ def _relay(store: Store, target: Target, name: str, filter: Filter | None, batch
                     result.position = passed
                 if not follow:
                     break
-                connected = _wait_for_appends(store, version, target if connected else None, poll_interval)
+                connected = _wait_for_appends(store, version, target if connected else None, poll_interval, stop)
                 continue
             try:
                 if not connected:
@@ -233,7 +237,7 @@ def _relay(store: Store, target: Target, name: str, filter: Filter | None, batch
             except BrokerUnavailable as e:
                 target.close()
                 connected = False
-                retry.wait(e)
+                retry.wait(e, stop.sleep)
                 continue
             retry.reset()
             with interrupts_deferred(), store.transaction():  # the summary counts what is saved, no more, no less
@@ -246,6 +250,53 @@ def _relay(store: Store, target: Target, name: str, filter: Filter | None, batch
     finally:
         target.close()
     return result
+
+
+class StopRequests:
+    """Ctrl-C as a request to stop: a relay or an ingest ends at its next safe point —
+    between batches, or in a wait (within ``--wait`` seconds for an ingest) — and raises
+    KeyboardInterrupt there, instead of wherever the signal happens to land.
+
+    Landing anywhere, it broke things: in a lazy import (the module was left half made,
+    and closing the connection then failed on it: an internal error), inside the broker
+    client's event loop (its tasks left pending, which asyncio reports on stderr at
+    exit). A second Ctrl-C stops at once, as before. Signal handlers belong to the main
+    thread: elsewhere, and when SIGINT is not Python's default, this does nothing.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.previous = None
+
+    def __enter__(self) -> "StopRequests":
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self.previous = signal.signal(signal.SIGINT, self._request)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
+
+    def _request(self, number: int, frame: object) -> None:
+        if self.requested:  # the second Ctrl-C: at once
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def check(self) -> None:
+        "Raise KeyboardInterrupt if Ctrl-C was pressed."
+        if self.requested:
+            raise KeyboardInterrupt
+
+    def sleep(self, seconds: float) -> None:
+        "time.sleep, ending early (KeyboardInterrupt) when Ctrl-C is pressed."
+        deadline = time.monotonic() + seconds
+        while True:
+            self.check()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, 0.05))
 
 
 @contextmanager
@@ -271,7 +322,7 @@ def interrupts_deferred() -> Iterator[None]:
                 raise KeyboardInterrupt
 
 
-def _connect(target: Target, retry: Retry) -> bool:
+def _connect(target: Target, retry: Retry, stop: StopRequests) -> bool:
     "Connect up front, so a broker that is down is reported even with nothing to publish."
     while True:
         try:
@@ -279,12 +330,13 @@ def _connect(target: Target, retry: Retry) -> bool:
             return True
         except BrokerUnavailable as e:
             target.close()
-            retry.wait(e)
+            retry.wait(e, stop.sleep)
 
 
-def _wait_for_appends(store: Store, version: int, target: Target | None, poll_interval: float) -> bool:
+def _wait_for_appends(store: Store, version: int, target: Target | None, poll_interval: float, stop: StopRequests) -> bool:
     "Wait for another connection's commit; whether the target is still connected."
     while data_version(store) == version:
+        stop.check()
         if target is not None:
             try:
                 target.idle()
@@ -308,12 +360,19 @@ def ingest(
     Returns when the source has nothing more (after its wait), or with ``follow`` never.
     """
     retry = retry or Retry()
+    with StopRequests() as stop:
+        return _ingest(store, source, batch, follow, retry, stop)
+
+
+def _ingest(store: Store, source: Source, batch: int, follow: bool, retry: Retry, stop: StopRequests) -> IngestResult:
     result = IngestResult(source.name)
     try:  # whatever ends the loop (drained, Ctrl-C, a refusal) closes the connection
         while True:
             try:
+                stop.check()
                 source.connect()
                 while True:
+                    stop.check()
                     messages = source.fetch(batch)
                     if not messages:
                         if follow:
@@ -325,7 +384,7 @@ def ingest(
                     retry.reset()
             except BrokerUnavailable as e:
                 source.close()
-                retry.wait(e)
+                retry.wait(e, stop.sleep)
     except KeyboardInterrupt:
         raise Interrupted(result) from None
     finally:
