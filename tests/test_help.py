@@ -51,3 +51,29 @@ def test_the_command_list_is_never_cut(evt, monkeypatch, width):
         listed = text.split("Commands:\n", 1)[1].splitlines()
         assert listed and not any(line.rstrip().endswith("...") for line in listed), text
         assert all(len(line) <= int(width) for line in text.splitlines())
+
+
+def test_a_command_runs_from_an_app_of_that_command_alone_and_says_the_same(capsys):
+    """evt builds only the command it runs (typer builds every command's parameters
+    first: about 100 ms of each start); each command's and group's help, and a usage
+    error, read exactly as from the whole app."""
+    import typer.main
+
+    from evt.cli.app import _app_for, app, run
+
+    whole = typer.main.get_command(app)
+    for name in sorted(whole.commands):
+        trimmed = _app_for(name)
+        assert len(trimmed.registered_commands) + len(trimmed.registered_groups) == 1, name
+        for args in ([name, "--help"], [name, "--no-such-option"]):
+            code = run(args)
+            own = capsys.readouterr()
+            try:
+                expected = whole.main(args, prog_name="evt", standalone_mode=False)
+            except Exception as e:  # a usage error: run() prints it as one line, so compare the message
+                expected = e.exit_code
+                assert e.format_message() in own.err, (args, own.err)
+            else:
+                assert own.out == capsys.readouterr().out, args
+            assert code == (expected or 0), args
+    assert _app_for("no-such-command") is app and _app_for("--help") is app
