@@ -17,7 +17,10 @@ def pytest_sessionstart(session) -> None:
     """Compile evt's modules to bytecode once, before the tests start their hundreds of
     ``evt`` processes: an environment with PYTHONDONTWRITEBYTECODE set (as some CI and
     container images are) never writes the cache, so every process would compile evt
-    from source again (about 35 ms each here). An installed evt has its bytecode already."""
+    from source again (about 35 ms each here). An installed evt has its bytecode already.
+    Under pytest-xdist the controller does it, before any worker is given a test."""
+    if hasattr(session.config, "workerinput"):  # an xdist worker
+        return
     import compileall
 
     import evt

@@ -240,10 +240,10 @@ class Placement:
             if source is None and correlation_id is None and causation_id is None:
                 plain += (position, stream, head, p.id, event.type, event.version, timestamp, data, p.metadata, bytearray(previous))
             else:
-                rows += ((
+                rows += (
                     position, stream, head, p.id, event.type, event.version, timestamp,
                     source, correlation_id, causation_id, data, p.metadata, bytearray(previous),
-                ))
+                )
             positions.append(position)
             lines.append(event.line or 0)
             if p.given_id:

@@ -14,7 +14,6 @@ from .cloudevents import new_event
 from .envelope import MAX_DEPTH, NewEvent, has_long_number, parse_json
 
 
-
 def parse_line(line: bytes) -> Any:
     "One line of JSON: orjson for speed, the standard library where orjson is not exact or refuses."
     import orjson

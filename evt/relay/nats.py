@@ -44,9 +44,8 @@ STREAM_NAME_IN_USE = 10058
 _TOKEN_SAFE = frozenset(chr(c) for c in range(0x21, 0x7F)) - set(".*>%")
 _STREAM_NAME = re.compile(r"[^\s.*>/\\]+")
 
-
-
 FLUSH_TIMEOUT = 5  # seconds for the server to answer a PING (as long as connecting may take)
+
 
 def _escape(char: str) -> str:
     return char if char in _TOKEN_SAFE else "".join(f"%{b:02X}" for b in char.encode())
