@@ -37,6 +37,15 @@ def pristine(tmp_path_factory):
     return path
 
 
+def page_size(path) -> int:
+    "The store's page size (a store keeps the one it was made with)."
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("PRAGMA page_size").fetchone()[0]
+    finally:
+        conn.close()
+
+
 def flip(path, offset: int, length: int = 64) -> None:
     with open(path, "r+b") as f:
         f.seek(offset)
@@ -67,8 +76,9 @@ def test_64_bytes_flipped_in_the_middle_stop_appends_and_every_reader_says_so(ev
 def test_wherever_64_bytes_flip_append_read_and_stats_agree(evt, pristine, page, within):
     "Either the damage is where the log does not look (every command works), or all of them report it."
     shutil.copy(pristine, "events.db")
-    pages = os.path.getsize("events.db") // 4096
-    flip("events.db", (page % (pages - 1) + 1) * 4096 + min(within, 4096 - 64))
+    size = page_size("events.db")
+    pages = os.path.getsize("events.db") // size
+    flip("events.db", (page % (pages - 1) + 1) * size + min(within % size, size - 64))
     outcomes = {args[0]: evt(*args) for args in (["read"], ["stats"], ["append", "order-1", "order.placed", "{}", "-q"])}
     codes = {name: (r.exit_code, r.stderr) for name, r in outcomes.items()}
     [seen] = set(codes.values())
@@ -109,7 +119,7 @@ def test_a_big_store_is_checked_where_appends_write(evt, pristine, monkeypatch):
         conn.close()
     monkeypatch.setattr(store_module, "CHECK_EVERY_PAGE_UP_TO", 0)
     assert evt("append", "order-1", "order.placed", "-q").exit_code == 0  # the middle is not read
-    flip("events.db", (last_leaf - 1) * 4096)
+    flip("events.db", (last_leaf - 1) * page_size("events.db"))
     damaged = open("events.db", "rb").read()
     result = evt("append", "order-1", "order.placed")
     assert (result.exit_code, result.stderr) == (6, CORRUPTED)

@@ -8,6 +8,7 @@ import pytest
 
 from evt import Filter, NewEvent, Store, StreamNotFound, WrongExpectedRevision
 from evt.log import migrations
+from evt.log import store as store_module
 from evt.errors import NotAStore, StoreTooNew
 
 
@@ -33,6 +34,29 @@ def test_the_store_is_wal_and_records_its_format(store):
     assert conn.execute("PRAGMA application_id").fetchone() == (migrations.APPLICATION_ID,)
     names = [row[0] for row in conn.execute("SELECT name FROM evt_migrations ORDER BY name")]
     assert names == [name for name, _ in migrations.MIGRATIONS]
+
+
+def test_new_stores_have_2048_byte_pages_and_older_ones_keep_theirs(tmp_path, evt, monkeypatch):
+    def page_size(path):
+        conn = sqlite3.connect(path)
+        try:
+            return conn.execute("PRAGMA page_size").fetchone()[0]
+        finally:
+            conn.close()
+
+    Store(tmp_path / "api.db").close()
+    assert evt("append", "s-1", "t.x", "--db", str(tmp_path / "cli.db")).exit_code == 0  # made by the first append
+    assert (page_size(tmp_path / "api.db"), page_size(tmp_path / "cli.db")) == (2048, 2048)
+    # A store made with SQLite's default (as evt made them before) keeps it: opened, appended to, migrated.
+    monkeypatch.setattr(store_module, "PAGE_SIZE", 4096)
+    Store(tmp_path / "old.db").append(NewEvent("s-1", "t.x"))
+    monkeypatch.undo()
+    assert page_size(tmp_path / "old.db") == 4096
+    result = evt("append", "s-1", "t.x", "--db", str(tmp_path / "old.db"), "-q")
+    assert (result.exit_code, result.stderr) == (0, "")
+    with Store(tmp_path / "old.db") as old:
+        assert [e.revision for e in old.read(Filter(stream="s-1"))] == [1, 2]
+    assert page_size(tmp_path / "old.db") == 4096
 
 
 def test_full_synchronous_by_default_normal_on_request(tmp_path):
