@@ -153,6 +153,25 @@ def test_any_events_appended_store_the_documented_hashes(tmp_path_factory, batch
     assert stored_hashes(path) == recomputed(path)
 
 
+def test_neighbours_that_differ_in_one_field_each_store_their_own_hashes(tmp_path):
+    "A write's events share the encoded part of the body only while every field in it is the same."
+    base = {"stream": "order-1", "type": "order.placed"}
+    changes = [
+        {}, {}, {"version": 2}, {"version": 2}, {"source": "shop"}, {"correlation_id": "c-1"}, {"causation_id": "c-1"},
+        {"source": "shop", "correlation_id": "c-1", "causation_id": "c-2"}, {"stream": "order-2"}, {"type": "order.paid"},
+        {"id": 'given "quoted" \\ id'}, {"id": "given-2"}, {}, {"stream": "order-1"},
+    ]
+    path = tmp_path / "events.db"
+    with Store(path) as store:
+        store.write([NewEvent(**{**base, **change}) for change in changes])
+    assert stored_hashes(path) == recomputed(path)
+    conn = sqlite3.connect(path)
+    rows = conn.execute("SELECT version, source, correlation_id, causation_id, stream, type FROM events ORDER BY position").fetchall()
+    conn.close()
+    assert rows[2:4] == [(2, None, None, None, "order-1", "order.placed")] * 2
+    assert rows[7] == (1, "shop", "c-1", "c-2", "order-1", "order.placed")
+
+
 @pytest.mark.parametrize("size", [1, 2, 9, 49, 99, 100, 101, 199, 499, 500, 501])
 @pytest.mark.parametrize("parameters", [None, 999])
 def test_writes_of_every_statement_size_store_each_event_once_in_order(tmp_path, size, parameters):

@@ -25,7 +25,7 @@ from ..errors import (
     LineError,
     WrongExpectedRevision,
 )
-from .chain import GENESIS, fixed, link, stamp
+from .chain import GENESIS, fixed, fixed_from, link, quoted_id, stamp, tail
 from .envelope import ANY, EXISTS, MAX_DEPTH, NewEvent, check_depth, loads, thread_ids
 from .hooks import ModelHooks
 from .keys import MARK, Decryptor, Encryptor, Keys, refuse_marks
@@ -125,6 +125,8 @@ def prepare(events: Iterable[NewEvent], hooks: ModelHooks | None, validate: bool
     personal_hook = getattr(hooks, "personal", None)
     new = Prepared.__new__
     encoder, join = _ENCODE, "".join
+    last_key: tuple | None = None  # the tail of the chain's body (chain.tail) last made, and what it was made of
+    last_tail = b""
     for event in events:
         try:
             value = event.data
@@ -138,10 +140,12 @@ def prepare(events: Iterable[NewEvent], hooks: ModelHooks | None, validate: bool
                         data = encode(value)  # raises InvalidInput, saying what is wrong
                 else:
                     data = encode(value)
-                check_depth("data", value, data)
+                if len(data) > MAX_DEPTH:  # a shorter text cannot nest deeper
+                    check_depth("data", value, data)
             if event.metadata:
                 metadata = encode(event.metadata, "metadata")
-                check_depth("metadata", event.metadata, metadata)
+                if len(metadata) > MAX_DEPTH:
+                    check_depth("metadata", event.metadata, metadata)
             else:
                 metadata = "{}"
             if check:  # after the depth check: a validator may recurse
@@ -153,19 +157,24 @@ def prepare(events: Iterable[NewEvent], hooks: ModelHooks | None, validate: bool
             raise on_line(event, e) from None
         p = new(Prepared)
         p.event = event
-        given = event.id
-        if given is None:
-            p.id = id_ = new_id()
-            p.given_id = False
-        else:
-            p.id = id_ = given
-            p.given_id = True
         p.data = data
         p.metadata = metadata
         p.personal = personal
+        given = event.id
         source, correlation_id, causation_id = event.source, event.correlation_id, event.causation_id
         try:
-            p.fixed = fixed(id_, event.stream, event.type, event.version, source, correlation_id, causation_id, data, metadata)
+            if given is None:  # a made id: hex digits and dashes, nothing to escape
+                p.id = id_ = new_id()
+                p.given_id = False
+                quoted = b'"' + id_.encode() + b'"'
+            else:
+                p.id = id_ = given
+                p.given_id = True
+                quoted = quoted_id(id_)
+            key = (event.stream, event.type, event.version, source, correlation_id, causation_id)
+            if key != last_key:  # the events of a write to one stream mostly share it
+                last_tail, last_key = tail(*key), key
+            p.fixed = fixed_from(quoted, last_tail, data, metadata)
         except UnicodeEncodeError:  # a lone surrogate ("\ud800") is JSON, but not text SQLite can store
             raise on_line(event, _unencodable_text((id_, event.stream, event.type, source, correlation_id, causation_id, data, metadata))) from None
         chunk.append(p)
@@ -219,7 +228,7 @@ class Placement:
                 if head is None:
                     head = conn.execute("SELECT max(revision) FROM events WHERE stream = ?", (stream,)).fetchone()[0] or 0
                 expected = event.expected
-                if expected != ANY:
+                if expected != head and expected != ANY:  # (an expected revision met: nothing to check)
                     _check_expected(stream, head, expected)
                 data, body = p.data, p.fixed
                 if p.personal is not None:  # the chain covers what is stored: the ciphertext

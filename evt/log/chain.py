@@ -68,7 +68,18 @@ def fixed(
 ) -> bytes:
     """The part of the body that does not depend on where the event goes: every field after
     the timestamp, and the digests. Raises UnicodeEncodeError for a lone surrogate."""
-    if source is None and correlation_id is None and causation_id is None:  # most events (this runs for each one appended)
+    return fixed_from(quoted_id(id), tail(stream, type, version, source, correlation_id, causation_id), data, metadata)
+
+
+def quoted_id(id: str) -> bytes:
+    "An event id as the body holds it (a JSON string)."
+    return _quote(id).encode()
+
+
+def tail(stream: str, type: str, version: int, source: str | None, correlation_id: str | None, causation_id: str | None) -> bytes:
+    """The fields of the body after the id, as it holds them (the array closed). The same
+    for every event of a write to one stream with one type: made once for them all."""
+    if source is None and correlation_id is None and causation_id is None:  # most events
         rest = ",null,null,null]"
     else:
         rest = (
@@ -76,9 +87,15 @@ def fixed(
             f"{'null' if correlation_id is None else _quote(correlation_id)},"
             f"{'null' if causation_id is None else _quote(causation_id)}]"
         )
-    text = f",{_quote(id)},{_quote(stream)},{_quote(type)},{int(version)}{rest}"
+    return f",{_quote(stream)},{_quote(type)},{int(version)}{rest}".encode()
+
+
+def fixed_from(quoted_id: bytes, tail: bytes, data: str, metadata: str) -> bytes:
+    "``fixed`` of an event whose id and tail are encoded already (``quoted_id``, ``tail``)."
     return b"".join((
-        text.encode(),
+        b",",
+        quoted_id,
+        tail,
         EMPTY_DIGEST if data == "{}" else sha256(data.encode()).digest(),
         EMPTY_DIGEST if metadata == "{}" else METADATA_DIGESTS[metadata.encode()],
     ))
