@@ -749,7 +749,7 @@ os.register_at_fork(after_in_child=_forget_the_parents_connections)
 # with half-size pages, its commit writes and syncs about half the bytes to the WAL, and
 # writes of 1-100 events took 5-13 % less time (benchmarks/README, "Again on Tuesday
 # 2026-12-01, a later session"). The costs, measured: bulk appends of 100,000 events
-# 2-3 % slower, reads of events over about 2 KB (spilling to a second page) 5-10 %;
+# 3-5 % slower, reads of events over about 2 KB (spilling to a second page) 5-10 %;
 # other reads the same. A file keeps the page size it was made with.
 PAGE_SIZE = 2048
 # A write carried out for others takes at most this many events from the line behind it.
