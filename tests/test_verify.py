@@ -172,25 +172,39 @@ def test_neighbours_that_differ_in_one_field_each_store_their_own_hashes(tmp_pat
     assert rows[7] == (1, "shop", "c-1", "c-2", "order-1", "order.placed")
 
 
+def _mix(kind: str, size: int) -> list[NewEvent]:
+    if kind == "mixed":  # streams and ids in turn: rows of every column, and of the plain ones
+        return [
+            NewEvent(f"s-{i % 7}", "t.x", {"i": i}, source="src" if i % 3 == 0 else None, correlation_id="c" if i % 5 == 0 else None)
+            for i in range(size)
+        ]
+    if kind == "one stream":  # stream, type, version, timestamp and metadata bound once a statement
+        return [NewEvent("s-1", "t.x", {"i": i}) for i in range(size)]
+    # one stream for the first half, then what each row shares changes: whole rows from there
+    changed = [{"stream": "s-2"}, {"type": "t.y"}, {"version": 2}, {"metadata": {"m": 1}}, {"timestamp": "2026-01-02T03:04:05Z"}]
+    return [NewEvent(**{"stream": "s-1", "type": "t.x", "data": {"i": i}, **(changed[i % 5] if i >= size // 2 else {})}) for i in range(size)]
+
+
 @pytest.mark.parametrize("size", [1, 2, 9, 49, 99, 100, 101, 199, 499, 500, 501])
 @pytest.mark.parametrize("parameters", [None, 999])
-def test_writes_of_every_statement_size_store_each_event_once_in_order(tmp_path, size, parameters):
+@pytest.mark.parametrize("mix", ["mixed", "one stream", "one stream, then others"])
+def test_writes_of_every_statement_size_store_each_event_once_in_order(tmp_path, size, parameters, mix):
     """Rows go in as multi-row INSERTs of a few sizes (100, 80, ... 1 rows), events without
-    source, correlation and causation ids apart from the others, and no more parameters to
+    source, correlation and causation ids apart from the others, those that share stream,
+    type, version, timestamp and metadata with those bound once, and no more parameters to
     a statement than SQLite takes (999 before SQLite 3.32): whatever the size and the mix,
     each event is stored once, at its position, with its fields and the recipe's hash."""
     path = tmp_path / "events.db"
-    events = [
-        NewEvent(f"s-{i % 7}", "t.x", {"i": i}, source="src" if i % 3 == 0 else None, correlation_id="c" if i % 5 == 0 else None)
-        for i in range(size)
-    ]
+    events = _mix(mix, size)
     with Store(path) as store:
         if parameters is not None:
             store._writer_connection().setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, parameters)
         assert store.write([NewEvent("first", "t.x")]) == [1]
         assert store.write(events) == list(range(2, size + 2))
-        stored = [(e.stream, e.data, e.source, e.correlation_id) for e in store.read()][1:]
-    assert stored == [(e.stream, e.data, e.source, e.correlation_id) for e in events]
+        stored = [(e.stream, e.type, e.version, e.data, e.metadata, e.source, e.correlation_id) for e in store.read()][1:]
+        stamped = {e.timestamp for e in list(store.read())[1:]}
+    assert stored == [(e.stream, e.type, e.version, e.data, e.metadata, e.source, e.correlation_id) for e in events]
+    assert len(stamped) == (1 if mix != "one stream, then others" or size < 9 else 2)  # the store's time, and the one given
     assert stored_hashes(path) == recomputed(path)
     conn = sqlite3.connect(path)
     revisions = conn.execute("SELECT stream, group_concat(revision) FROM (SELECT * FROM events ORDER BY position) GROUP BY stream").fetchall()
