@@ -553,3 +553,34 @@ def test_a_store_opened_before_fork_works_in_parent_and_children(tmp_path):
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     conn.close()
+
+
+def test_ctrl_c_just_as_the_turn_comes_gives_it_back(tmp_path, monkeypatch):
+    """A writer queued behind another process, interrupted in the instant its turn came
+    (the helper thread holds the lock file), lets the lock go: other processes do not
+    wait for this one to write again or exit."""
+    import fcntl
+
+    from evt.log import writers
+
+    path = str(tmp_path / "events.db")
+    queue = writers.WriterQueue(path)
+    other = os.open(path + writers.LOCK_SUFFIX, os.O_RDWR | os.O_CREAT)  # another process's descriptor
+    fcntl.flock(other, fcntl.LOCK_EX)  # ... and its turn
+
+    class TurnThenCtrlC(threading.Event):
+        def wait(self, timeout=None):
+            fcntl.flock(other, fcntl.LOCK_UN)  # the other process is done: the helper gets the turn
+            super().wait()
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(writers, "_new_event", TurnThenCtrlC)
+    with pytest.raises(KeyboardInterrupt):
+        queue.acquire(10)
+    monkeypatch.undo()
+    fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free: another process takes the turn at once
+    fcntl.flock(other, fcntl.LOCK_UN)
+    assert queue.acquire(1) == 0.0  # and this process's line is free too
+    queue.release()
+    os.close(other)
+    queue.close()

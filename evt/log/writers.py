@@ -169,7 +169,7 @@ class WriterQueue:
         """
         import fcntl
 
-        got = threading.Event()
+        got = _new_event()
         state = {"abandoned": False, "error": None}
         guard = threading.Lock()
 
@@ -188,7 +188,8 @@ class WriterQueue:
         try:
             arrived = got.wait(max(timeout, 0))
         except BaseException:  # Ctrl-C while queueing
-            self._abandon(got, guard, state)
+            if not self._abandon(got, guard, state):
+                held.unlock()  # the turn came meanwhile: give it back, or other processes would wait for this one
             raise
         if not arrived and self._abandon(got, guard, state):
             raise StoreLocked(locked_message(self.path))
@@ -209,6 +210,9 @@ class WriterQueue:
         if self._descriptor is not None:
             self._descriptor.close()
             self._descriptor = None
+
+
+_new_event = threading.Event  # what a queued writer waits on (a name tests can replace)
 
 
 class _Helper:
