@@ -153,6 +153,16 @@ def test_any_events_appended_store_the_documented_hashes(tmp_path_factory, batch
     assert stored_hashes(path) == recomputed(path)
 
 
+def test_a_connection_taking_too_few_parameters_for_one_row_writes_nothing(tmp_path):
+    "Never reached with SQLite's limits (999 at the least); if it were, the write fails whole instead of leaving rows out."
+    with Store(tmp_path / "events.db") as store:
+        store.write([NewEvent("first", "t.x")])
+        store._writer_connection().setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 8)
+        with pytest.raises(ValueError, match="too few parameters"):
+            store.write([NewEvent("s-1", "t.x", {"i": i}) for i in range(3)])
+        assert store.head() == 1
+
+
 def test_neighbours_that_differ_in_one_field_each_store_their_own_hashes(tmp_path):
     "A write's events share the encoded part of the body only while every field in it is the same."
     base = {"stream": "order-1", "type": "order.placed"}

@@ -84,6 +84,7 @@ def insert_rows(conn, columns: str, width: int, values: list, shared: tuple = ()
             start, total = end, total - size
         if not total:
             return
+    raise ValueError(f"SQLite takes too few parameters a statement ({most * width + len(shared)}) for a row of {width + len(shared)}")
 
 
 def _statement(columns: str, width: int, size: int, shared: int) -> str:
@@ -282,16 +283,13 @@ class Placement:
             previous = link(previous, position, head, stamped, body)
             source, correlation_id, causation_id = event.source, event.correlation_id, event.causation_id
             if source is None and correlation_id is None and causation_id is None:
-                if shared is not None:
+                if not plain:  # every such row so far shares stream, type, version, timestamp and metadata
                     key = (stream, event.type, event.version, timestamp, p.metadata)
-                    if key == shared:
-                        own += (position, head, p.id, data, bytearray(previous))
-                    else:  # not one stream, type, version, time and metadata after all: whole rows from here
-                        plain = _spread(own, shared)
-                        shared, own = None, []
-                        plain += (position, stream, head, p.id, event.type, event.version, timestamp, data, p.metadata, bytearray(previous))
-                elif not own and not plain:
-                    shared = (stream, event.type, event.version, timestamp, p.metadata)
+                    if shared is None:
+                        shared = key
+                    elif key != shared:  # not after all: whole rows from here
+                        plain, shared, own = _spread(own, shared), None, []
+                if shared is not None:
                     own += (position, head, p.id, data, bytearray(previous))
                 else:
                     plain += (position, stream, head, p.id, event.type, event.version, timestamp, data, p.metadata, bytearray(previous))

@@ -41,6 +41,14 @@ from .writers import WriterQueue
 DEFAULT_PATH = "events.db"
 REACTOR = "reactor"  # the kind of a checkpoint saved with appends (a process manager's)
 DEFAULT_BUSY_TIMEOUT = 10.0
+# New stores are made with pages of 2048 bytes (SQLite's default is 4096). A small append
+# changes one page of the table and one of each index (id, stream, category, timestamp):
+# with half-size pages, its commit writes and syncs about half the bytes to the WAL, and
+# writes of 1-100 events took 5-13 % less time (benchmarks/README, "Again on Tuesday
+# 2026-12-01, a later session"). The costs, measured: bulk appends of 100,000 events
+# 3-5 % slower, reads of events over about 2 KB (spilling to a second page) 5-10 %;
+# other reads the same. A file keeps the page size it was made with.
+PAGE_SIZE = 2048
 
 COLUMNS = (
     "position, stream, revision, id, type, version, timestamp, source, "
@@ -744,14 +752,6 @@ def _forget_the_parents_connections() -> None:
 
 os.register_at_fork(after_in_child=_forget_the_parents_connections)
 
-# New stores are made with pages of 2048 bytes (SQLite's default is 4096). A small append
-# changes one page of the table and one of each index (id, stream, category, timestamp):
-# with half-size pages, its commit writes and syncs about half the bytes to the WAL, and
-# writes of 1-100 events took 5-13 % less time (benchmarks/README, "Again on Tuesday
-# 2026-12-01, a later session"). The costs, measured: bulk appends of 100,000 events
-# 3-5 % slower, reads of events over about 2 KB (spilling to a second page) 5-10 %;
-# other reads the same. A file keeps the page size it was made with.
-PAGE_SIZE = 2048
 # A write carried out for others takes at most this many events from the line behind it.
 GROUP_EVENTS = 1000
 
