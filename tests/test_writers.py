@@ -568,13 +568,24 @@ def test_ctrl_c_just_as_the_turn_comes_gives_it_back(tmp_path, monkeypatch):
     other = os.open(path + writers.LOCK_SUFFIX, os.O_RDWR | os.O_CREAT)  # another process's descriptor
     fcntl.flock(other, fcntl.LOCK_EX)  # ... and its turn
 
-    class TurnThenCtrlC(threading.Event):
-        def wait(self, timeout=None):
+    class TurnThenCtrlC:
+        "The baton the writer waits on: the wait ends with Ctrl-C just after the helper handed the turn over."
+
+        def __init__(self):
+            self.lock, self.waits = threading.Lock(), 0
+
+        def acquire(self, blocking=True, timeout=-1):
+            self.waits += 1
+            if self.waits == 1:  # taken by the writer before it queues
+                return self.lock.acquire()
             fcntl.flock(other, fcntl.LOCK_UN)  # the other process is done: the helper gets the turn
-            super().wait()
+            self.lock.acquire()  # ... and hands it over
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(writers, "_new_event", TurnThenCtrlC)
+        def release(self):
+            self.lock.release()
+
+    monkeypatch.setattr(writers, "_new_baton", TurnThenCtrlC)
     with pytest.raises(KeyboardInterrupt):
         queue.acquire(10)
     monkeypatch.undo()

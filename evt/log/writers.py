@@ -169,8 +169,9 @@ class WriterQueue:
         """
         import fcntl
 
-        got = _new_event()
-        state = {"abandoned": False, "error": None}
+        got = _new_baton()  # released by the helper when the lock is ours
+        got.acquire()
+        state = {"abandoned": False, "got": False, "error": None}
         guard = threading.Lock()
 
         def wait_in_kernel() -> None:
@@ -180,26 +181,27 @@ class WriterQueue:
                 state["error"] = e
             with guard:
                 if not state["abandoned"]:
-                    got.set()
+                    state["got"] = True
+                    got.release()
                     return
             held.close()  # nobody wants the turn any more
 
         run_on_helper(wait_in_kernel)
         try:
-            arrived = got.wait(max(timeout, 0))
+            arrived = got.acquire(timeout=max(timeout, 0))
         except BaseException:  # Ctrl-C while queueing
-            if not self._abandon(got, guard, state):
+            if not self._abandon(guard, state):
                 held.unlock()  # the turn came meanwhile: give it back, or other processes would wait for this one
             raise
-        if not arrived and self._abandon(got, guard, state):
+        if not arrived and self._abandon(guard, state):
             raise StoreLocked(locked_message(self.path))
         if state["error"] is not None:  # flock failed outright: let SQLite serialise
             self._give_up_flock()
 
-    def _abandon(self, got: threading.Event, guard: threading.Lock, state: dict) -> bool:
+    def _abandon(self, guard: threading.Lock, state: dict) -> bool:
         "Leave the queue; False if the turn came meanwhile (then it is held)."
         with guard:
-            if got.is_set():
+            if state["got"]:
                 return False
             state["abandoned"] = True
         self._descriptor = None  # the helper thread owns it now
@@ -212,7 +214,7 @@ class WriterQueue:
             self._descriptor = None
 
 
-_new_event = threading.Event  # what a queued writer waits on (a name tests can replace)
+_new_baton = threading.Lock  # what a queued writer waits on (a name tests can replace)
 
 
 class _Helper:
