@@ -390,6 +390,67 @@ def test_the_busy_timeout_still_bounds_the_wait(tmp_path):
     waiter.close()
 
 
+def hold_sqlite_lock(path, seconds: float | None) -> sqlite3.Connection:
+    """A writer that does not queue (the sqlite3 shell, an older evt): SQLite's lock held
+    on a plain connection, let go after ``seconds`` (None: by the caller)."""
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT OR REPLACE INTO evt_sequences VALUES ('foreign', 1)")
+    if seconds is not None:
+        threading.Timer(seconds, lambda: other.execute("COMMIT")).start()
+    return other
+
+
+@pytest.mark.parametrize("size", [1, 600], ids=["a small write", "a write of several chunks"])
+def test_a_writer_that_does_not_queue_is_waited_for_within_the_busy_timeout(tmp_path, size):
+    """evt's writers queue among themselves, then wait for SQLite's lock: one held by a
+    writer outside the queue is waited for (not refused at once), and the write goes in."""
+    path = tmp_path / "events.db"
+    store = Store(path, busy_timeout=10)
+    store.write([NewEvent("s-1", "t.x")])
+    other = hold_sqlite_lock(path, 0.4)
+    began = time.monotonic()
+    store.write([NewEvent("s-2", "t.x") for _ in range(size)])
+    assert time.monotonic() - began >= 0.35
+    other.close()
+    again = hold_sqlite_lock(path, 0.3)  # and again, on the same connection (its wait was put back)
+    store.write([NewEvent("s-3", "t.x")])
+    again.close()
+    store.close()
+    rows = stored(path)
+    assert_gapless(rows)
+    assert [r[1] for r in rows] == ["s-1"] + ["s-2"] * size + ["s-3"]
+
+
+@pytest.mark.parametrize("queued", [False, True], ids=["first in line", "after queueing behind a thread"])
+def test_a_writer_that_does_not_queue_is_waited_for_no_longer_than_the_busy_timeout(tmp_path, queued):
+    """The busy timeout bounds the whole wait, in the queue and for SQLite's lock held
+    outside it: refused (StoreLocked) about when it runs out, never at once, nothing written."""
+    path = tmp_path / "events.db"
+    store = Store(path, busy_timeout=1.0)
+    store.write([NewEvent("s-1", "t.x")])
+    other = hold_sqlite_lock(path, None)
+    errors: list = []
+    if queued:  # another thread's write holds the turn (waiting for SQLite's lock) first
+        first = threading.Thread(target=lambda: errors.extend(run_threads(1, lambda i: store.write([NewEvent("s-0", "t.x")]))))
+        first.start()
+        time.sleep(0.3)
+    began = time.monotonic()
+    with pytest.raises(StoreLocked):
+        store.write([NewEvent("s-2", "t.x")])
+    waited = time.monotonic() - began
+    if queued:
+        first.join()
+        assert len(errors) == 1 and isinstance(errors[0], StoreLocked)
+    other.execute("ROLLBACK")
+    other.close()
+    # 1 s in all: in line behind the first for 0.7 s, then what is left for SQLite's lock (not 1 s again)
+    assert 0.8 <= waited < 1.5
+    assert [r[1] for r in stored(path)] == ["s-1"]
+    assert store.write([NewEvent("s-3", "t.x")]) == [2]
+    store.close()
+
+
 def test_the_cli_waits_in_the_queue_too(tmp_path, evt_proc):
     "A shell loop's `evt append` queues behind a writer holding the turn, then goes through."
     holder = Store(tmp_path / "events.db")

@@ -189,9 +189,14 @@ class Store:
                 if holder is None:
                     if self._closed:
                         raise StoreUnavailable(f"{self.path}: the store is closed")
-                    holder = self._writer = _Connection(self._open())
+                    holder = self._writer = _Connection(self._open(writers.WRITER_BUSY_TIMEOUT))
                     self._connections.add(holder)
         return holder.conn
+
+    def _busy_timeout_of(self, conn: sqlite3.Connection) -> float:
+        "How long ``conn`` itself waits for SQLite's lock: the writer connection, not at all."
+        writer = self._writer
+        return writers.WRITER_BUSY_TIMEOUT if writer is not None and conn is writer.conn else self.busy_timeout
 
     def _as_writer(self) -> "_AsWriter":
         """``with store._as_writer() as conn:`` the writer connection as this thread's for
@@ -200,13 +205,15 @@ class Store:
         run no caller's code inside."""
         return _AsWriter(self)
 
-    def _open(self) -> sqlite3.Connection:
+    def _open(self, busy_timeout: float | None = None) -> sqlite3.Connection:
+        "A new connection; ``busy_timeout``, its wait for SQLite's lock, if not the store's."
         with translate_errors(self.path):
             if self.path == ":memory:":
                 conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             else:  # a path, never a URI: --db 'file:x.db' is the file of that name
                 conn = connect(
-                    self.path, immutable=self._immutable, timeout=self.busy_timeout, isolation_level=None,
+                    self.path, immutable=self._immutable, isolation_level=None,
+                    timeout=self.busy_timeout if busy_timeout is None else busy_timeout,
                     check_same_thread=False,
                 )
             try:
@@ -309,7 +316,7 @@ class Store:
         rolled back (nothing written) if it raises.
         """
         conn = self.conn
-        writers.begin(conn, self.queue, self.path, self.busy_timeout if timeout is None else timeout, self.busy_timeout)
+        writers.begin(conn, self.queue, self.path, self.busy_timeout if timeout is None else timeout, self._busy_timeout_of(conn))
         try:
             yield conn
         except BaseException:
@@ -379,13 +386,14 @@ class Store:
         group = [request] + [waiter.request for waiter in taken]
         try:
             with self._as_writer() as conn:
-                writers.begin_immediate(conn, self.path, self.busy_timeout, self.busy_timeout, waited)
+                busy_timeout = self._busy_timeout_of(conn)
+                writers.begin_immediate(conn, self.path, self.busy_timeout, busy_timeout, waited)
                 try:
                     if not all(each.carry_out(conn, self.path, alone=len(group) == 1, keys=self.keys) for each in group):
                         # A write failed after changing something (a checkpoint behind, a
                         # row refused half-way): the group again, each write in a savepoint.
                         writers.rollback_only(conn)
-                        writers.begin_immediate(conn, self.path, self.busy_timeout, self.busy_timeout, 0.0)
+                        writers.begin_immediate(conn, self.path, self.busy_timeout, busy_timeout, 0.0)
                         for each in group:
                             each.carry_out(conn, self.path, alone=False, keys=self.keys, savepoint=True)
                     with translate_errors(self.path):

@@ -418,17 +418,39 @@ def begin(conn, queue: WriterQueue, path: str, timeout: float, busy_timeout: flo
 def begin_immediate(conn, path: str, timeout: float, busy_timeout: float, waited: float) -> None:
     """``BEGIN IMMEDIATE``, waiting for SQLite's lock no longer than what is left of ``timeout``.
 
-    ``busy_timeout`` is the connection's own wait for SQLite's lock, restored after.
+    ``busy_timeout`` is the connection's own wait for SQLite's lock, restored after; 0
+    for a Store's writer connection (``WRITER_BUSY_TIMEOUT``), which begins at once
+    however long its turn took to come: a writer that holds the turn finds SQLite's lock
+    free unless a writer that does not queue holds it, and only then is the wait set
+    (``PRAGMA busy_timeout``, two statements more) to what is left.
     """
+    import sqlite3
+
     with translate_errors(path):
-        if waited == 0 and timeout == busy_timeout:
-            conn.execute("BEGIN IMMEDIATE")
-            return
+        if busy_timeout == WRITER_BUSY_TIMEOUT or (waited == 0 and timeout == busy_timeout):
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as e:
+                if busy_timeout != WRITER_BUSY_TIMEOUT or not _busy(e) or timeout - waited <= 0:
+                    raise
         conn.execute(f"PRAGMA busy_timeout = {max(0, int((timeout - waited) * 1000))}")
         try:
             conn.execute("BEGIN IMMEDIATE")
         finally:
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+
+
+# A Store's writer connection waits for nothing in SQLite's busy handler: its writers
+# have queued for the turn already, and ``begin_immediate`` sets the wait when it must.
+WRITER_BUSY_TIMEOUT = 0.0
+SQLITE_BUSY = 5
+
+
+def _busy(error) -> bool:
+    "Whether a sqlite3 error is SQLite's lock being held (SQLITE_BUSY and its extended codes)."
+    code = getattr(error, "sqlite_errorcode", None)
+    return (code & 0xFF) == SQLITE_BUSY if code is not None else "locked" in str(error)
 
 
 def commit(conn, queue: WriterQueue, path: str) -> None:
