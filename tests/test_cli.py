@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from evt import NewEvent, Store
 from evt.cli import append as append_cli
 from evt.cli.app import app, run
 
@@ -107,6 +108,23 @@ def test_append_does_not_import_typer_rich_or_pydantic(tmp_path):
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert proc.stdout == "[]\n", proc.stderr
+
+
+@pytest.mark.parametrize("args", [["read", "s-1"], ["read", "--format", "json"], ["stats"], ["streams"]])
+def test_reading_commands_import_neither_rich_nor_pydantic(tmp_path, args):
+    """A reading command's start-up is typer's and evt's own: nothing of rich (a table
+    needs it, JSON lines do not) nor pydantic (typer 0.29 imports it to check every
+    parameter, which doubles the start-up: hence typer < 0.29 in pyproject.toml)."""
+    import subprocess
+    import sys
+
+    Store(tmp_path / "events.db").write([NewEvent("s-1", "t.x")])
+    code = (
+        f"import sys; from evt.__main__ import main\ntry: main({args!r})\nexcept SystemExit as e: assert not e.code, e.code\n"
+        "print(sorted(m for m in ('rich', 'pydantic') if m in sys.modules), file=sys.stderr)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stderr == "[]\n", proc.stderr
 
 
 def test_a_group_alone_shows_its_help_a_command_without_arguments_is_a_usage_error(evt):
