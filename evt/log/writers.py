@@ -402,6 +402,18 @@ class Descriptor:
 # -- write transactions that queue ----------------------------------------------------------
 
 
+# A Store's writer connection waits for nothing in SQLite's busy handler: its writers
+# have queued for the turn already, and ``begin_immediate`` sets the wait when it must.
+WRITER_BUSY_TIMEOUT = 0.0
+SQLITE_BUSY = 5
+
+
+def _busy(error) -> bool:
+    "Whether a sqlite3 error is SQLite's lock being held (SQLITE_BUSY and its extended codes)."
+    code = getattr(error, "sqlite_errorcode", None)
+    return (code & 0xFF) == SQLITE_BUSY if code is not None else "locked" in str(error)
+
+
 def begin(conn, queue: WriterQueue, path: str, timeout: float, busy_timeout: float) -> None:
     """Queue for the turn, then ``BEGIN IMMEDIATE`` on ``conn``; the whole wait is bounded by ``timeout``.
 
@@ -439,18 +451,6 @@ def begin_immediate(conn, path: str, timeout: float, busy_timeout: float, waited
             conn.execute("BEGIN IMMEDIATE")
         finally:
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-
-
-# A Store's writer connection waits for nothing in SQLite's busy handler: its writers
-# have queued for the turn already, and ``begin_immediate`` sets the wait when it must.
-WRITER_BUSY_TIMEOUT = 0.0
-SQLITE_BUSY = 5
-
-
-def _busy(error) -> bool:
-    "Whether a sqlite3 error is SQLite's lock being held (SQLITE_BUSY and its extended codes)."
-    code = getattr(error, "sqlite_errorcode", None)
-    return (code & 0xFF) == SQLITE_BUSY if code is not None else "locked" in str(error)
 
 
 def commit(conn, queue: WriterQueue, path: str) -> None:
