@@ -118,7 +118,8 @@ def test_reading_commands_import_neither_rich_nor_pydantic(tmp_path, args):
     import subprocess
     import sys
 
-    Store(tmp_path / "events.db").write([NewEvent("s-1", "t.x")])
+    with Store(tmp_path / "events.db") as store:
+        store.write([NewEvent("s-1", "t.x")])
     code = (
         f"import sys; from evt.__main__ import main\ntry: main({args!r})\nexcept SystemExit as e: assert not e.code, e.code\n"
         "print(sorted(m for m in ('rich', 'pydantic') if m in sys.modules), file=sys.stderr)"
