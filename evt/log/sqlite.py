@@ -42,8 +42,14 @@ from ..errors import (
     StoreUnavailable,
 )
 
+SQLITE_BUSY = 5  # "database is locked": another connection holds the lock
 SQLITE_CORRUPT = 11  # "database disk image is malformed"
 SQLITE_NOTADB = 26  # "file is not a database"
+
+
+def primary_code(e: sqlite3.Error) -> int:
+    "A sqlite3 error's primary result code (SQLITE_BUSY for SQLITE_BUSY_RECOVERY too; 0 if it has none)."
+    return (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF
 
 
 def corrupted(path: str, detail: str) -> StoreCorrupted:
@@ -80,7 +86,7 @@ class translate_errors:
 def _translated(path: str, e: sqlite3.DatabaseError) -> BaseException:
     "evt's error for a sqlite3 error (the error itself for those that pass through)."
     message = str(e)
-    code = (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF  # the primary result code
+    code = primary_code(e)
     if isinstance(e, sqlite3.IntegrityError) or "append-only" in message:
         return e
     if code == SQLITE_CORRUPT or "malformed" in message:

@@ -27,13 +27,14 @@ for what is left of the busy timeout.
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 import time
 from collections import deque
 from typing import Callable
 
 from ..errors import StoreLocked
-from .sqlite import translate_errors
+from .sqlite import SQLITE_BUSY, primary_code, translate_errors
 
 LOCK_SUFFIX = "-lock"
 
@@ -405,13 +406,6 @@ class Descriptor:
 # A Store's writer connection waits for nothing in SQLite's busy handler: its writers
 # have queued for the turn already, and ``begin_immediate`` sets the wait when it must.
 WRITER_BUSY_TIMEOUT = 0.0
-SQLITE_BUSY = 5
-
-
-def _busy(error) -> bool:
-    "Whether a sqlite3 error is SQLite's lock being held (SQLITE_BUSY and its extended codes)."
-    code = getattr(error, "sqlite_errorcode", None)
-    return (code & 0xFF) == SQLITE_BUSY if code is not None else "locked" in str(error)
 
 
 def begin(conn, queue: WriterQueue, path: str, timeout: float, busy_timeout: float) -> None:
@@ -436,15 +430,13 @@ def begin_immediate(conn, path: str, timeout: float, busy_timeout: float, waited
     free unless a writer that does not queue holds it, and only then is the wait set
     (``PRAGMA busy_timeout``, two statements more) to what is left.
     """
-    import sqlite3
-
     with translate_errors(path):
         if busy_timeout == WRITER_BUSY_TIMEOUT or (waited == 0 and timeout == busy_timeout):
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 return
             except sqlite3.OperationalError as e:
-                if busy_timeout != WRITER_BUSY_TIMEOUT or not _busy(e) or timeout - waited <= 0:
+                if busy_timeout != WRITER_BUSY_TIMEOUT or primary_code(e) != SQLITE_BUSY or timeout - waited <= 0:
                     raise
         conn.execute(f"PRAGMA busy_timeout = {max(0, int((timeout - waited) * 1000))}")
         try:
@@ -474,8 +466,6 @@ def rollback(conn, queue: WriterQueue) -> None:
 
 def rollback_only(conn) -> None:
     "Undo the open transaction, if any."
-    import sqlite3
-
     try:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
