@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from evt import NewEvent, Store
@@ -125,9 +125,12 @@ def test_a_bad_line_anywhere_writes_nothing(tmp_path_factory, before, bad, after
 
 @SETTINGS
 @given(st.text(max_size=40).filter(lambda s: not s.startswith(("-", "@"))))  # "-…" is an option, "@…" a file
+@example(" null ")  # every run: null is no data (test_hostile_input), so not a refusal
+@example("[]")
 def test_bad_data_from_the_cli_never_writes(evt, data):
     try:
-        if isinstance(json.loads(data), dict):
+        value = json.loads(data)
+        if value is None or isinstance(value, dict):  # an object, or null: no data (test_hostile_input)
             return
     except ValueError:
         pass
