@@ -306,3 +306,31 @@ def test_follow_ended_by_ctrl_c_prints_its_summary_on_a_terminal(store, tmp_path
     finally:
         proc.kill()
     assert re.fullmatch(rf"mailer: 4 events in {SECONDS}, 0 dead-lettered\n", terminal_text(terminal))
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "1e308"])
+def test_a_backoff_that_is_no_number_of_seconds_is_a_usage_error(store, tmp_path, value):
+    "nan, infinity or more seconds than Python can sleep: exit 2 before anything runs (it crashed at the first retry)."
+    r = store("consume", "mailer", "--exec", "./handle.sh", "--backoff", value)
+    shown = {"nan": "nan", "inf": "inf", "1e308": "1e+308"}[value]
+    assert (r.exit_code, r.stdout, r.stderr) == (
+        2, "", f"evt: Invalid value for '--backoff': must be a number of seconds from 0 to 1e+09, not {shown} (see 'evt consume --help')\n"
+    )
+    assert handled(tmp_path) == []
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "1e300", "-1"])
+def test_an_evt_toml_backoff_that_is_no_number_of_seconds_is_a_config_error(store, tmp_path, value):
+    (tmp_path / "evt.toml").write_text(f'[projections.q]\nbackoff = {value}\n[projections.q.on]\n"*" = "INSERT INTO nope VALUES (1)"\n')
+    r = store("replay")
+    shown = {"nan": "nan", "inf": "inf", "1e300": "1e+300", "-1": "-1"}[value]
+    assert (r.exit_code, r.stdout) == (2, "")
+    assert r.stderr == f"evt: {tmp_path / 'evt.toml'}: projections.q: backoff must be a number of seconds from 0 to 1e+09, not {shown}\n"
+
+
+def test_a_doubling_backoff_stops_growing_where_python_can_still_sleep():
+    from evt.model.retry import MAX_BACKOFF, RetryPolicy
+
+    policy = RetryPolicy(10_000, 0.1)
+    assert policy.delay(2) == 0.1 and policy.delay(4) == 0.4
+    assert policy.delay(10_000) == MAX_BACKOFF  # 0.1 * 2**9998 overflowed a float

@@ -12,11 +12,19 @@ from typing import Annotated, Callable, Optional
 import typer
 
 
+# The longest wait in seconds an option takes (about 31 years): Python cannot sleep for
+# much longer (time.sleep(1e10) overflows), and nan or inf is no number of seconds.
+MAX_SECONDS = 1e9
+
+
 def at_least(minimum: float) -> Callable:
-    "An option callback: the value (each, of a repeatable option) must be ``minimum`` or more (None passes)."
+    """An option callback: the value (each, of a repeatable option) must be ``minimum`` or
+    more (None passes); a float (seconds) must also be a number no larger than MAX_SECONDS."""
 
     def check(value):
         for one in value if isinstance(value, list) else [value]:
+            if isinstance(one, float) and not one <= MAX_SECONDS:  # nan fails every comparison
+                raise typer.BadParameter(f"must be a number of seconds from {minimum:g} to {MAX_SECONDS:g}, not {one}")
             if one is not None and one < minimum:
                 raise typer.BadParameter(f"must be {minimum} or more, not {one}")
         return value
