@@ -18,6 +18,10 @@ SETTINGS = ("db", "model", "busy_timeout", "synchronous", "projections", "keys")
 # SQLite waits at most 2**31 - 1 milliseconds for a lock; a longer (or infinite) wait
 # would silently become no wait at all.
 MAX_BUSY_TIMEOUT = 2_147_483
+# The longest wait in seconds evt takes anywhere else (a retry's backoff, a broker's
+# timeouts; about 31 years): Python cannot sleep much longer (time.sleep(1e10)
+# overflows), a socket timeout holds it, and nan or inf is no number of seconds.
+MAX_SECONDS = 1e9
 
 
 def current_folder() -> str | None:

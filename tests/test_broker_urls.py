@@ -413,3 +413,23 @@ def test_pikas_own_retry_parameters_are_refused_for_evts_own(evt):
         assert (result.exit_code, result.stderr) == (
             2, f"evt: invalid RabbitMQ URL amqp://guest:***@127.0.0.1:5672/?{parameter}: {name}: evt retries a lost connection itself; use --retries and --backoff\n"
         )
+
+
+@pytest.mark.parametrize(
+    "args, option",
+    [
+        (["relay", "redis://127.0.0.1:1/0", "--backoff", "nan"], "--backoff"),
+        (["ingest", "redis://127.0.0.1:1/0", "--group", "g", "--wait", "inf"], "--wait"),
+        (["ingest", "redis://127.0.0.1:1/0", "--group", "g", "--backoff", "1e308"], "--backoff"),
+        (["ingest", "nats://127.0.0.1:1", "--durable", "d", "--ack-wait", "nan"], "--ack-wait"),
+    ],
+)
+def test_a_wait_that_is_no_number_of_seconds_is_refused_before_connecting(evt, tmp_path, args, option):
+    "nan, infinity or over 1e9 seconds: exit 2 on the command line (they ended in exit 1 at the first wait), no file made."
+    evt("append", "a-1", "t", "-q")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = evt(*args)
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr.startswith(f"evt: Invalid value for '{option}': must be a number of seconds from ")
+    assert result.stderr.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == before

@@ -11,10 +11,7 @@ from typing import Annotated, Callable, Optional
 
 import typer
 
-
-# The longest wait in seconds an option takes (about 31 years): Python cannot sleep for
-# much longer (time.sleep(1e10) overflows), and nan or inf is no number of seconds.
-MAX_SECONDS = 1e9
+from ..config import MAX_SECONDS
 
 
 def at_least(minimum: float) -> Callable:

@@ -13,14 +13,12 @@ attempt the policy decides:
 
 from __future__ import annotations
 
+from ..config import MAX_SECONDS
 from ..errors import ConfigError, UsageError
 
 ON_ERROR = ("dlq", "stop", "park-stream")
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_BACKOFF = 0.1
-# The longest wait between attempts, in seconds (about 31 years; the CLI's MAX_SECONDS):
-# Python cannot sleep much longer, and a doubling wait stops growing there.
-MAX_BACKOFF = 1e9
 
 
 class RetryPolicy:
@@ -31,8 +29,8 @@ class RetryPolicy:
     def __init__(self, max_attempts: int = DEFAULT_MAX_ATTEMPTS, backoff: float = DEFAULT_BACKOFF, on_error: str = "dlq"):
         if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
             raise UsageError(f"max attempts must be a whole number of at least 1, not {max_attempts!r}")
-        if isinstance(backoff, bool) or not isinstance(backoff, (int, float)) or not 0 <= backoff <= MAX_BACKOFF:  # nan too
-            raise UsageError(f"backoff must be a number of seconds from 0 to {MAX_BACKOFF:g}, not {backoff!r}")
+        if isinstance(backoff, bool) or not isinstance(backoff, (int, float)) or not 0 <= backoff <= MAX_SECONDS:  # nan too
+            raise UsageError(f"backoff must be a number of seconds from 0 to {MAX_SECONDS:g}, not {backoff!r}")
         if on_error not in ON_ERROR:
             raise UsageError(f"on error must be one of {', '.join(ON_ERROR)}, not {on_error!r}")
         self.max_attempts = max_attempts
@@ -52,8 +50,8 @@ class RetryPolicy:
             raise ConfigError(f"{where}: {e}") from None
 
     def delay(self, attempt: int) -> float:
-        "The wait before attempt number ``attempt`` (2, 3, …): backoff, doubling."
-        return min(self.backoff * 2.0 ** min(attempt - 2, 64), MAX_BACKOFF)
+        "The wait before attempt number ``attempt`` (2, 3, …): backoff, doubling, at most MAX_SECONDS."
+        return min(self.backoff * 2.0 ** min(attempt - 2, 64), MAX_SECONDS)
 
     @property
     def parks_streams(self) -> bool:

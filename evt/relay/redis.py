@@ -11,6 +11,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator, Sequence
 
+from ..config import MAX_SECONDS
 from ..errors import BrokerRefused, BrokerUnavailable
 from ..log.envelope import category_of
 from .engine import Message, Row
@@ -51,7 +52,6 @@ def _has_password(url: str) -> bool:
 # Query parameters redis-py takes from a URL but only checks when it connects (if at all).
 SECONDS = ("socket_timeout", "socket_connect_timeout", "timeout")
 LEAST = {"db": 0, "socket_read_size": 1, "max_connections": 1, "health_check_interval": 0}
-MAX_SECONDS = 1e9  # what a socket timeout can hold, with room to spare
 
 
 def check_url(url: str) -> None:
