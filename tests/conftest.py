@@ -121,6 +121,21 @@ def read_only_folder(tmp_path):
         subprocess.run(["umount", str(mounted)], check=True)
 
 
+@pytest.fixture
+def unprivileged():
+    """A command prefix that runs a process bound by file permissions, as any user but
+    root is: root without the capabilities that override them (root's own files are
+    then read-only where their mode says so)."""
+    if os.geteuid() != 0:
+        return []
+    import shutil
+
+    prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner"]
+    if shutil.which("setpriv") is None or subprocess.run([*prefix, "true"], capture_output=True).returncode:
+        pytest.skip("cannot drop root's capabilities here")
+    return prefix
+
+
 # -- message brokers -------------------------------------------------------------------
 # Tests of evt relay / evt ingest talk to real servers on loopback. Where one is not
 # reachable they skip, unless EVT_REQUIRE_BROKERS=1 (set by .ci/run) makes that a failure.

@@ -10,8 +10,6 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 from conftest import evt_command
 
 
@@ -211,16 +209,6 @@ def test_debug_shows_a_traceback(evt_proc):
     assert (loud.exit_code, loud.stderr.splitlines()[-1] + "\n") == (quiet.exit_code, quiet.stderr) == (6, quiet.stderr)
     off = evt_proc("read", "--db", "missing.db", env={"EVT_DEBUG": "0"})
     assert (off.exit_code, off.stderr) == (6, quiet.stderr)
-
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write read-only files")
-def test_a_read_only_store_is_exit_6(evt_proc, tmp_path):
-    evt_proc("append", "s-1", "t.x", "-q")
-    os.chmod(tmp_path, 0o555)
-    try:
-        assert evt_proc("append", "s-1", "t.x").exit_code == 6
-    finally:
-        os.chmod(tmp_path, 0o755)
 
 
 def test_the_installed_script_runs(tmp_path):

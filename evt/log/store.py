@@ -125,13 +125,20 @@ class Store:
         self._shared: sqlite3.Connection | None = None  # the one connection of a store in memory
         self._writer: _Connection | None = None  # see _writer_connection
         self._writer_made = threading.Lock()
-        self._immutable = False  # opened read-only as immutable (a store on a read-only file system)
+        self._immutable = False  # opened read-only as immutable (see _read_as_it_stands)
+        # The file's signature when read as immutable though its owner may still write it
+        # (a store this user may not write): follow() reopens when it changes.
+        self._watched: tuple | None = None
+        self._generation = 0  # connections reopened by follow(), see _data_version
         self._closed = False
         in_memory = self.path == ":memory:"
+        if not in_memory and _read_as_it_stands(self.path):
+            self._immutable = True
+            self._watched = _signature(self.path)
         try:
             conn = self._connect()
         except StoreUnavailable:
-            if not (os.path.exists(self.path) and _on_read_only_filesystem(self.path)):
+            if self._immutable or not (os.path.exists(self.path) and _on_read_only_filesystem(self.path)):
                 raise
             # SQLite cannot make the -shm file a WAL store needs for reading there; nothing
             # can change the file either, so it may be read as immutable.
@@ -139,7 +146,8 @@ class Store:
             conn = self._connect()
         if in_memory:
             self._shared = conn
-        self.queue = WriterQueue(None if in_memory else self.path, create=create)
+        # a store this user cannot write gets no lock file either: its appends are refused
+        self.queue = WriterQueue(None if in_memory else self.path, create=create and not self._immutable)
         _STORES.add(self)
         with translate_errors(self.path):
             self._ensure_format(conn)
@@ -150,7 +158,9 @@ class Store:
 
     @property
     def immutable(self) -> bool:
-        "Whether the file is read as immutable: a store on a read-only file system, which nothing can change."
+        """Whether the file is read as immutable, without SQLite's locks: a store on a
+        read-only file system, or one this user may read but not write, that no process
+        has open (see ``_read_as_it_stands``)."""
         return self._immutable
 
     @property
@@ -638,9 +648,36 @@ class Store:
                     idle()
                 time.sleep(poll_interval)
 
-    def _data_version(self) -> int:
+    def _data_version(self) -> tuple[int, int]:
+        "What changes when another connection commits (or follow() had to reopen the store)."
+        if self._watched is not None:
+            self._reopen_if_written()
         with translate_errors(self.path):
-            return self.conn.execute("PRAGMA data_version").fetchone()[0]
+            return self._generation, self.conn.execute("PRAGMA data_version").fetchone()[0]
+
+    def _reopen_if_written(self) -> None:
+        """For a store read as immutable that its owner may write: once the file changes,
+        this thread reads it afresh; once a writer has it open (its -shm file exists),
+        through that file like any reader, which sees every commit from then on."""
+        signature = _signature(self.path)
+        if signature == self._watched:
+            return
+        holder = getattr(self._local, "holder", None)
+        if holder is not None:
+            holder.close()
+            del self._local.holder, self._local.conn
+        self._generation += 1
+        self._watched = signature
+        if signature and signature[-1]:  # a writer has it open
+            self._immutable = False
+            try:
+                self._connect()
+                self._watched = None
+                return
+            except StoreUnavailable:  # its last connection closed meanwhile, taking the -shm file
+                self._immutable = True
+                self._watched = _signature(self.path)
+        self._connect()
 
     # -- summaries -----------------------------------------------------------------
 
@@ -911,6 +948,30 @@ def _on_read_only_filesystem(path: str) -> bool:
         return bool(os.statvfs(os.path.dirname(path) or os.curdir).f_flag & os.ST_RDONLY)
     except OSError:
         return False
+
+
+def _read_as_it_stands(path: str) -> bool:
+    """Whether a store is to be read as immutable, creating nothing beside it.
+
+    Reading a WAL store takes its -shm file, which SQLite makes beside it if no process
+    has the store open. A user who may read the store but not write it or its folder (a
+    store another user owns, a file made read-only) would get an error, or leave -wal
+    and -shm files behind. With no -shm file no process has the store open, so it is
+    read as it stands in its file. Once a writer opens it the -shm file exists (made by
+    the writer, readable by whoever may read the store) and SQLite reads through it.
+    """
+    if os.path.exists(path + "-shm") or not os.path.isfile(path):
+        return False
+    return not (os.access(path, os.W_OK) and os.access(os.path.dirname(path) or os.curdir, os.W_OK))
+
+
+def _signature(path: str) -> tuple:
+    "What changes when a file is written (or replaced), and whether a process has it open."
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ()
+    return st.st_ino, st.st_size, st.st_mtime_ns, os.path.exists(path + "-shm")
 
 
 def _file_size(path: str) -> int:
