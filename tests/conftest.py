@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -101,6 +103,19 @@ def evt_proc(tmp_path):
     return run
 
 
+@contextlib.contextmanager
+def mounted_read_only(source: Path, mounted: Path):
+    "``source`` seen at ``mounted`` (an empty folder) on a read-only mount (root only, where mounts are allowed)."
+    if subprocess.run(["mount", "--bind", str(source), str(mounted)], capture_output=True).returncode:
+        pytest.skip("cannot mount a folder here")
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(mounted)], check=True)
+        assert os.statvfs(mounted).f_flag & os.ST_RDONLY
+        yield mounted
+    finally:
+        subprocess.run(["umount", str(mounted)], check=True)
+
+
 @pytest.fixture
 def read_only_folder(tmp_path):
     "A folder holding a store, mounted read-only (root only, where mounts are allowed)."
@@ -111,14 +126,8 @@ def read_only_folder(tmp_path):
 
     with Store(source / "events.db") as store:
         store.append(NewEvent("s-1", "t.x", {"n": 1}))
-    if subprocess.run(["mount", "--bind", str(source), str(mounted)], capture_output=True).returncode:
-        pytest.skip("cannot mount a folder here")
-    try:
-        subprocess.run(["mount", "-o", "remount,ro,bind", str(mounted)], check=True)
-        assert os.statvfs(mounted).f_flag & os.ST_RDONLY
+    with mounted_read_only(source, mounted):
         yield mounted
-    finally:
-        subprocess.run(["umount", str(mounted)], check=True)
 
 
 @pytest.fixture

@@ -1,5 +1,7 @@
-"""A store its reader may not write (another user's, or made read-only): reads work and
-create nothing beside it; writes are exit 6; tail -f sees what its owner appends."""
+"""A store that cannot be written: one its reader may not write (another user's, a file
+made read-only), where reads work and create nothing beside it, and tail -f sees what
+its owner appends; and one on a read-only file system, where every command that writes
+is exit 6 before it does anything (runs a command, publishes a message)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,9 @@ import subprocess
 
 import pytest
 
-from conftest import evt_command
+from conftest import REDIS_URL, evt_command, mounted_read_only
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture
 def as_reader(unprivileged, tmp_path):
@@ -117,3 +121,85 @@ def test_a_reader_that_may_not_write_follows_what_the_owner_appends(evt_proc, un
     finally:
         follower.kill()
         follower.wait(10)
+
+
+@pytest.fixture
+def read_only_samples(tmp_path, evt_proc):
+    """The sample streams (a model with aggregates, upcasters and an SQL projection) in a
+    store with consumers, dead letters whose command leaves a mark, and a seal key, then
+    mounted read-only."""
+    import shutil
+
+    source, mounted = tmp_path / "source", tmp_path / "mounted"
+    shutil.copytree(os.path.join(ROOT, "sample_streams"), source, ignore=shutil.ignore_patterns("*.db*", "__pycache__"))
+    mounted.mkdir()
+    marks = tmp_path / "ran.log"
+    run = lambda *args: evt_proc(*args, "--config", source / "evt.toml")  # noqa: E731
+    for name in ("bank.ndjson", "orders.ndjson"):
+        assert run("append", "--ndjson", source / name, "-q").exit_code == 0
+    assert run("consume", "okc", "--exec", "true", "--type", "order.shipped").exit_code == 0
+    failing = f"echo ran >> {marks}; exit 1"
+    assert run("consume", "failer", "--exec", failing, "--type", "order.shipped", "--max-attempts", "1").exit_code == 0
+    assert evt_proc("seal", "keygen", tmp_path / "seal").exit_code == 0
+    with mounted_read_only(source, mounted):
+        yield mounted, marks
+
+
+WRITING = [
+    ("consume", "okc"),
+    ("consume", "new", "--exec", "true"),
+    ("replay",),
+    ("replay", "--rebuild"),
+    ("aggregate", "account", "account-1", "--snapshot"),
+    ("dlq", "retry", "--all"),
+    ("dlq", "discard", "--all"),
+    ("dlq", "purge", "--yes"),
+    ("redact", "--position", "1", "--field", "data.owner", "--reason", "test", "--yes"),
+    ("upcast", "run", "--in-place"),
+    ("projections", "reset", "okc", "--to", "start", "--execute"),
+    ("seal", "sign", "--key", "SEAL"),
+    ("relay", "REDIS", "--key", "KEY"),
+]
+
+
+@pytest.mark.parametrize("args", WRITING, ids=" ".join)
+def test_a_command_that_writes_a_store_on_a_read_only_file_system_is_exit_6_before_it_acts(read_only_samples, evt_proc, tmp_path, redis_broker, args):
+    mounted, marks = read_only_samples
+    client, prefix = redis_broker
+    ran = marks.read_text()
+    args = [{"SEAL": tmp_path / "seal", "REDIS": REDIS_URL, "KEY": prefix}.get(a, a) for a in args]
+    got = evt_proc(*args, "--config", mounted / "evt.toml")
+    assert (got.exit_code, got.stdout) == (6, "")
+    assert got.stderr in (
+        f"evt: {mounted / 'events.db'} is read-only: the file system is read-only\n",
+        f"evt: {mounted / 'events.db'} is read-only: attempt to write a readonly database\n",
+    )
+    assert marks.read_text() == ran  # no command ran
+    assert list(client.scan_iter(f"{prefix}*")) == []  # nothing published
+
+
+def test_reading_commands_work_on_a_read_only_file_system(read_only_samples, evt_proc):
+    mounted, _ = read_only_samples
+    for args in (("aggregate", "account", "account-1"), ("dlq", "list"), ("projections",), ("upcast", "status"), ("redact", "--position", "1", "--field", "data.owner", "--dry-run")):
+        got = evt_proc(*args, "--config", mounted / "evt.toml")
+        assert (got.exit_code, got.stderr) == (0, ""), args
+
+
+def test_a_projection_with_its_own_target_is_replayed_from_a_read_only_file_system(read_only_samples, evt_proc, tmp_path):
+    mounted, _ = read_only_samples
+    config = tmp_path / "elsewhere.toml"
+    config.write_text(
+        f'db = "{mounted / "events.db"}"\n'
+        f'model = "{mounted / "model.py"}"\n'
+        "[projections.placed]\n"
+        f'target = "{tmp_path / "placed.db"}"\n'
+        'setup = "CREATE TABLE IF NOT EXISTS placed (id TEXT PRIMARY KEY)"\n'
+        "[projections.placed.on]\n"
+        "\"order.placed\" = \"INSERT INTO placed VALUES (json_extract(:data, '$.orderId'))\"\n"
+    )
+    got = evt_proc("replay", "placed", "--config", config)
+    assert (got.exit_code, got.stderr, json.loads(got.stdout)["events"]) == (0, "", 40)
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "placed.db") as conn:
+        assert conn.execute("SELECT count(*) FROM placed").fetchone() == (40,)

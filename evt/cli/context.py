@@ -59,9 +59,17 @@ class Context:
         "Append to the store, creating it only if the append succeeds (``Store.write_creating``)."
         return Store.write_creating(self.db_path, events, validate=validate, **self._options())
 
-    def open(self, *, create: bool = False, with_model: bool = True) -> Store:
-        "The store; read commands never create one (``create=False``)."
-        return Store(self.db_path, create=create, **self._options(with_model))
+    def open(self, *, create: bool = False, with_model: bool = True, write: bool = False) -> Store:
+        """The store; read commands never create one (``create=False``). ``write``: a
+        command that writes it, refused (exit 6) before it starts if it cannot."""
+        store = Store(self.db_path, create=create, **self._options(with_model))
+        if write:
+            try:
+                store.ensure_writable()
+            except BaseException:
+                store.close()
+                raise
+        return store
 
     def open_when_created(self, idle: Callable[[], None] | None = None, poll_interval: float = 0.05) -> tuple[Store, bool]:
         """The store, waiting for the first append to create it if there is none yet.

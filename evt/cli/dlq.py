@@ -105,12 +105,14 @@ def chosen(q, ids, all, consumer):
     return q.chosen(ids or [], all, consumer)
 
 
-def announce(verb: str, entries: list, dry_run: bool) -> bool:
-    "Say how many entries a command will touch; with --dry-run, print them and change nothing."
+def announce(q, verb: str, entries: list, dry_run: bool) -> bool:
+    """Say how many entries a command will touch; with --dry-run, print them and change
+    nothing. Exit 6 first if a file they are kept in cannot be written."""
     if dry_run:
         say(f"would {verb} {plural(len(entries))} (dry run: nothing changed)")
         emit((e.to_dict() for e in entries), "ndjson" if not sys.stdout.isatty() else "table", COLUMNS)
         return False
+    q.ensure_writable(entries)
     say(f"{verb.rstrip('e')}ing {plural(len(entries))}")
     return True
 
@@ -132,7 +134,7 @@ def retry(
     """
     q = queue(db, config, model, keys)
     entries = chosen(q, ids, all, consumer)
-    if not announce("retry", entries, dry_run):
+    if not announce(q, "retry", entries, dry_run):
         return 0
     failed = [(e, error) for e, error in q.retry(entries) if error is not None]
     for entry, error in failed:
@@ -158,7 +160,7 @@ def discard(
     """Delete dead letters without handling their events."""
     q = queue(db, config, model, keys)
     entries = chosen(q, ids, all, consumer)
-    if announce("discard", entries, dry_run):
+    if announce(q, "discard", entries, dry_run):
         q.discard(entries)
     return 0
 
@@ -182,7 +184,7 @@ def purge(
     if consumer is None and not dry_run and not yes and not confirmed(entries):
         say("nothing purged")
         return 0
-    if announce("purge", entries, dry_run):
+    if announce(q, "purge", entries, dry_run):
         q.discard(entries)
     return 0
 

@@ -43,7 +43,7 @@ def forget(
 
     fmt = choose_format(format)
     ctx = Context(db, config, model, keys)
-    store = ctx.open()
+    store = ctx.open(write=True)
     try:
         result = forget_subject(store, subject, rebuild=rebuild_projections, config=ctx.config, model=ctx.model(), say=say)
     finally:

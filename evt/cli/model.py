@@ -95,7 +95,7 @@ def aggregate(
     agg = aggregates.get_aggregate(ctx.require_model(), name)
     fmt = choose_format(format)
     at_time = parse_time_bound(at, "--at") if at else None
-    store = ctx.open()
+    store = ctx.open(write=snapshot)
     if history:
         steps = aggregates.history(store, agg, stream, at_revision=at_revision, at=at_time)
         print_history(steps, fmt)

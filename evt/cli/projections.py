@@ -332,7 +332,7 @@ def consume(
     from .log import build_filter
 
     ctx = Context(db, config, model, keys)
-    store = ctx.open()
+    store = ctx.open(write=True)  # a consumer's position is kept in the store
     known = configured(ctx.config, ctx.model())
     if name in known:
         what = "reactor" if known[name].kind == "reactor" else "projection"

@@ -56,7 +56,7 @@ def redact(
         raise UsageError("evt redact needs --reason TEXT: why these events are redacted (it is kept in the audit record)")
     fmt = choose_format(format)
     ctx = Context(db, config, model)
-    store = ctx.open()
+    store = ctx.open(write=not dry_run)
     if dry_run:
         result = redaction.dry_run(store, selection, fields)
     elif not yes and not confirmed(redaction.dry_run(store, selection, fields)):

@@ -112,7 +112,7 @@ def relay(
     given = filter_flags(event_stream, category, type, exact_type, correlation_id, since, until)
     nats = {"stream": stream, "subject": subject, "subject_per_category": subject_per_category} if scheme == "nats" else {}
     target = target_for(url, key=key, key_per_category=key_per_category, maxlen=maxlen, exchange=exchange, cloudevents=cloudevents, **nats)
-    store = Context(db, config, keys=keys).open(with_model=False)
+    store = Context(db, config, keys=keys).open(with_model=False, write=True)  # its position is kept in the store
     if name is None and given:
         name = f"{target.name} [{given}]"  # another selection is another relay, with a position of its own
     return summarized(

@@ -57,7 +57,7 @@ def sign(key: PrivateKey, format: Format = None, db: Db = None, config: ConfigFi
     from ..ops.seals import seal
 
     fmt = choose_format(format)
-    store = Context(db, config).open(with_model=False)
+    store = Context(db, config).open(with_model=False, write=True)
     try:
         emit([seal(store, key)], fmt, SEAL_COLUMNS)
     finally:

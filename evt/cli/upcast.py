@@ -81,7 +81,7 @@ def run(
     ctx = Context(db, config, model, keys)
     if ctx.model() is None:
         raise ConfigError("no model: upcasters are declared in the user's model (pass --model, set EVT_MODEL, or add model = \"model.py\" to evt.toml)")
-    store = ctx.open()
+    store = ctx.open(write=in_place)
     if dry_run:
         result = upcasting.dry_run(store, sample)
     elif out is not None:

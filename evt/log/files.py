@@ -11,7 +11,7 @@ import glob
 import os
 import stat
 
-from ..errors import Conflict, UsageError
+from ..errors import Conflict, StoreReadOnly, UsageError
 
 SQLITE_SUFFIXES = ("", "-wal", "-shm", "-journal", "-lock")  # -lock: the writers' queue (evt.log.writers)
 
@@ -138,3 +138,27 @@ def create_like(path: str, source: str) -> None:
         os.fchmod(fd, mode)  # the umask took some bits away: the store's bits, exactly
     finally:
         os.close(fd)
+
+
+def on_read_only_filesystem(path: str) -> bool:
+    "Whether the folder of ``path`` is on a file system mounted read-only."
+    try:
+        return bool(os.statvfs(os.path.dirname(path) or os.curdir).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def ensure_writable(path: str) -> None:
+    """``StoreReadOnly`` (exit 6) unless this user can write the SQLite file at ``path``
+    (an events store, a projection's target): the file, and its folder where SQLite
+    keeps the -wal and -shm files (unless those exist and may be written)."""
+    folder = os.path.dirname(path) or os.curdir
+    if on_read_only_filesystem(path):
+        reason = "the file system is read-only"
+    elif not os.access(path, os.W_OK):
+        reason = "this user may not write the file"
+    elif not os.access(folder, os.W_OK | os.X_OK) and not all(os.access(path + s, os.W_OK) for s in ("-wal", "-shm")):
+        reason = f"this user may not write its folder {folder} (where SQLite keeps the -wal and -shm files)"
+    else:
+        return
+    raise StoreReadOnly(f"{path} is read-only: {reason}")

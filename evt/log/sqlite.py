@@ -45,6 +45,9 @@ from ..errors import (
 SQLITE_BUSY = 5  # "database is locked": another connection holds the lock
 SQLITE_CORRUPT = 11  # "database disk image is malformed"
 SQLITE_NOTADB = 26  # "file is not a database"
+# What the file or its surroundings did, never the SQL run: no permission, busy, locked,
+# read-only, an I/O error, damaged, full, cannot be opened, not a database.
+ENVIRONMENT = frozenset({3, SQLITE_BUSY, 6, 8, 10, SQLITE_CORRUPT, 13, 14, SQLITE_NOTADB})
 
 
 def primary_code(e: sqlite3.Error) -> int:
@@ -81,6 +84,19 @@ class translate_errors:
             if translated is not error:
                 raise translated from error
         return False  # anything else (and what passes through) goes on as it was
+
+
+class translate_environment(translate_errors):
+    """``translate_errors`` for what the file or its surroundings did (read-only, full,
+    locked, damaged), around SQL evt does not write itself (a caller's transaction):
+    errors in the SQL pass through as sqlite3 raised them."""
+
+    __slots__ = ()
+
+    def __exit__(self, kind: Any, error: Any, traceback: Any) -> bool:
+        if kind is not None and issubclass(kind, sqlite3.DatabaseError) and primary_code(error) in ENVIRONMENT:
+            return super().__exit__(kind, error, traceback)
+        return False
 
 
 def _translated(path: str, e: sqlite3.DatabaseError) -> BaseException:

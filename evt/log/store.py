@@ -34,7 +34,7 @@ from .envelope import ANY, Event, NewEvent, load_stored, loads
 from .filters import MAX_INTEGER, Filter, renamed_type_condition, text_argument
 from .hooks import ModelHooks
 from .keys import MARK, SQL_FLAG, Decryptor, Keys
-from .sqlite import connect, corrupted, translate_errors
+from .sqlite import connect, corrupted, translate_environment, translate_errors
 from .timestamps import now
 from .writers import WriterQueue
 
@@ -138,7 +138,7 @@ class Store:
         try:
             conn = self._connect()
         except StoreUnavailable:
-            if self._immutable or not (os.path.exists(self.path) and _on_read_only_filesystem(self.path)):
+            if self._immutable or not (os.path.exists(self.path) and files.on_read_only_filesystem(self.path)):
                 raise
             # SQLite cannot make the -shm file a WAL store needs for reading there; nothing
             # can change the file either, so it may be read as immutable.
@@ -328,7 +328,8 @@ class Store:
         conn = self.conn
         writers.begin(conn, self.queue, self.path, self.busy_timeout if timeout is None else timeout, self._busy_timeout_of(conn))
         try:
-            yield conn
+            with translate_environment(self.path):  # a read-only or full file is exit 6, whatever SQL finds it
+                yield conn
         except BaseException:
             writers.rollback(conn, self.queue)
             raise
@@ -648,6 +649,14 @@ class Store:
                     idle()
                 time.sleep(poll_interval)
 
+    def ensure_writable(self) -> None:
+        """``StoreReadOnly`` (exit 6) unless this user can write the store: for a command
+        that writes it, before it does anything else (a relay before it publishes, a
+        consumer before it runs its command)."""
+        if self.path == ":memory:":
+            return
+        files.ensure_writable(self.path)
+
     def _data_version(self) -> tuple[int, int]:
         "What changes when another connection commits (or follow() had to reopen the store)."
         if self._watched is not None:
@@ -943,13 +952,6 @@ class _Connection:
                 pass
 
 
-def _on_read_only_filesystem(path: str) -> bool:
-    try:
-        return bool(os.statvfs(os.path.dirname(path) or os.curdir).f_flag & os.ST_RDONLY)
-    except OSError:
-        return False
-
-
 def _read_as_it_stands(path: str) -> bool:
     """Whether a store is to be read as immutable, creating nothing beside it.
 
@@ -1000,7 +1002,7 @@ def _create_with(cls, path: str, events: Iterable[NewEvent], validate: bool, opt
     folder = os.path.dirname(path) or os.curdir
     if not os.path.isdir(folder):
         raise StoreUnavailable(f"cannot create {path}: folder {os.path.dirname(os.path.abspath(path))} does not exist")
-    if _on_read_only_filesystem(path):
+    if files.on_read_only_filesystem(path):
         raise StoreReadOnly(f"cannot create {path}: the file system is read-only")
     staging_path = files.temporary_name(path, STAGING)
     files.remove_abandoned(glob.escape(path), STAGING)

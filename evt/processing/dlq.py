@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from ..config import Config
+from ..log import files
 from ..log.filters import text_argument
 from ..log.sqlite import connect
 from ..log.store import Store
@@ -141,6 +142,11 @@ class DeadLetterQueue:
                 yield conn
         finally:
             target.close()
+
+    def ensure_writable(self, entries: list[DeadLetter]) -> None:
+        "``StoreReadOnly`` (exit 6) if a file these dead letters are kept in cannot be written."
+        for path in dict.fromkeys(entry.path for entry in entries):
+            files.ensure_writable(path)
 
     def discard(self, entries: list[DeadLetter]) -> int:
         "Delete these dead letters (their events stay unhandled by that consumer)."

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator
 from ..errors import EvtError, HandlerFailed, OutputClosed, join_lines
 from ..log import checkpoints, files, writers
 from ..log.filters import Filter, renamed_type_condition
-from ..log.sqlite import connect, translate_errors
+from ..log.sqlite import connect, translate_environment, translate_errors
 from ..log.store import COLUMNS, Store, row_to_event
 from ..log.timestamps import now
 from ..log.writers import WriterQueue
@@ -81,7 +81,8 @@ class Target:
         "One short write transaction on the target."
         self.begin()
         try:
-            yield self.conn
+            with translate_environment(self.path):  # a read-only or full file is exit 6
+                yield self.conn
         except BaseException:
             self.rollback()
             raise
